@@ -1,0 +1,8 @@
+//! The Alibaba Cloud CAS (2020-04-07) and Alidns (2015-01-09) APIs.
+pub mod client;
+pub mod error;
+pub mod model;
+pub mod sign;
+
+pub use client::Client;
+pub use error::{ApiError, ErrorClass};

@@ -1,0 +1,76 @@
+//! The command line: one module per group of subcommands. This is binary code, so `anyhow`
+//! is allowed here; the library below uses `thiserror` enums.
+pub mod daemon;
+pub mod ops;
+pub mod service;
+#[cfg(feature = "sim")]
+pub mod simulate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, distinct so scripts can tell failures apart.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Anything not classified below.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap uses 2 as well).
+    pub const USAGE: u8 = 2;
+    /// Bad configuration file.
+    pub const CONFIG: u8 = 3;
+    /// Credentials missing or rejected (signature, unknown key).
+    pub const AUTH: u8 = 4;
+    /// Quota exhausted or product not bought.
+    pub const QUOTA: u8 = 5;
+    /// Network, throttling, 5xx after retries: try again later.
+    pub const TRANSIENT: u8 = 6;
+    /// The request was refused as invalid (parameters, order state, not found).
+    pub const REFUSED: u8 = 7;
+}
+
+/// cas-certd: keeps Alibaba Cloud CAS certificates issued, deployed and renewed.
+#[derive(Debug, Parser)]
+#[command(name = "cas-certd", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "CAS_CERTD_CONFIG",
+        default_value = "/etc/cas-certd/config.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (what the systemd unit starts).
+    Run(daemon::RunArgs),
+    /// Validate the configuration, the credentials and the remaining quota.
+    Check(daemon::CheckArgs),
+    /// Show every certificate's state (asks the running daemon, or reads the store).
+    Status(daemon::StatusArgs),
+    /// Ask the running daemon to renew a certificate now.
+    Renew(daemon::RenewArgs),
+    /// Show the quota of a product (DescribePackageState).
+    Package(ops::PackageArgs),
+    /// List orders (ListUserCertificateOrder).
+    Orders(ops::OrdersArgs),
+    /// Inspect or act on one order.
+    #[command(subcommand)]
+    Order(ops::OrderCommand),
+    /// Run the CAS + Alidns simulator with a local test CA.
+    #[cfg(feature = "sim")]
+    Simulate(simulate::SimulateArgs),
+    /// Zero-setup demo: simulator + daemon in one process, certificates into ./demo.
+    #[cfg(feature = "sim")]
+    Demo(daemon::DemoArgs),
+    /// Print shell completions.
+    Completions(service::CompletionsArgs),
+    /// Print the man page (roff).
+    Man(service::ManArgs),
+}

@@ -1,0 +1,158 @@
+//! The validated configuration: what the rest of the daemon consumes. Built from the raw TOML
+//! by `config::load`/`config::parse`; every value here has already been checked.
+//!
+//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): add fields freely, do not rename these.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cas::model::Contact;
+
+/// Which RPC signature the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub enum SignatureVersion {
+    #[default]
+    V1,
+    V3,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where this config was read from (for messages and reload).
+    pub source: Option<PathBuf>,
+    /// sled database directory.
+    pub state_dir: PathBuf,
+    /// `<output_dir>/<name>/{cert,chain,fullchain,privkey}.pem`.
+    pub output_dir: PathBuf,
+    /// Cron expression with seconds, checked to parse.
+    pub check_schedule: String,
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub log_format: LogFormat,
+    pub cas: CasSettings,
+    pub alidns: AlidnsSettings,
+    pub credentials: CredentialsSettings,
+    pub metrics: Option<MetricsSettings>,
+    /// Control socket for `status`/`renew` while running; default `<state_dir>/control.sock`.
+    pub control_socket: PathBuf,
+    /// At most this many certificates are worked on at once.
+    pub concurrency: usize,
+    pub certificates: Vec<Certificate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CasSettings {
+    /// Full URL; `http://` only for loopback.
+    pub endpoint: url::Url,
+    pub signature: SignatureVersion,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Client-side limit per action, calls per second, unless overridden in `qps_overrides`.
+    pub qps: f64,
+    pub qps_overrides: Vec<(String, f64)>,
+    /// Retry budget per call.
+    pub max_attempts: u32,
+    pub max_retry_time: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlidnsSettings {
+    pub endpoint: url::Url,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CredentialsSettings {
+    /// A credentials file named in the config (INI or `key = value`), mode 0600 or stricter.
+    pub file: Option<PathBuf>,
+    /// ECS RAM role name for the metadata service.
+    pub ecs_ram_role: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    pub listen: std::net::SocketAddr,
+}
+
+/// Key algorithm for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum KeyKind {
+    EcdsaP256,
+    EcdsaP384,
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    /// CAS makes the key (no CSR sent; PrivateKey returned at issuance).
+    Cas,
+}
+
+/// When to renew.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RenewBefore {
+    /// Renew when less than this fraction of the lifetime is left (0 < f < 1).
+    Fraction(f64),
+    /// Renew when less than this is left.
+    Duration(Duration),
+}
+
+/// How control of the domains is proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// FILE: write the challenge under `webroot` (never for wildcards).
+    File { webroot: PathBuf },
+    /// DNS TXT through Alidns; the zone is found by suffix unless given.
+    Alidns { zone: Option<String> },
+    /// A user program called as `argv... present|cleanup` with env vars, with a timeout.
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    /// Log what to publish and wait; `validate_type` chooses DNS or FILE.
+    Manual {
+        validate_type: crate::cas::model::ValidateType,
+    },
+}
+
+/// Owner/group/mode of deployed files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOwnership {
+    /// User name or numeric uid; `None` keeps the daemon's.
+    pub owner: Option<String>,
+    /// Group name or numeric gid; when set, the key is 0640 with this group.
+    pub group: Option<String>,
+    pub cert_mode: u32,
+    pub key_mode: u32,
+}
+
+/// A reload hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// argv; run without a shell.
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// One certificate the operator wants kept. Per-certificate settings with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    /// Unique, safe as a directory name.
+    pub name: String,
+    /// A-labels, lower case, validated; ≤ 5; all wildcard or all plain.
+    pub domains: Vec<String>,
+    pub validation: Validation,
+    pub product_code: String,
+    pub key: KeyKind,
+    pub renew_before: RenewBefore,
+    pub contact: Contact,
+    pub reload: Option<Hook>,
+    pub files: FileOwnership,
+    /// Old versioned directories kept after a deploy.
+    pub keep_versions: usize,
+}

@@ -1,0 +1,36 @@
+//! # cas-certd
+//!
+//! A certificate lifecycle daemon for the Alibaba Cloud SSL Certificates Service (CAS).
+//!
+//! # Layout
+//! - [`cas`]: the CAS and Alidns APIs — signer, typed actions, errors, retries, rate limit.
+//! - [`credentials`]: where the AccessKey comes from (env, CLI profile, INI, file, systemd, ECS role).
+//! - [`secret`]: a string type that never prints itself.
+//! - [`config`]: TOML desired state → validated config; diffs for reload.
+//! - [`store`]: sled records, versioned; the only module that knows keys and trees.
+//! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
+//! - [`validation`]: proving control of a domain — webroot file, Alidns TXT, command, manual.
+//! - [`deploy`]: atomic PEM sets (versioned directory + symlink swap), permissions, key/cert match.
+//! - [`hook`]: running reload hooks (argv, timeout, process group, capped output).
+//! - [`daemon`]: the event loop — schedule, signals, reload, shutdown.
+//! - [`control`]: the 0600 unix socket through which `status` and `renew` talk to a running daemon.
+//! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
+//! - [`metrics`]: the optional Prometheus endpoint.
+//! - [`logging`]: tracing set-up, text or JSON.
+//! - [`sim`]: the CAS + Alidns simulator with a local test CA (feature `sim`).
+pub mod cas;
+pub mod config;
+pub mod control;
+pub mod credentials;
+pub mod daemon;
+pub mod deploy;
+pub mod hook;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod secret;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod store;
+pub mod validation;
