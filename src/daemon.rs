@@ -1,1 +1,1 @@
-//! (placeholder: filled by its issue)
+//! The event loop: schedule, signals (SIGHUP reload, SIGTERM drain), sd_notify, shutdown.

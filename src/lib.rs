@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
 //! - [`validation`]: proving control of a domain — webroot file, Alidns TXT, command, manual.
 //! - [`deploy`]: atomic PEM sets (versioned directory + symlink swap), permissions, key/cert match.
+//! - [`keys`]: private keys and CSRs made locally.
 //! - [`hook`]: running reload hooks (argv, timeout, process group, capped output).
 //! - [`daemon`]: the event loop — schedule, signals, reload, shutdown.
 //! - [`control`]: the 0600 unix socket through which `status` and `renew` talk to a running daemon.
@@ -25,6 +26,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod deploy;
 pub mod hook;
+pub mod keys;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

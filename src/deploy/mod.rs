@@ -1,1 +1,101 @@
-//! (placeholder: filled by its issue)
+//! Deploying a certificate: checks before install, the atomic versioned set, permissions.
+//!
+//! INTERFACE PINNED FOR PARALLEL WORK — bodies filled by issue 4 (config/deploy work).
+#![allow(unused_variables)]
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::FileOwnership;
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("certificate does not parse: {0}")]
+    BadCertificate(String),
+    #[error("private key does not parse: {0}")]
+    BadKey(String),
+    #[error("the certificate's public key does not match our private key")]
+    KeyMismatch,
+    #[error("the certificate names {got:?}, the configuration asks for {want:?}")]
+    WrongNames { got: Vec<String>, want: Vec<String> },
+    #[error("the certificate expired at {0}")]
+    Expired(DateTime<Utc>),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What gets installed: leaf, the rest of the chain, and our key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PemSet {
+    /// The leaf certificate, PEM.
+    pub cert_pem: String,
+    /// Intermediates, PEM, possibly empty.
+    pub chain_pem: String,
+    pub key_pem: Secret,
+}
+
+/// Facts about a certificate that passed the checks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertInfo {
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub serial_hex: String,
+    /// SAN DNS names, lower case.
+    pub names: Vec<String>,
+    /// Hex SHA-256 of the leaf DER.
+    pub fingerprint_sha256: String,
+}
+
+/// Paths of an installed set (through the `live` symlink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub dir: PathBuf,
+    pub cert: PathBuf,
+    pub chain: PathBuf,
+    pub fullchain: PathBuf,
+    pub key: PathBuf,
+    pub info: CertInfo,
+}
+
+/// Splits a CAS `Certificate` field (PEM chain, leaf first) into leaf and chain.
+pub fn split_chain(pem_chain: &str) -> Result<(String, String), DeployError> {
+    todo!("issue 4")
+}
+
+/// The checks before deploying: the key is ours, SANs are exactly `domains`, the chain parses,
+/// notAfter is after `now`.
+pub fn check(
+    set: &PemSet,
+    domains: &[String],
+    now: DateTime<Utc>,
+) -> Result<CertInfo, DeployError> {
+    todo!("issue 4")
+}
+
+/// Installs `set` as `<output_dir>/<name>/` atomically (versioned directory, fsynced, one
+/// symlink renamed into place, directory fsynced); keeps `keep_versions` old versions.
+pub fn install(
+    output_dir: &Path,
+    name: &str,
+    set: &PemSet,
+    files: &FileOwnership,
+    keep_versions: usize,
+) -> Result<Deployed, DeployError> {
+    todo!("issue 4")
+}
+
+/// Reads the live set of `name`, if any, and returns its info when the pair is intact and
+/// matches `expected_fingerprint`; `Ok(None)` when missing, altered or mismatched (restore it).
+pub fn inspect_live(
+    output_dir: &Path,
+    name: &str,
+    expected_fingerprint: &str,
+) -> Result<Option<CertInfo>, DeployError> {
+    todo!("issue 4")
+}

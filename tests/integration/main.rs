@@ -1,0 +1,11 @@
+//! Integration tests: one binary (so the crate is linked once), one module per area. They run
+//! the real `cas-certd` binary and the simulator as separate processes on loopback.
+mod support;
+
+mod client_cli;
+mod client_interop;
+mod config_errors;
+mod daemon_e2e;
+mod deploy_files;
+mod service;
+mod sim_sdk;
