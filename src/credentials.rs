@@ -2,8 +2,12 @@
 //! profile file, the INI credentials file, a file named in the config, systemd credentials,
 //! the ECS RAM role (refreshed before expiry).
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK — bodies filled by issue 2.
-#![allow(unused_variables)]
+//! A credentials file that group or others can read is refused: a leaked AccessKey can spend
+//! the account's quota. Secrets are held in [`Secret`] so no `Debug` shows them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::CredentialsSettings;
 use crate::secret::Secret;
@@ -31,25 +35,725 @@ pub struct AccessKey {
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// The default ECS metadata service.
+pub const ECS_METADATA_ENDPOINT: &str = "http://100.100.100.200";
+/// Temporary credentials are refreshed this long before they expire.
+const REFRESH_BEFORE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// A source of credentials; refreshes temporary ones before they expire. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Credentials {}
+pub struct Credentials {
+    inner: Arc<Source>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Fixed { key: AccessKey, from: String },
+    Ecs(EcsRole),
+}
+
+#[derive(Debug)]
+struct EcsRole {
+    /// None: ask the metadata service which role is attached.
+    role: Option<String>,
+    endpoint: String,
+    cache: tokio::sync::Mutex<Option<AccessKey>>,
+}
 
 impl Credentials {
     /// Finds credentials in the SDKs' order; `describe()` says where they came from.
     pub fn resolve(settings: &CredentialsSettings) -> Result<Credentials, CredentialsError> {
-        todo!("issue 2")
+        Self::resolve_with(settings, &|k| std::env::var(k).ok())
     }
+
+    /// [`Credentials::resolve`] with an explicit environment (tests).
+    pub fn resolve_with(
+        settings: &CredentialsSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, CredentialsError> {
+        let mut tried = Vec::new();
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        let fixed = |key: AccessKey, from: String| Credentials {
+            inner: Arc::new(Source::Fixed { key, from }),
+        };
+
+        // 1. Environment.
+        match (
+            get("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+            get("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        ) {
+            (Some(id), Some(secret)) => {
+                let key = AccessKey {
+                    id,
+                    secret: Secret::new(secret),
+                    security_token: get("ALIBABA_CLOUD_SECURITY_TOKEN").map(Secret::new),
+                    expires: None,
+                };
+                return Ok(fixed(key, "environment".into()));
+            }
+            (Some(_), None) => {
+                tried.push("environment (ALIBABA_CLOUD_ACCESS_KEY_SECRET unset)".into())
+            }
+            _ => tried.push("environment".to_string()),
+        }
+        let home = get("HOME").map(PathBuf::from);
+        let profile = get("ALIBABA_CLOUD_PROFILE");
+
+        // 2. The aliyun CLI profile file.
+        let (cli_path, explicit) = match get("ALIBABA_CLOUD_CONFIG_FILE") {
+            Some(p) => (Some(PathBuf::from(p)), true),
+            None => (home.as_ref().map(|h| h.join(".aliyun/config.json")), false),
+        };
+        if let Some(path) = cli_path {
+            if let Some(text) = read_private(&path, explicit)? {
+                if let Some(key) = cli_profile(&path, &text, profile.as_deref())? {
+                    return Ok(fixed(key, path.display().to_string()));
+                }
+            }
+            tried.push(path.display().to_string());
+        }
+
+        // 3. The SDKs' INI credentials file.
+        let (ini_path, explicit) = match get("ALIBABA_CLOUD_CREDENTIALS_FILE") {
+            Some(p) => (Some(PathBuf::from(p)), true),
+            None => (
+                home.as_ref().map(|h| h.join(".alibabacloud/credentials")),
+                false,
+            ),
+        };
+        if let Some(path) = ini_path {
+            if let Some(text) = read_private(&path, explicit)? {
+                let section = profile.as_deref().unwrap_or("default");
+                match ini_key(&path, &text, section)? {
+                    IniKey::Key(key) => return Ok(fixed(key, path.display().to_string())),
+                    IniKey::EcsRole(role) => {
+                        return Ok(Self::ecs(Some(role), env));
+                    }
+                    IniKey::None => {}
+                }
+            }
+            tried.push(path.display().to_string());
+        }
+
+        // 4. A file named in the config: it was asked for, so it must exist.
+        if let Some(path) = &settings.file {
+            let text = read_private(path, true)?.unwrap_or_default();
+            let section = profile.as_deref().unwrap_or("default");
+            match ini_key(path, &text, section)? {
+                IniKey::Key(key) => return Ok(fixed(key, path.display().to_string())),
+                IniKey::EcsRole(role) => return Ok(Self::ecs(Some(role), env)),
+                IniKey::None => {
+                    return Err(CredentialsError::File {
+                        path: path.clone(),
+                        reason: "no access_key_id and access_key_secret in it".into(),
+                    })
+                }
+            }
+        }
+
+        // 5. systemd credentials (LoadCredential=access_key_id:..., access_key_secret:...).
+        if let Some(dir) = get("CREDENTIALS_DIRECTORY").map(PathBuf::from) {
+            let id_path = dir.join("access_key_id");
+            let secret_path = dir.join("access_key_secret");
+            if let (Some(id), Some(secret)) = (
+                read_private(&id_path, false)?,
+                read_private(&secret_path, false)?,
+            ) {
+                let token = read_private(&dir.join("security_token"), false)?;
+                let key = AccessKey {
+                    id: id.trim().to_string(),
+                    secret: Secret::new(secret.trim()),
+                    security_token: token
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .map(Secret::new),
+                    expires: None,
+                };
+                if !key.id.is_empty() && !key.secret.is_empty() {
+                    return Ok(fixed(
+                        key,
+                        format!("systemd credentials in {}", dir.display()),
+                    ));
+                }
+            }
+            tried.push(format!("systemd credentials in {}", dir.display()));
+        }
+
+        // 6. ECS RAM role, only when asked for (the metadata address is not ours to probe).
+        if let Some(role) = settings
+            .ecs_ram_role
+            .clone()
+            .or_else(|| get("ALIBABA_CLOUD_ECS_METADATA"))
+        {
+            return Ok(Self::ecs(Some(role).filter(|r| !r.is_empty()), env));
+        }
+        tried.push("ECS RAM role (not configured)".into());
+        Err(CredentialsError::NotFound {
+            tried: tried.join(", "),
+        })
+    }
+
+    fn ecs(role: Option<String>, env: &dyn Fn(&str) -> Option<String>) -> Credentials {
+        let endpoint = env("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT")
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| ECS_METADATA_ENDPOINT.to_string());
+        Credentials {
+            inner: Arc::new(Source::Ecs(EcsRole {
+                role,
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                cache: tokio::sync::Mutex::new(None),
+            })),
+        }
+    }
+
     /// Fixed credentials (tests, the demo).
     pub fn fixed(key: AccessKey) -> Credentials {
-        todo!("issue 2")
+        Credentials {
+            inner: Arc::new(Source::Fixed {
+                key,
+                from: "fixed".into(),
+            }),
+        }
     }
+
     /// The current key, refreshed if it is about to expire.
     pub async fn get(&self) -> Result<AccessKey, CredentialsError> {
-        todo!("issue 2")
+        match &*self.inner {
+            Source::Fixed { key, .. } => Ok(key.clone()),
+            Source::Ecs(e) => {
+                let mut cache = e.cache.lock().await;
+                if let Some(k) = cache.as_ref() {
+                    let fresh = k
+                        .expires
+                        .is_none_or(|t| t - REFRESH_BEFORE > chrono::Utc::now());
+                    if fresh {
+                        return Ok(k.clone());
+                    }
+                }
+                let k = e.fetch().await?;
+                *cache = Some(k.clone());
+                Ok(k)
+            }
+        }
     }
+
     /// Where they came from, e.g. "environment" or "/etc/cas-certd/credentials" — never the secret.
     pub fn describe(&self) -> String {
-        todo!("issue 2")
+        match &*self.inner {
+            Source::Fixed { from, .. } => from.clone(),
+            Source::Ecs(e) => match &e.role {
+                Some(r) => format!("ECS RAM role {r}"),
+                None => "ECS RAM role".into(),
+            },
+        }
+    }
+}
+
+impl EcsRole {
+    async fn fetch(&self) -> Result<AccessKey, CredentialsError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| CredentialsError::Ecs(e.to_string()))?;
+        let base = format!(
+            "{}/latest/meta-data/ram/security-credentials/",
+            self.endpoint
+        );
+        let role = match &self.role {
+            Some(r) => r.clone(),
+            None => {
+                let text = get_text(&http, &base).await?;
+                let r = text.lines().next().unwrap_or("").trim().to_string();
+                if r.is_empty() {
+                    return Err(CredentialsError::Ecs(
+                        "no RAM role attached to this instance".into(),
+                    ));
+                }
+                r
+            }
+        };
+        if !role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(CredentialsError::Ecs(format!("invalid role name {role:?}")));
+        }
+        let text = get_text(&http, &format!("{base}{role}")).await?;
+        parse_ecs_answer(&text)
+    }
+}
+
+async fn get_text(http: &reqwest::Client, url: &str) -> Result<String, CredentialsError> {
+    let r = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| CredentialsError::Ecs(format!("{url}: {e}")))?;
+    let status = r.status();
+    let text = r
+        .text()
+        .await
+        .map_err(|e| CredentialsError::Ecs(format!("{url}: {e}")))?;
+    if !status.is_success() {
+        return Err(CredentialsError::Ecs(format!("{url}: HTTP {status}")));
+    }
+    Ok(text)
+}
+
+fn parse_ecs_answer(text: &str) -> Result<AccessKey, CredentialsError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        code: Option<String>,
+        access_key_id: Option<String>,
+        access_key_secret: Option<Secret>,
+        security_token: Option<Secret>,
+        expiration: Option<String>,
+    }
+    let a: Answer = serde_json::from_str(text)
+        .map_err(|e| CredentialsError::Ecs(format!("unreadable metadata answer: {e}")))?;
+    if a.code.as_deref() != Some("Success") {
+        return Err(CredentialsError::Ecs(format!(
+            "metadata service answered Code {:?}",
+            a.code.unwrap_or_default()
+        )));
+    }
+    let expires = match a.expiration {
+        Some(e) => Some(
+            chrono::DateTime::parse_from_rfc3339(&e)
+                .map_err(|err| CredentialsError::Ecs(format!("bad Expiration {e:?}: {err}")))?
+                .with_timezone(&chrono::Utc),
+        ),
+        None => None,
+    };
+    match (a.access_key_id, a.access_key_secret) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok(AccessKey {
+            id,
+            secret,
+            security_token: a.security_token.filter(|t| !t.is_empty()),
+            expires,
+        }),
+        _ => Err(CredentialsError::Ecs(
+            "metadata answer without a key".into(),
+        )),
+    }
+}
+
+/// Reads a credentials file, refusing one that group or others can read. `Ok(None)` when it
+/// does not exist and was not explicitly asked for.
+fn read_private(path: &Path, explicit: bool) -> Result<Option<String>, CredentialsError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let err = |reason: String| CredentialsError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(e) => return Err(err(format!("cannot read: {e}"))),
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(err(format!(
+            "readable by group or others (mode {:04o}); it holds a secret: run `chmod 600 {}`",
+            mode & 0o7777,
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| err(format!("cannot read: {e}")))
+}
+
+/// The aliyun CLI `config.json`: the named profile (or `current`), modes AK and StsToken.
+fn cli_profile(
+    path: &Path,
+    text: &str,
+    wanted: Option<&str>,
+) -> Result<Option<AccessKey>, CredentialsError> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        current: Option<String>,
+        #[serde(default)]
+        profiles: Vec<Profile>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Profile {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        mode: String,
+        #[serde(default)]
+        access_key_id: String,
+        #[serde(default)]
+        access_key_secret: Secret,
+        #[serde(default)]
+        sts_token: Secret,
+    }
+    let f: File = serde_json::from_str(text).map_err(|e| CredentialsError::File {
+        path: path.to_path_buf(),
+        reason: format!("not a CLI profile file: {e}"),
+    })?;
+    let name = wanted
+        .map(str::to_string)
+        .or(f.current)
+        .unwrap_or_else(|| "default".into());
+    let Some(p) = f.profiles.into_iter().find(|p| p.name == name) else {
+        return Ok(None);
+    };
+    let token = match p.mode.as_str() {
+        "AK" => None,
+        "StsToken" => Some(p.sts_token).filter(|t| !t.is_empty()),
+        other => {
+            return Err(CredentialsError::File {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "profile {name}: mode {other:?} is not supported (use AK or StsToken)"
+                ),
+            })
+        }
+    };
+    if p.access_key_id.is_empty() || p.access_key_secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(AccessKey {
+        id: p.access_key_id,
+        secret: p.access_key_secret,
+        security_token: token,
+        expires: None,
+    }))
+}
+
+enum IniKey {
+    Key(AccessKey),
+    EcsRole(String),
+    None,
+}
+
+/// Parses INI text; lines before any section header belong to the section "".
+fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
+    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().trim_matches('"').to_string();
+            out.entry(section.clone())
+                .or_default()
+                .insert(k.trim().to_ascii_lowercase(), v);
+        }
+    }
+    out
+}
+
+/// The key in `section` of an INI file (or in bare `key = value` lines).
+fn ini_key(path: &Path, text: &str, section: &str) -> Result<IniKey, CredentialsError> {
+    let ini = parse_ini(text);
+    let Some(s) = ini.get(section).or_else(|| ini.get("")) else {
+        return Ok(IniKey::None);
+    };
+    let kind = s.get("type").map(String::as_str).unwrap_or("access_key");
+    match kind {
+        "access_key" | "sts" => {
+            let (Some(id), Some(secret)) = (s.get("access_key_id"), s.get("access_key_secret"))
+            else {
+                return Ok(IniKey::None);
+            };
+            if id.is_empty() || secret.is_empty() {
+                return Ok(IniKey::None);
+            }
+            Ok(IniKey::Key(AccessKey {
+                id: id.clone(),
+                secret: Secret::new(secret.as_str()),
+                security_token: s
+                    .get("security_token")
+                    .or_else(|| s.get("sts_token"))
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Secret::new(t.as_str())),
+                expires: None,
+            }))
+        }
+        "ecs_ram_role" => match s.get("role_name").filter(|r| !r.is_empty()) {
+            Some(r) => Ok(IniKey::EcsRole(r.clone())),
+            None => Ok(IniKey::None),
+        },
+        other => Err(CredentialsError::File {
+            path: path.to_path_buf(),
+            reason: format!("[{section}] type = {other} is not supported (use access_key)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    fn write(dir: &Path, name: &str, mode: u32, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&p)
+            .expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        p
+    }
+
+    fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    async fn key_of(c: &Credentials) -> AccessKey {
+        c.get().await.expect("key")
+    }
+
+    #[tokio::test]
+    async fn environment_comes_first() {
+        let d = tempfile::tempdir().expect("tmp");
+        write(
+            d.path(),
+            ".alibabacloud/credentials",
+            0o600,
+            "[default]\naccess_key_id = ini\naccess_key_secret = s\n",
+        );
+        let env = env_of(&[
+            ("HOME", d.path().display().to_string()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "envid".into()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "envsecret".into()),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "tok".into()),
+        ]);
+        let c = Credentials::resolve_with(&Default::default(), &env).expect("resolve");
+        assert_eq!(c.describe(), "environment");
+        let k = key_of(&c).await;
+        assert_eq!(k.id, "envid");
+        assert_eq!(k.secret.expose(), "envsecret");
+        assert_eq!(k.security_token.as_ref().map(Secret::expose), Some("tok"));
+        assert!(!format!("{c:?}{k:?}").contains("envsecret"));
+    }
+
+    #[tokio::test]
+    async fn cli_profile_file_modes() {
+        let d = tempfile::tempdir().expect("tmp");
+        write(
+            d.path(),
+            ".aliyun/config.json",
+            0o600,
+            r#"{"current":"work","profiles":[
+              {"name":"default","mode":"AK","access_key_id":"a","access_key_secret":"b"},
+              {"name":"work","mode":"StsToken","access_key_id":"w","access_key_secret":"ws","sts_token":"t","region_id":"cn-hangzhou"}]}"#,
+        );
+        let env = env_of(&[("HOME", d.path().display().to_string())]);
+        let c = Credentials::resolve_with(&Default::default(), &env).expect("resolve");
+        let k = key_of(&c).await;
+        assert_eq!((k.id.as_str(), k.secret.expose()), ("w", "ws"));
+        assert_eq!(k.security_token.as_ref().map(Secret::expose), Some("t"));
+        let env = env_of(&[
+            ("HOME", d.path().display().to_string()),
+            ("ALIBABA_CLOUD_PROFILE", "default".into()),
+        ]);
+        let k = key_of(&Credentials::resolve_with(&Default::default(), &env).expect("r")).await;
+        assert_eq!(k.id, "a");
+        assert!(k.security_token.is_none());
+    }
+
+    #[tokio::test]
+    async fn ini_file_profile_and_type() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = write(
+            d.path(),
+            "creds.ini",
+            0o600,
+            "[default]\ntype = access_key\naccess_key_id = d\naccess_key_secret = ds\n\n[prod]\ntype = access_key\naccess_key_id = p\naccess_key_secret = ps\n",
+        );
+        let env = env_of(&[
+            ("ALIBABA_CLOUD_CREDENTIALS_FILE", p.display().to_string()),
+            ("ALIBABA_CLOUD_PROFILE", "prod".into()),
+        ]);
+        let c = Credentials::resolve_with(&Default::default(), &env).expect("resolve");
+        assert_eq!(c.describe(), p.display().to_string());
+        assert_eq!(key_of(&c).await.id, "p");
+    }
+
+    #[tokio::test]
+    async fn config_named_file_with_bare_lines() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = write(
+            d.path(),
+            "c",
+            0o400,
+            "# cas-certd\naccess_key_id = bare\naccess_key_secret = bs\n",
+        );
+        let s = CredentialsSettings {
+            file: Some(p.clone()),
+            ecs_ram_role: None,
+        };
+        let c = Credentials::resolve_with(&s, &env_of(&[])).expect("resolve");
+        assert_eq!(key_of(&c).await.id, "bare");
+        // A named file that is missing is an error, not a fall-through.
+        let s = CredentialsSettings {
+            file: Some(d.path().join("missing")),
+            ecs_ram_role: None,
+        };
+        assert!(matches!(
+            Credentials::resolve_with(&s, &env_of(&[])),
+            Err(CredentialsError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn group_readable_file_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = write(
+            d.path(),
+            "c",
+            0o640,
+            "access_key_id = x\naccess_key_secret = topsecret\n",
+        );
+        let s = CredentialsSettings {
+            file: Some(p.clone()),
+            ecs_ram_role: None,
+        };
+        let e = Credentials::resolve_with(&s, &env_of(&[])).expect_err("refused");
+        let m = e.to_string();
+        assert!(m.contains(&p.display().to_string()), "{m}");
+        assert!(m.contains("chmod 600"), "{m}");
+        assert!(!m.contains("topsecret"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn systemd_credentials_directory() {
+        let d = tempfile::tempdir().expect("tmp");
+        write(d.path(), "access_key_id", 0o400, "sysid\n");
+        write(d.path(), "access_key_secret", 0o400, "syssecret\n");
+        let env = env_of(&[("CREDENTIALS_DIRECTORY", d.path().display().to_string())]);
+        let c = Credentials::resolve_with(&Default::default(), &env).expect("resolve");
+        let k = key_of(&c).await;
+        assert_eq!((k.id.as_str(), k.secret.expose()), ("sysid", "syssecret"));
+        assert!(c.describe().starts_with("systemd credentials"));
+    }
+
+    #[test]
+    fn nothing_found_lists_what_was_tried() {
+        let d = tempfile::tempdir().expect("tmp");
+        let env = env_of(&[("HOME", d.path().display().to_string())]);
+        let e = Credentials::resolve_with(&Default::default(), &env).expect_err("none");
+        let m = e.to_string();
+        assert!(
+            m.contains("environment") && m.contains("config.json"),
+            "{m}"
+        );
+    }
+
+    /// A metadata service on loopback that counts calls and hands out keys expiring soon.
+    async fn metadata_server(
+        expire_in: chrono::TimeDelta,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let body = if path.ends_with("/security-credentials/") {
+                    "myrole".to_string()
+                } else if path.ends_with("/security-credentials/myrole") {
+                    let i = h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let exp = (chrono::Utc::now() + expire_in).format("%Y-%m-%dT%H:%M:%SZ");
+                    format!(
+                        r#"{{"Code":"Success","AccessKeyId":"STS.id{i}","AccessKeySecret":"sec{i}","SecurityToken":"tok{i}","Expiration":"{exp}","LastUpdated":"x"}}"#
+                    )
+                } else {
+                    String::new()
+                };
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}"), hits)
+    }
+
+    #[tokio::test]
+    async fn ecs_role_refreshes_before_expiry() {
+        // Expiring in 3 minutes: inside the 5-minute refresh window, so every get() refreshes.
+        let (url, hits) = metadata_server(chrono::TimeDelta::minutes(3)).await;
+        let env = env_of(&[("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT", url.clone())]);
+        let s = CredentialsSettings {
+            file: None,
+            ecs_ram_role: Some("myrole".into()),
+        };
+        let c = Credentials::resolve_with(&s, &env).expect("resolve");
+        let k1 = key_of(&c).await;
+        let k2 = key_of(&c).await;
+        assert_eq!(k1.id, "STS.id0");
+        assert_eq!(k2.id, "STS.id1");
+        assert_eq!(k2.security_token.as_ref().map(Secret::expose), Some("tok1"));
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // Expiring in an hour: cached.
+        let (url, hits) = metadata_server(chrono::TimeDelta::hours(1)).await;
+        let env = env_of(&[("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT", url)]);
+        let s = CredentialsSettings {
+            file: None,
+            ecs_ram_role: None,
+        };
+        let env2 = move |k: &str| {
+            if k == "ALIBABA_CLOUD_ECS_METADATA" {
+                Some(String::new())
+            } else {
+                env(k)
+            }
+        };
+        // Empty role name: discovered from the metadata service.
+        let c = Credentials::resolve_with(&s, &env2);
+        assert!(
+            c.is_err(),
+            "an empty ALIBABA_CLOUD_ECS_METADATA is not a role"
+        );
+        let s = CredentialsSettings {
+            file: None,
+            ecs_ram_role: Some(String::new()),
+        };
+        let c = Credentials::resolve_with(&s, &env2).expect("resolve");
+        assert_eq!(key_of(&c).await.id, "STS.id0");
+        assert_eq!(key_of(&c).await.id, "STS.id0");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

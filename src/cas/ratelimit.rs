@@ -1,0 +1,131 @@
+//! Client-side rate limiting: one token bucket per action, shared by every clone of the
+//! client, so a busy daemon stays under each action's QPS instead of earning Throttling.
+//! Callers wait for their turn; they never fail here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Per-action token buckets. Capacity is one second's worth of calls (at least one).
+#[derive(Debug)]
+pub struct RateLimiter {
+    default_qps: f64,
+    overrides: HashMap<String, f64>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// May go negative: a negative balance is the queue of callers already waiting.
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    /// `default_qps` applies to every action not named in `overrides`. A rate ≤ 0 or not
+    /// finite means "no limit".
+    pub fn new(default_qps: f64, overrides: &[(String, f64)]) -> Self {
+        RateLimiter {
+            default_qps,
+            overrides: overrides.iter().cloned().collect(),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The rate for `action`, calls per second.
+    pub fn rate(&self, action: &str) -> f64 {
+        self.overrides
+            .get(action)
+            .copied()
+            .unwrap_or(self.default_qps)
+    }
+
+    /// Reserves one call of `action` and says how long the caller must wait before making it.
+    pub fn reserve(&self, action: &str, now: Instant) -> Duration {
+        let rate = self.rate(action);
+        if !(rate.is_finite() && rate > 0.0) {
+            return Duration::ZERO;
+        }
+        let capacity = rate.max(1.0);
+        // A poisoned lock only means another caller panicked mid-update; the counts are
+        // still usable, so carry on with them.
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let b = buckets.entry(action.to_string()).or_insert(Bucket {
+            tokens: capacity,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(capacity);
+        b.last = now.max(b.last);
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / rate)
+        }
+    }
+
+    /// Waits until a call of `action` may be made.
+    pub async fn acquire(&self, action: &str) {
+        let wait = self.reserve(action, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_paced_per_action() {
+        let l = RateLimiter::new(2.0, &[("Fast".to_string(), 100.0)]);
+        let t0 = Instant::now();
+        // Capacity 2: two immediate calls, then 0.5 s apart.
+        assert_eq!(l.reserve("A", t0), Duration::ZERO);
+        assert_eq!(l.reserve("A", t0), Duration::ZERO);
+        let w3 = l.reserve("A", t0);
+        let w4 = l.reserve("A", t0);
+        assert!((w3.as_secs_f64() - 0.5).abs() < 1e-6, "{w3:?}");
+        assert!((w4.as_secs_f64() - 1.0).abs() < 1e-6, "{w4:?}");
+        // Another action has its own bucket; overrides apply.
+        assert_eq!(l.reserve("B", t0), Duration::ZERO);
+        for _ in 0..100 {
+            assert_eq!(l.reserve("Fast", t0), Duration::ZERO);
+        }
+        assert!(l.reserve("Fast", t0) > Duration::ZERO);
+        // Tokens come back with time.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(l.reserve("A", later), Duration::ZERO);
+    }
+
+    #[test]
+    fn zero_rate_means_unlimited() {
+        let l = RateLimiter::new(0.0, &[]);
+        for _ in 0..1000 {
+            assert_eq!(l.reserve("A", Instant::now()), Duration::ZERO);
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_limiter_paces_concurrent_callers() {
+        let l = std::sync::Arc::new(RateLimiter::new(20.0, &[]));
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..30 {
+            let l = l.clone();
+            tasks.push(tokio::spawn(async move { l.acquire("X").await }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        // 20 immediately, 10 more at 20/s: about 0.5 s.
+        let e = t0.elapsed();
+        assert!(e >= Duration::from_millis(450), "{e:?}");
+        assert!(e < Duration::from_secs(3), "{e:?}");
+    }
+}
