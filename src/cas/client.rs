@@ -553,13 +553,18 @@ fn transport(action: &str, e: &reqwest::Error) -> ApiError {
     } else {
         "connection failed"
     };
-    // The error's source chain names the endpoint and cause, never the request body.
-    let mut detail = format!("{what}: {e}");
+    // The innermost cause says what went wrong (refused, reset, timed out); the URL says
+    // where. Neither carries the request body.
+    let mut cause = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        detail.push_str(&format!(": {s}"));
+        cause = s.to_string();
         src = s.source();
     }
+    let detail = match e.url() {
+        Some(u) => format!("{what} ({}): {cause}", u.as_str()),
+        None => format!("{what}: {cause}"),
+    };
     ApiError::Transport {
         action: action.to_string(),
         detail,
