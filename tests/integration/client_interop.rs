@@ -1,1 +1,231 @@
-//! (placeholder)
+//! Interop: every request our client sends is re-signed by Alibaba's official SDK code
+//! (aliyun-python-sdk-core for v1, alibabacloud-tea-openapi for V3) in `tests/py/sign_server.py`,
+//! which records any disagreement. We drive the real binary against it with both signatures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support;
+
+/// The Python signature-checking server, killed on drop.
+pub struct SignServer {
+    child: Child,
+    pub addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SignServer {
+    /// Starts the server; `args` are extra flags (`--mode 503`, `--client-secret-differs`).
+    pub fn start(args: &[&str]) -> SignServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready = dir.path().join("ready");
+        let log = dir.path().join("log.json");
+        let child = Command::new(support::python())
+            .arg(support::repo_root().join("tests/py/sign_server.py"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--log")
+            .arg(&log)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start sign_server.py");
+        let mut s = SignServer {
+            child,
+            addr: String::new(),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(a) = std::fs::read_to_string(&ready) {
+                if a.ends_with('\n') {
+                    s.addr = a.trim().to_string();
+                    break;
+                }
+            }
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("sign_server.py exited early: {st}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sign_server.py not ready in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The server's record: `{"requests": [...], "mismatches": [...]}`.
+    pub fn log(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.log).expect("read log");
+        serde_json::from_str(&text).expect("log is JSON")
+    }
+}
+
+impl Drop for SignServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cas-certd` with a clean environment: only the given credentials, a HOME without
+/// credential files, and no config file.
+pub fn run(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(support::bin());
+    c.env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CAS_CERTD_CONFIG", home.join("no-such-config.toml"))
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run cas-certd")
+}
+
+const KEY: [(&str, &str); 2] = [
+    ("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid"),
+    ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "testsecret"),
+];
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).expect("utf-8")
+}
+
+#[test]
+fn client_interop_both_signatures_agree_with_official_sdks() {
+    let srv = SignServer::start(&[]);
+    let home = tempfile::tempdir().expect("home");
+    let ep = srv.endpoint();
+    let sts = [
+        KEY[0],
+        KEY[1],
+        ("ALIBABA_CLOUD_SECURITY_TOKEN", "STS.tok/with+slash="),
+    ];
+    for sig in ["v1", "v3"] {
+        let base = ["--endpoint", ep.as_str(), "--signature", sig];
+        let out = ok(&run(
+            home.path(),
+            &KEY,
+            &[&["package", "--product", "digicert-free-1-free"][..], &base].concat(),
+        ));
+        assert!(
+            out.contains("digicert-free-1-free") && out.contains("20"),
+            "{out}"
+        );
+
+        // Unicode, space and `*~` in a value; STS token signed like any parameter; paging.
+        let out = ok(&run(
+            home.path(),
+            &sts,
+            &[
+                &[
+                    "orders",
+                    "--all",
+                    "--json",
+                    "--page-size",
+                    "3",
+                    "--keyword",
+                    "值 v*~",
+                ][..],
+                &base,
+            ]
+            .concat(),
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("orders --json");
+        let orders = v["orders"].as_array().expect("orders");
+        assert_eq!(orders.len(), 7, "{out}");
+        // Ids above 2^53 keep every digit, whether the server sent a number or a string.
+        assert_eq!(orders[0]["order_id"].to_string(), "9007199254740993");
+        assert_eq!(orders[6]["order_id"].to_string(), "9007199254740999");
+
+        let out = ok(&run(
+            home.path(),
+            &KEY,
+            &[&["order", "show", "9007199254740993"][..], &base].concat(),
+        ));
+        assert!(
+            out.contains("domain_verify") && out.contains("_dnsauth"),
+            "{out}"
+        );
+        let out = ok(&run(
+            home.path(),
+            &KEY,
+            &[&["order", "cancel", "9007199254740993"][..], &base].concat(),
+        ));
+        assert!(out.contains("cancelled"), "{out}");
+        let out = ok(&run(
+            home.path(),
+            &KEY,
+            &[
+                &["order", "revoke", "--yes", "18446744073709551615"][..],
+                &base,
+            ]
+            .concat(),
+        ));
+        assert!(out.contains("revoked"), "{out}");
+    }
+
+    let log = srv.log();
+    let reqs = log["requests"].as_array().expect("requests");
+    let mismatches = log["mismatches"].as_array().expect("mismatches");
+    assert!(
+        mismatches.is_empty(),
+        "signature mismatches: {mismatches:#?}"
+    );
+    // package + 3 pages of orders + show + cancel + revoke, per signature.
+    for sig in ["v1", "v3"] {
+        let n = reqs.iter().filter(|r| r["sig"] == sig).count();
+        assert_eq!(n, 7, "{sig} requests seen: {reqs:#?}");
+    }
+    assert!(reqs.iter().all(|r| r["signature_ok"] == true));
+    let kw: Vec<&serde_json::Value> = reqs
+        .iter()
+        .filter(|r| r["action"] == "ListUserCertificateOrder")
+        .map(|r| &r["params"]["Keyword"])
+        .collect();
+    assert_eq!(kw.len(), 6);
+    assert!(kw.iter().all(|k| *k == "值 v*~"), "{kw:?}");
+    let revoke = reqs
+        .iter()
+        .find(|r| r["action"] == "CancelCertificateForPackageRequest")
+        .expect("revoke seen");
+    assert_eq!(revoke["params"]["OrderId"], "18446744073709551615");
+}
+
+/// The checker itself must be able to fail: a client signing with another secret is caught.
+#[test]
+fn client_interop_checker_catches_a_bad_signature() {
+    let srv = SignServer::start(&[]);
+    let home = tempfile::tempdir().expect("home");
+    let ep = srv.endpoint();
+    for sig in ["v1", "v3"] {
+        let o = run(
+            home.path(),
+            &[
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid"),
+                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "not-the-secret"),
+            ],
+            &["package", "--endpoint", &ep, "--signature", sig],
+        );
+        assert_eq!(o.status.code(), Some(4));
+    }
+    let log = srv.log();
+    assert_eq!(log["mismatches"].as_array().expect("mismatches").len(), 2);
+}
