@@ -610,11 +610,7 @@ fn argv_of(v: &Spanned<DeValue<'_>>, key: &str, errs: &mut Errors) -> Option<Vec
     Some(items.into_iter().map(|(s, _)| s).collect())
 }
 
-fn validation(
-    t: &Tbl,
-    wildcard: bool,
-    errs: &mut Errors,
-) -> Option<(Validation, Range<usize>)> {
+fn validation(t: &Tbl, wildcard: bool, errs: &mut Errors) -> Option<(Validation, Range<usize>)> {
     let Some(v) = t.table("validation", errs) else {
         if t.get("validation").is_none() {
             errs.push(
@@ -824,7 +820,11 @@ fn cert_domains(t: &Tbl, errs: &mut Errors) -> Vec<String> {
     let key = t.key("domains");
     let Some((items, span)) = t.str_list("domains", errs) else {
         if t.get("domains").is_none() {
-            errs.push(t.span.clone(), &key, "missing: the names the certificate covers");
+            errs.push(
+                t.span.clone(),
+                &key,
+                "missing: the names the certificate covers",
+            );
         }
         return Vec::new();
     };
@@ -835,7 +835,10 @@ fn cert_domains(t: &Tbl, errs: &mut Errors) -> Vec<String> {
         errs.push(
             span.clone(),
             &key,
-            format!("{} names given; CAS allows at most 5 per certificate", items.len()),
+            format!(
+                "{} names given; CAS allows at most 5 per certificate",
+                items.len()
+            ),
         );
     }
     let mut out: Vec<String> = Vec::new();
@@ -858,4 +861,42 @@ fn cert_domains(t: &Tbl, errs: &mut Errors) -> Vec<String> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_needs_seconds() {
+        assert!(check_cron("0 */10 * * * *").is_ok());
+        assert!(check_cron("*/10 * * * *").is_err());
+        assert!(check_cron("0 61 * * * *").is_err());
+    }
+
+    #[test]
+    fn endpoints() {
+        assert!(check_endpoint("https://cas.aliyuncs.com").is_ok());
+        assert!(check_endpoint("http://127.0.0.1:8080").is_ok());
+        assert!(check_endpoint("http://[::1]:8080").is_ok());
+        assert!(check_endpoint("http://localhost:1").is_ok());
+        assert!(check_endpoint("http://cas.aliyuncs.com").is_err());
+        assert!(check_endpoint("ftp://x.example").is_err());
+        assert!(check_endpoint("https://u:p@x.example").is_err());
+    }
+
+    #[test]
+    fn renew_before_forms() {
+        assert_eq!(
+            parse_renew_before("1/3").unwrap(),
+            RenewBefore::Fraction(1.0 / 3.0)
+        );
+        assert_eq!(
+            parse_renew_before("30d").unwrap(),
+            RenewBefore::Duration(Duration::from_secs(30 * 86400))
+        );
+        for bad in ["0/3", "3/3", "4/3", "1/0", "x/3", "soon", "0s"] {
+            assert!(parse_renew_before(bad).is_err(), "{bad}");
+        }
+    }
 }

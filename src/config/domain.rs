@@ -31,11 +31,7 @@ pub fn normalize_domain(input: &str) -> Result<String, String> {
     for label in &labels {
         check_label(label)?;
     }
-    let full = if wild {
-        format!("*.{ascii}")
-    } else {
-        ascii
-    };
+    let full = if wild { format!("*.{ascii}") } else { ascii };
     if full.len() > 253 {
         return Err(format!(
             "name is {} characters long, at most 253 are allowed",
@@ -128,7 +124,7 @@ mod tests {
         }
         let long = format!("{}.com", "a".repeat(64));
         assert!(normalize_domain(&long).unwrap_err().contains("63"));
-        let total = format!("{}.com", ["a".repeat(60); 5].join("."));
+        let total = format!("{}.com", vec!["a".repeat(60); 5].join("."));
         assert!(normalize_domain(&total).unwrap_err().contains("253"));
     }
 
