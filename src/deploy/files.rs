@@ -70,14 +70,19 @@ fn fsync_dir(dir: &Path) -> Result<(), DeployError> {
 
 fn mkdir(dir: &Path, mode: u32) -> Result<(), DeployError> {
     match fs::DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-            .map_err(io("chmod", dir)),
+        Ok(()) => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io("chmod", dir))
+        }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             let md = fs::symlink_metadata(dir).map_err(io("stat", dir))?;
             if md.is_dir() {
                 Ok(())
             } else {
-                Err(invalid("mkdir", dir, "exists and is not a directory".into()))
+                Err(invalid(
+                    "mkdir",
+                    dir,
+                    "exists and is not a directory".into(),
+                ))
             }
         }
         Err(e) => Err(io("mkdir", dir)(e)),
@@ -112,7 +117,10 @@ fn write_new(
 
 /// Points `link` at `target` atomically: a temporary symlink renamed over it.
 fn swap_symlink(dir: &Path, link: &str, target: &Path) -> Result<(), DeployError> {
-    let tmp = dir.join(format!("{TMP_PREFIX}{link}-{}", uuid::Uuid::new_v4().simple()));
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{link}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
     let dst = dir.join(link);
     fs::rename(&tmp, &dst).map_err(|e| {
@@ -169,7 +177,11 @@ pub(crate) fn install(
             ("cert.pem", set.cert_pem.as_bytes(), files.cert_mode),
             ("chain.pem", set.chain_pem.as_bytes(), files.cert_mode),
             ("fullchain.pem", fullchain.as_bytes(), files.cert_mode),
-            ("privkey.pem", set.key_pem.expose().as_bytes(), files.key_mode),
+            (
+                "privkey.pem",
+                set.key_pem.expose().as_bytes(),
+                files.key_mode,
+            ),
         ];
         for (file, data, mode) in contents {
             let path = tmp.join(file);
@@ -281,10 +293,84 @@ pub(crate) fn inspect_live(
         key_pem: Secret::new(key),
     };
     match inspect(&set) {
-        Ok((info, true)) if info.fingerprint_sha256.eq_ignore_ascii_case(expected_fingerprint) => {
+        Ok((info, true))
+            if info
+                .fingerprint_sha256
+                .eq_ignore_ascii_case(expected_fingerprint) =>
+        {
             Ok(Some(info))
         }
         Ok(_) | Err(DeployError::BadCertificate(_)) | Err(DeployError::BadKey(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KeyKind;
+
+    fn self_signed(key: &Secret) -> PemSet {
+        let kp = rcgen::KeyPair::from_pem(key.expose()).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example.com".to_string()])
+            .unwrap()
+            .self_signed(&kp)
+            .unwrap();
+        PemSet {
+            cert_pem: cert.pem(),
+            chain_pem: String::new(),
+            key_pem: key.clone(),
+        }
+    }
+
+    fn own() -> FileOwnership {
+        FileOwnership {
+            owner: None,
+            group: None,
+            cert_mode: 0o644,
+            key_mode: 0o600,
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_set_and_no_temporaries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let k1 = crate::keys::generate(KeyKind::EcdsaP256, &["a.example.com".into()])
+            .unwrap()
+            .0;
+        let old = self_signed(&k1);
+        let d = install(tmp.path(), "www", &old, &own(), 3, None).unwrap();
+        let live_before = fs::read_link(d.dir.join("live")).unwrap();
+        let k2 = crate::keys::generate(KeyKind::EcdsaP256, &["a.example.com".into()])
+            .unwrap()
+            .0;
+        let new = self_signed(&k2);
+        for file in FILES {
+            let e = install(tmp.path(), "www", &new, &own(), 3, Some(file)).unwrap_err();
+            assert!(e.to_string().contains("injected"), "{e}");
+            assert_eq!(fs::read_link(d.dir.join("live")).unwrap(), live_before);
+            assert_eq!(fs::read_to_string(&d.cert).unwrap(), old.cert_pem);
+            assert_eq!(fs::read_to_string(&d.key).unwrap(), k1.expose());
+            let names: Vec<String> = fs::read_dir(d.dir.join("versions"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+            let top: Vec<String> = fs::read_dir(&d.dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(top.iter().all(|n| !n.starts_with(TMP_PREFIX)), "{top:?}");
+        }
+        let info = inspect_live(tmp.path(), "www", &d.info.fingerprint_sha256).unwrap();
+        assert!(info.is_some());
+    }
+
+    #[test]
+    fn ids_by_number_and_name() {
+        assert_eq!(resolve_id("0", "/etc/passwd", 2).unwrap(), 0);
+        assert_eq!(resolve_id("root", "/etc/passwd", 2).unwrap(), 0);
+        assert_eq!(resolve_id("root", "/etc/group", 2).unwrap(), 0);
+        assert!(resolve_id("nobody-such-user", "/etc/passwd", 2).is_err());
     }
 }
