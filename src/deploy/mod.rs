@@ -1,7 +1,9 @@
 //! Deploying a certificate: checks before install, the atomic versioned set, permissions.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK — bodies filled by issue 4 (config/deploy work).
-#![allow(unused_variables)]
+//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): `pem` does the checks, `files` the layout.
+
+mod files;
+mod pem;
 
 use std::path::{Path, PathBuf};
 
@@ -65,7 +67,7 @@ pub struct Deployed {
 
 /// Splits a CAS `Certificate` field (PEM chain, leaf first) into leaf and chain.
 pub fn split_chain(pem_chain: &str) -> Result<(String, String), DeployError> {
-    todo!("issue 4")
+    pem::split(pem_chain)
 }
 
 /// The checks before deploying: the key is ours, SANs are exactly `domains`, the chain parses,
@@ -75,7 +77,7 @@ pub fn check(
     domains: &[String],
     now: DateTime<Utc>,
 ) -> Result<CertInfo, DeployError> {
-    todo!("issue 4")
+    pem::check(set, domains, now)
 }
 
 /// Installs `set` as `<output_dir>/<name>/` atomically (versioned directory, fsynced, one
@@ -87,7 +89,7 @@ pub fn install(
     files: &FileOwnership,
     keep_versions: usize,
 ) -> Result<Deployed, DeployError> {
-    todo!("issue 4")
+    files::install(output_dir, name, set, files, keep_versions, None)
 }
 
 /// Reads the live set of `name`, if any, and returns its info when the pair is intact and
@@ -97,5 +99,5 @@ pub fn inspect_live(
     name: &str,
     expected_fingerprint: &str,
 ) -> Result<Option<CertInfo>, DeployError> {
-    todo!("issue 4")
+    files::inspect_live(output_dir, name, expected_fingerprint)
 }

@@ -1,14 +1,18 @@
 //! Proving control of a domain: `file` (webroot), `alidns` (TXT), `command`, `manual`.
 //! Each provider has two steps, present and cleanup; what was presented is serialisable so a
-//! restarted daemon can still clean up.
+//! restarted daemon can still clean up. Everything in a [`Challenge`] comes from the network and
+//! is checked before it becomes a path, a DNS name or an argument.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK — bodies filled by issue 4 (config/deploy work).
-#![allow(unused_variables)]
+//! INTERFACE PINNED FOR PARALLEL WORK (issue 4).
+
+pub mod alidns;
+pub mod file;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::cas::model::Challenge;
-use crate::config::Validation;
+use crate::cas::model::{Challenge, ValidateType};
+use crate::config::{Hook, Validation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidationError {
@@ -47,6 +51,12 @@ pub enum Presented {
         record: String,
         value: String,
         timeout_secs: u64,
+        /// `DNS` or `FILE` (added later: older records lack it).
+        #[serde(default)]
+        challenge_type: String,
+        /// The certificate, for CERT_NAME at cleanup.
+        #[serde(default)]
+        cert_name: String,
     },
     /// Nothing to clean: the operator publishes it.
     Manual {
@@ -61,16 +71,389 @@ pub struct Ctx<'a> {
     pub client: &'a crate::cas::Client,
 }
 
+fn kind(c: &Challenge) -> Result<ValidateType, ValidationError> {
+    match c {
+        Challenge::Dns { .. } => Ok(ValidateType::Dns),
+        Challenge::File { .. } => Ok(ValidateType::File),
+        Challenge::Unknown { validate_type } => Err(ValidationError::Mismatch(format!(
+            "CAS asks for validation type {validate_type:?}, which cas-certd does not know"
+        ))),
+    }
+}
+
+fn mismatch(method: &str, c: &Challenge) -> ValidationError {
+    let t = kind(c).map(|k| k.as_str()).unwrap_or("unknown");
+    ValidationError::Mismatch(format!(
+        "method {method} cannot answer a {t} challenge (the order was made with another validation type)"
+    ))
+}
+
+/// The checked (type, domain, record, value) of a challenge, as given to commands and people.
+/// For DNS the domain is the certificate's base name; for FILE the record is the Uri.
+fn checked_fields(
+    c: &Challenge,
+    domains: &[String],
+) -> Result<(ValidateType, String, String, String), ValidationError> {
+    match c {
+        Challenge::Dns {
+            record_domain,
+            record_value,
+            ..
+        } => {
+            let base = alidns::base_domain(domains).unwrap_or_default();
+            // Validate as a host record relative to (or inside) the base name.
+            let rr = alidns::relative_rr(record_domain, &base)?;
+            alidns::check_value(record_value)?;
+            let fqdn = if rr == "@" {
+                base.clone()
+            } else if record_domain
+                .trim_end_matches('.')
+                .to_ascii_lowercase()
+                .ends_with(&base)
+            {
+                record_domain.trim_end_matches('.').to_ascii_lowercase()
+            } else {
+                rr.clone()
+            };
+            Ok((ValidateType::Dns, base, fqdn, record_value.clone()))
+        }
+        Challenge::File {
+            domain,
+            uri,
+            content,
+        } => {
+            file::check_uri(uri)?;
+            if !domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+                return Err(ValidationError::Unsafe(format!(
+                    "challenge for {domain:?}, which this certificate does not cover"
+                )));
+            }
+            alidns::check_value(content)?;
+            Ok((
+                ValidateType::File,
+                domain.to_ascii_lowercase(),
+                uri.clone(),
+                content.clone(),
+            ))
+        }
+        Challenge::Unknown { .. } => Err(mismatch("any", c)),
+    }
+}
+
+/// The exact text shown to the operator for a manual challenge.
+pub fn manual_instructions(c: &Challenge, domains: &[String]) -> Result<String, ValidationError> {
+    let (t, domain, record, value) = checked_fields(c, domains)?;
+    Ok(match (t, c) {
+        (ValidateType::Dns, Challenge::Dns { record_type, record_domain, .. }) => format!(
+            "Create a DNS {} record for {domain}: host record \"{}\" (relative to the zone that holds {domain}; \"{record}\" if that zone is {domain}) with value \"{value}\". cas-certd waits until CAS sees it.",
+            record_type.to_ascii_uppercase(),
+            record_domain.trim_end_matches('.'),
+        ),
+        _ => format!(
+            "Serve a file at http://{domain}{record} whose content is exactly \"{value}\" (no trailing newline). cas-certd waits until CAS sees it."
+        ),
+    })
+}
+
+fn command_env(
+    cert_name: &str,
+    t: &str,
+    domain: &str,
+    record: &str,
+    value: &str,
+) -> Vec<(String, String)> {
+    [
+        ("CERT_NAME", cert_name),
+        ("CHALLENGE_TYPE", t),
+        ("CHALLENGE_DOMAIN", domain),
+        ("CHALLENGE_RECORD", record),
+        ("CHALLENGE_VALUE", value),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn run_command(p: &Presented, step: &str) -> Result<(), ValidationError> {
+    let Presented::Command {
+        argv,
+        domain,
+        record,
+        value,
+        timeout_secs,
+        challenge_type,
+        cert_name,
+    } = p
+    else {
+        return Ok(());
+    };
+    let mut argv = argv.clone();
+    argv.push(step.to_string());
+    let hook = Hook {
+        argv,
+        timeout: Duration::from_secs(*timeout_secs),
+    };
+    let env = command_env(cert_name, challenge_type, domain, record, value);
+    crate::hook::run(&hook, &env).await?;
+    Ok(())
+}
+
+/// `present` for the providers that need no API client (file, command, manual).
+pub async fn present_local(
+    validation: &Validation,
+    challenge: &Challenge,
+    cert_name: &str,
+    domains: &[String],
+) -> Result<Option<Presented>, ValidationError> {
+    kind(challenge)?;
+    Ok(Some(match validation {
+        Validation::File { webroot } => {
+            let Challenge::File {
+                domain,
+                uri,
+                content,
+            } = challenge
+            else {
+                return Err(mismatch("file", challenge));
+            };
+            Presented::File {
+                path: file::present(webroot, domain, uri, content, domains)?,
+            }
+        }
+        Validation::Command { argv, timeout } => {
+            let (t, domain, record, value) = checked_fields(challenge, domains)?;
+            let p = Presented::Command {
+                argv: argv.clone(),
+                domain,
+                record,
+                value,
+                timeout_secs: timeout.as_secs().max(1),
+                challenge_type: t.as_str().to_string(),
+                cert_name: cert_name.to_string(),
+            };
+            run_command(&p, "present").await?;
+            p
+        }
+        Validation::Manual { validate_type } => {
+            if kind(challenge)? != *validate_type {
+                return Err(mismatch("manual", challenge));
+            }
+            Presented::Manual {
+                instructions: manual_instructions(challenge, domains)?,
+            }
+        }
+        Validation::Alidns { .. } => return Ok(None),
+    }))
+}
+
 /// Publishes `challenge` the way `validation` says.
 pub async fn present(
     validation: &Validation,
     challenge: &Challenge,
     ctx: &Ctx<'_>,
 ) -> Result<Presented, ValidationError> {
-    todo!("issue 4")
+    if let Some(p) = present_local(validation, challenge, ctx.cert_name, ctx.domains).await? {
+        return Ok(p);
+    }
+    let Validation::Alidns { zone } = validation else {
+        return Err(mismatch("unknown", challenge));
+    };
+    let Challenge::Dns {
+        record_domain,
+        record_type,
+        record_value,
+    } = challenge
+    else {
+        return Err(mismatch("alidns", challenge));
+    };
+    let (zone, rr, record_id) = alidns::present(
+        ctx.client,
+        zone.as_deref(),
+        ctx.domains,
+        record_domain,
+        record_type,
+        record_value,
+    )
+    .await?;
+    Ok(Presented::Alidns {
+        zone,
+        rr,
+        record_id,
+    })
+}
+
+/// `cleanup` for the providers that need no API client; `false` when it needs one (alidns).
+pub async fn cleanup_local(presented: &Presented) -> Result<bool, ValidationError> {
+    match presented {
+        Presented::File { path } => file::cleanup(path)?,
+        Presented::Command { .. } => run_command(presented, "cleanup").await?,
+        Presented::Manual { .. } => {}
+        Presented::Alidns { .. } => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Removes what `present` published. Idempotent: a missing file or record is not an error.
 pub async fn cleanup(presented: &Presented, ctx: &Ctx<'_>) -> Result<(), ValidationError> {
-    todo!("issue 4")
+    if cleanup_local(presented).await? {
+        return Ok(());
+    }
+    if let Presented::Alidns { record_id, .. } = presented {
+        alidns::cleanup(ctx.client, record_id).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doms(d: &[&str]) -> Vec<String> {
+        d.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn dns() -> Challenge {
+        Challenge::Dns {
+            record_domain: "_dnsauth".into(),
+            record_type: "TXT".into(),
+            record_value: "2024abc".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn manual_dns_instructions_are_exact() {
+        let p = present_local(
+            &Validation::Manual {
+                validate_type: ValidateType::Dns,
+            },
+            &dns(),
+            "wild",
+            &doms(&["*.example.com"]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            p,
+            Presented::Manual {
+                instructions: "Create a DNS TXT record for example.com: host record \"_dnsauth\" (relative to the zone that holds example.com; \"_dnsauth\" if that zone is example.com) with value \"2024abc\". cas-certd waits until CAS sees it.".into()
+            }
+        );
+        // A FILE challenge for a manual DNS setting is a mismatch.
+        let file = Challenge::File {
+            domain: "example.com".into(),
+            uri: "/.well-known/pki-validation/f.txt".into(),
+            content: "x".into(),
+        };
+        let e = present_local(
+            &Validation::Manual {
+                validate_type: ValidateType::Dns,
+            },
+            &file,
+            "w",
+            &doms(&["example.com"]),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, ValidationError::Mismatch(_)));
+    }
+
+    #[tokio::test]
+    async fn manual_file_instructions() {
+        let file = Challenge::File {
+            domain: "example.com".into(),
+            uri: "/.well-known/pki-validation/f.txt".into(),
+            content: "tok".into(),
+        };
+        let text = manual_instructions(&file, &doms(&["example.com"])).unwrap();
+        assert_eq!(text, "Serve a file at http://example.com/.well-known/pki-validation/f.txt whose content is exactly \"tok\" (no trailing newline). cas-certd waits until CAS sees it.");
+    }
+
+    #[tokio::test]
+    async fn command_gets_present_and_cleanup_with_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let script = format!(
+            "echo \"$1 $CERT_NAME $CHALLENGE_TYPE $CHALLENGE_DOMAIN $CHALLENGE_RECORD $CHALLENGE_VALUE\" >> {}",
+            log.display()
+        );
+        let v = Validation::Command {
+            argv: doms(&["sh", "-c", &script, "hook"]),
+            timeout: Duration::from_secs(10),
+        };
+        let p = present_local(&v, &dns(), "wild", &doms(&["*.example.com"]))
+            .await
+            .unwrap()
+            .unwrap();
+        // Survives a restart: serialised and read back.
+        let p: Presented = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert!(cleanup_local(&p).await.unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "present wild DNS example.com _dnsauth 2024abc\ncleanup wild DNS example.com _dnsauth 2024abc\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_challenges_never_reach_a_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let v = Validation::Command {
+            argv: doms(&["sh", "-c", &format!("touch {}", marker.display())]),
+            timeout: Duration::from_secs(10),
+        };
+        for c in [
+            Challenge::Dns {
+                record_domain: "_x; rm -rf /".into(),
+                record_type: "TXT".into(),
+                record_value: "v".into(),
+            },
+            Challenge::Dns {
+                record_domain: "_x".into(),
+                record_type: "TXT".into(),
+                record_value: "v\nINJECTED=1".into(),
+            },
+            Challenge::File {
+                domain: "example.com".into(),
+                uri: "/.well-known/pki-validation/../x".into(),
+                content: "v".into(),
+            },
+            Challenge::Unknown {
+                validate_type: "EMAIL".into(),
+            },
+        ] {
+            assert!(present_local(&v, &c, "a", &doms(&["example.com"]))
+                .await
+                .is_err());
+        }
+        assert!(!marker.exists());
+    }
+
+    #[tokio::test]
+    async fn file_provider_through_dispatch() {
+        let root = tempfile::tempdir().unwrap();
+        let v = Validation::File {
+            webroot: root.path().to_path_buf(),
+        };
+        let c = Challenge::File {
+            domain: "www.example.com".into(),
+            uri: "/.well-known/pki-validation/fileauth.txt".into(),
+            content: "abc".into(),
+        };
+        let p = present_local(&v, &c, "www", &doms(&["example.com", "www.example.com"]))
+            .await
+            .unwrap()
+            .unwrap();
+        let Presented::File { path } = &p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "abc");
+        assert!(cleanup_local(&p).await.unwrap());
+        assert!(!path.exists());
+        // DNS challenge for a file method is a mismatch.
+        assert!(matches!(
+            present_local(&v, &dns(), "www", &doms(&["example.com"])).await,
+            Err(ValidationError::Mismatch(_))
+        ));
+    }
 }

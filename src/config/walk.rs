@@ -1,0 +1,214 @@
+//! A small walker over toml's spanned document tree that collects every error (with its byte
+//! span) instead of stopping at the first, as a serde derive would.
+
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// Errors found so far: byte span, dotted key, reason.
+#[derive(Default)]
+pub(crate) struct Errors {
+    pub(crate) list: Vec<(Range<usize>, String, String)>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, span: Range<usize>, key: &str, reason: impl Into<String>) {
+        self.list.push((span, key.to_string(), reason.into()));
+    }
+
+    /// `path:line:col: key: reason`, sorted by position.
+    pub(crate) fn render(mut self, text: &str, source: &str) -> Vec<String> {
+        self.list.sort_by_key(|(s, _, _)| s.start);
+        self.list
+            .into_iter()
+            .map(|(span, key, reason)| {
+                let (line, col) = line_col(text, span.start);
+                format!("{source}:{line}:{col}: {key}: {reason}")
+            })
+            .collect()
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// A table being read: remembers which keys were consumed so the rest can be reported.
+pub(crate) struct Tbl<'a, 'i> {
+    pub(crate) table: &'a DeTable<'i>,
+    /// Dotted path of this table (`""` for the root).
+    pub(crate) path: String,
+    pub(crate) span: Range<usize>,
+}
+
+impl<'a, 'i> Tbl<'a, 'i> {
+    pub(crate) fn new(table: &'a DeTable<'i>, path: &str, span: Range<usize>) -> Self {
+        Tbl {
+            table,
+            path: path.to_string(),
+            span,
+        }
+    }
+
+    pub(crate) fn key(&self, k: &str) -> String {
+        if self.path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{}.{k}", self.path)
+        }
+    }
+
+    pub(crate) fn get(&self, k: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+        self.table
+            .iter()
+            .find(|(key, _)| key.get_ref().as_ref() == k)
+            .map(|(_, v)| v)
+    }
+
+    /// Reports every key not in `allowed`.
+    pub(crate) fn unknown_keys(&self, allowed: &[&str], errs: &mut Errors) {
+        for (k, _) in self.table.iter() {
+            let name: &str = k.get_ref().as_ref();
+            if !allowed.contains(&name) {
+                let hint = if allowed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (expected one of: {})", allowed.join(", "))
+                };
+                errs.push(k.span(), &self.key(name), format!("unknown key{hint}"));
+            }
+        }
+    }
+
+    pub(crate) fn str(&self, k: &str, errs: &mut Errors) -> Option<(String, Range<usize>)> {
+        let v = self.get(k)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some((s.to_string(), v.span())),
+            other => {
+                errs.push(
+                    v.span(),
+                    &self.key(k),
+                    format!("expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn int(&self, k: &str, errs: &mut Errors) -> Option<(i64, Range<usize>)> {
+        let v = self.get(k)?;
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some((n, v.span())),
+                Err(_) => {
+                    errs.push(v.span(), &self.key(k), "integer out of range");
+                    None
+                }
+            },
+            other => {
+                errs.push(
+                    v.span(),
+                    &self.key(k),
+                    format!("expected an integer, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn float(&self, k: &str, errs: &mut Errors) -> Option<(f64, Range<usize>)> {
+        let v = self.get(k)?;
+        match v.get_ref() {
+            DeValue::Float(f) => match f.as_str().parse::<f64>() {
+                Ok(n) => Some((n, v.span())),
+                Err(_) => {
+                    errs.push(v.span(), &self.key(k), "not a number");
+                    None
+                }
+            },
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some((n as f64, v.span())),
+                Err(_) => {
+                    errs.push(v.span(), &self.key(k), "integer out of range");
+                    None
+                }
+            },
+            other => {
+                errs.push(
+                    v.span(),
+                    &self.key(k),
+                    format!("expected a number, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn table(&self, k: &str, errs: &mut Errors) -> Option<Tbl<'a, 'i>> {
+        let v = self.get(k)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(Tbl::new(t, &self.key(k), v.span())),
+            other => {
+                errs.push(
+                    v.span(),
+                    &self.key(k),
+                    format!("expected a table, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An array of strings; each wrong element is reported.
+    pub(crate) fn str_list(
+        &self,
+        k: &str,
+        errs: &mut Errors,
+    ) -> Option<(Vec<(String, Range<usize>)>, Range<usize>)> {
+        let v = self.get(k)?;
+        str_list_of(v, &self.key(k), errs)
+    }
+}
+
+/// Reads an array of strings from `v`.
+pub(crate) fn str_list_of(
+    v: &Spanned<DeValue<'_>>,
+    key: &str,
+    errs: &mut Errors,
+) -> Option<(Vec<(String, Range<usize>)>, Range<usize>)> {
+    match v.get_ref() {
+        DeValue::Array(a) => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, item) in a.iter().enumerate() {
+                match item.get_ref() {
+                    DeValue::String(s) => out.push((s.to_string(), item.span())),
+                    other => {
+                        ok = false;
+                        errs.push(
+                            item.span(),
+                            &format!("{key}[{i}]"),
+                            format!("expected a string, found {}", other.type_str()),
+                        );
+                    }
+                }
+            }
+            ok.then_some((out, v.span()))
+        }
+        other => {
+            errs.push(
+                v.span(),
+                key,
+                format!("expected an array of strings, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
