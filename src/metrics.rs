@@ -257,7 +257,12 @@ pub async fn serve_listener(
         "/metrics",
         axum::routing::get(move || {
             let body = metrics.render();
-            async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body) }
+            async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    body,
+                )
+            }
         }),
     );
     axum::serve(listener, app)
