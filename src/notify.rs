@@ -146,6 +146,7 @@ fn monotonic_usec() -> Result<i128, NotifyError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

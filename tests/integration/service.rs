@@ -1,5 +1,6 @@
 //! Running as a service: the daemon started as systemd would (a `NOTIFY_SOCKET` this test reads,
 //! `WATCHDOG_USEC`), signals, the metrics endpoint, and the generated completions and man page.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
