@@ -1,12 +1,34 @@
 //! The optional Prometheus endpoint (`[metrics] listen`): per-certificate expiry, state and last
 //! successful check; orders created; API calls by action and code; renewal failures.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK — bodies filled by issue 5.
-#![allow(unused_variables)]
+//! The numbers live in one mutex-guarded struct of ordered maps, so the exposition is
+//! deterministic and a scrape sees one consistent snapshot. No metrics crate: the text format
+//! is small, and owning it keeps label escaping in one visible place.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Shared, cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Metrics {}
+pub struct Metrics {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    certs: BTreeMap<String, CertGauges>,
+    orders_created: BTreeMap<String, u64>,
+    renewal_failures: BTreeMap<String, u64>,
+    api_calls: BTreeMap<(String, String), u64>,
+}
+
+#[derive(Debug, Default)]
+struct CertGauges {
+    not_after: Option<i64>,
+    state: String,
+    last_success: Option<i64>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -15,12 +37,21 @@ pub enum MetricsError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("metrics: server failed: {0}")]
+    Serve(std::io::Error),
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Metrics {}
+        Metrics::default()
     }
+
+    /// A poisoned lock only means another thread panicked mid-update of plain counters; the
+    /// data is still usable, so we keep serving rather than propagate the panic.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// `state` is the lifecycle state name; times are Unix seconds.
     pub fn set_certificate(
         &self,
@@ -29,15 +60,174 @@ impl Metrics {
         state: &str,
         last_success: Option<i64>,
     ) {
+        let mut g = self.lock();
+        let c = g.certs.entry(name.to_string()).or_default();
+        c.not_after = not_after;
+        c.state = state.to_string();
+        // A failed check reports None: keep the last success we knew of.
+        if last_success.is_some() {
+            c.last_success = last_success;
+        }
     }
-    pub fn remove_certificate(&self, name: &str) {}
-    pub fn order_created(&self, name: &str) {}
-    pub fn renewal_failed(&self, name: &str) {}
+
+    pub fn remove_certificate(&self, name: &str) {
+        let mut g = self.lock();
+        g.certs.remove(name);
+        g.orders_created.remove(name);
+        g.renewal_failures.remove(name);
+    }
+
+    pub fn order_created(&self, name: &str) {
+        *self
+            .lock()
+            .orders_created
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn renewal_failed(&self, name: &str) {
+        *self
+            .lock()
+            .renewal_failures
+            .entry(name.to_string())
+            .or_default() += 1;
+    }
+
     /// One API attempt; `code` is `OK`, the service's error Code, or `Transport`.
-    pub fn api_call(&self, action: &str, code: &str) {}
-    /// The Prometheus text exposition.
+    pub fn api_call(&self, action: &str, code: &str) {
+        *self
+            .lock()
+            .api_calls
+            .entry((action.to_string(), code.to_string()))
+            .or_default() += 1;
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
-        String::new()
+        let g = self.lock();
+        let mut out = String::new();
+        header(
+            &mut out,
+            "cas_certd_certificate_not_after_seconds",
+            "gauge",
+            "notAfter of the deployed certificate, Unix seconds.",
+        );
+        for (name, c) in &g.certs {
+            if let Some(t) = c.not_after {
+                sample(
+                    &mut out,
+                    "cas_certd_certificate_not_after_seconds",
+                    &[("cert", name)],
+                    t,
+                );
+            }
+        }
+        header(
+            &mut out,
+            "cas_certd_certificate_state",
+            "gauge",
+            "Lifecycle state of each certificate (1 for the current state).",
+        );
+        for (name, c) in &g.certs {
+            sample(
+                &mut out,
+                "cas_certd_certificate_state",
+                &[("cert", name), ("state", &c.state)],
+                1,
+            );
+        }
+        header(
+            &mut out,
+            "cas_certd_certificate_last_success_seconds",
+            "gauge",
+            "Last successful check of each certificate, Unix seconds.",
+        );
+        for (name, c) in &g.certs {
+            if let Some(t) = c.last_success {
+                sample(
+                    &mut out,
+                    "cas_certd_certificate_last_success_seconds",
+                    &[("cert", name)],
+                    t,
+                );
+            }
+        }
+        header(
+            &mut out,
+            "cas_certd_orders_created_total",
+            "counter",
+            "Certificate orders created.",
+        );
+        for (name, n) in &g.orders_created {
+            sample(
+                &mut out,
+                "cas_certd_orders_created_total",
+                &[("cert", name)],
+                *n,
+            );
+        }
+        header(
+            &mut out,
+            "cas_certd_renewal_failures_total",
+            "counter",
+            "Failed issuance or renewal attempts.",
+        );
+        for (name, n) in &g.renewal_failures {
+            sample(
+                &mut out,
+                "cas_certd_renewal_failures_total",
+                &[("cert", name)],
+                *n,
+            );
+        }
+        header(
+            &mut out,
+            "cas_certd_api_calls_total",
+            "counter",
+            "CAS and Alidns API attempts by action and result code (OK, an error Code, or Transport).",
+        );
+        for ((action, code), n) in &g.api_calls {
+            sample(
+                &mut out,
+                "cas_certd_api_calls_total",
+                &[("action", action), ("code", code)],
+                *n,
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    out.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(out, v);
+        out.push('"');
+    }
+    let _ = writeln!(out, "}} {value}");
+}
+
+/// Label values escape backslash, double quote and newline (the text format's only rules).
+fn escape_label(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -47,5 +237,160 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MetricsError> {
-    todo!("issue 5")
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| MetricsError::Bind {
+            addr: listen,
+            source,
+        })?;
+    serve_listener(listener, metrics, shutdown).await
+}
+
+/// [`serve`] on a listener the caller bound (tests bind port 0 and read the address).
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), MetricsError> {
+    use axum::http::header::CONTENT_TYPE;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = metrics.render();
+            async move {
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    body,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(MetricsError::Serve)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_help_type_and_samples() {
+        let m = Metrics::new();
+        m.set_certificate("www", Some(1_800_000_000), "deployed", Some(1_700_000_000));
+        m.set_certificate("wild", None, "polling", None);
+        m.order_created("www");
+        m.order_created("www");
+        m.renewal_failed("wild");
+        m.api_call("CreateCertificateRequest", "OK");
+        m.api_call("DescribeCertificateState", "Throttling.User");
+        m.api_call("DescribeCertificateState", "Throttling.User");
+        let out = m.render();
+        for line in [
+            "# TYPE cas_certd_certificate_not_after_seconds gauge",
+            "cas_certd_certificate_not_after_seconds{cert=\"www\"} 1800000000",
+            "cas_certd_certificate_state{cert=\"www\",state=\"deployed\"} 1",
+            "cas_certd_certificate_state{cert=\"wild\",state=\"polling\"} 1",
+            "cas_certd_certificate_last_success_seconds{cert=\"www\"} 1700000000",
+            "# TYPE cas_certd_orders_created_total counter",
+            "cas_certd_orders_created_total{cert=\"www\"} 2",
+            "cas_certd_renewal_failures_total{cert=\"wild\"} 1",
+            "cas_certd_api_calls_total{action=\"CreateCertificateRequest\",code=\"OK\"} 1",
+            "cas_certd_api_calls_total{action=\"DescribeCertificateState\",code=\"Throttling.User\"} 2",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+        }
+        // A certificate without a notAfter has no expiry sample at all (not a fake 0).
+        assert!(!out.contains("not_after_seconds{cert=\"wild\"}"));
+        for name in [
+            "certificate_not_after_seconds",
+            "certificate_state",
+            "certificate_last_success_seconds",
+            "orders_created_total",
+            "renewal_failures_total",
+            "api_calls_total",
+        ] {
+            assert!(out.contains(&format!("# HELP cas_certd_{name} ")), "{name}");
+        }
+    }
+
+    #[test]
+    fn state_changes_replace_and_failures_keep_last_success() {
+        let m = Metrics::new();
+        m.set_certificate("a", Some(10), "polling", Some(5));
+        m.set_certificate("a", Some(20), "deployed", None);
+        let out = m.render();
+        assert!(out.contains("cas_certd_certificate_state{cert=\"a\",state=\"deployed\"} 1"));
+        assert!(!out.contains("state=\"polling\""));
+        assert!(out.contains("cas_certd_certificate_not_after_seconds{cert=\"a\"} 20"));
+        assert!(out.contains("cas_certd_certificate_last_success_seconds{cert=\"a\"} 5"));
+        m.order_created("a");
+        m.remove_certificate("a");
+        let out = m.render();
+        assert!(!out.contains("cert=\"a\""), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.api_call("Act\"ion", "a\\b\nc");
+        let out = m.render();
+        assert!(
+            out.contains(r#"cas_certd_api_calls_total{action="Act\"ion",code="a\\b\nc"} 1"#),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_over_http() {
+        let m = Metrics::new();
+        m.set_certificate("www", Some(1_900_000_000), "deployed", Some(1));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_listener(listener, m.clone(), async {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::new();
+        let resp = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("cas_certd_certificate_not_after_seconds{cert=\"www\"} 1900000000"));
+        // Updates after start are visible: the handler renders per scrape.
+        m.order_created("www");
+        let body = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("cas_certd_orders_created_total{cert=\"www\"} 1"));
+        let missing = client
+            .get(format!("http://{addr}/other"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn bind_failure_names_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = serve(addr, Metrics::new(), async {}).await.unwrap_err();
+        assert!(matches!(err, MetricsError::Bind { .. }));
+        assert!(err.to_string().contains(&addr.to_string()));
+    }
 }

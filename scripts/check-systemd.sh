@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Checks systemd/cas-certd.service: `systemd-analyze verify` prints nothing, and the offline
+# `systemd-analyze security` exposure is at most 2.0. Argument: the built binary (default
+# target/debug/cas-certd), which stands in for /usr/local/bin/cas-certd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v systemd-analyze >/dev/null || { echo "systemd-analyze not found (apt-get install systemd)" >&2; exit 1; }
+bin=$(realpath "${1:-target/debug/cas-certd}")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# verify checks that ExecStart exists and that Documentation=man:cas-certd(1) resolves: point
+# it at the binary just built and at the man page it generates.
+mkdir -p "$tmp/man/man1"
+"$bin" man > "$tmp/man/man1/cas-certd.1"
+sed "s#^ExecStart=/usr/local/bin/cas-certd #ExecStart=$bin #" systemd/cas-certd.service > "$tmp/cas-certd.service"
+grep -q "^ExecStart=$bin " "$tmp/cas-certd.service"
+verify_args=()
+command -v man >/dev/null || verify_args+=(--man=no)  # no man(1) here: nothing to check against
+verify_out=$(MANPATH="$tmp/man" systemd-analyze verify "${verify_args[@]}" "$tmp/cas-certd.service" 2>&1) || {
+  echo "$verify_out" >&2; echo "systemd-analyze verify failed" >&2; exit 1; }
+if [ -n "$verify_out" ]; then
+  echo "$verify_out" >&2; echo "systemd-analyze verify is not clean" >&2; exit 1
+fi
+echo "verify: clean"
+
+security_out=$(systemd-analyze security --offline=true --threshold=20 "$tmp/cas-certd.service" 2>&1) || {
+  echo "$security_out" >&2; echo "systemd-analyze security: exposure above 2.0" >&2; exit 1; }
+score=$(printf '%s\n' "$security_out" | sed -n 's/.*Overall exposure level for cas-certd.service: \([0-9.]*\).*/\1/p')
+if [ -z "$score" ]; then
+  echo "$security_out" >&2; echo "cannot read the exposure level" >&2; exit 1
+fi
+awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || { echo "exposure $score > 2.0" >&2; exit 1; }
+echo "security: exposure $score (limit 2.0)"
+
