@@ -155,6 +155,7 @@ pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, Ho
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::time::Duration;

@@ -64,6 +64,7 @@ pub fn csr_for_key(key_pem: &Secret, domains: &[String]) -> Result<String, KeyEr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use x509_parser::prelude::*;

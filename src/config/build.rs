@@ -864,6 +864,7 @@ fn cert_domains(t: &Tbl, errs: &mut Errors) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

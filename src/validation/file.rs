@@ -136,6 +136,7 @@ pub fn cleanup(path: &Path) -> Result<(), ValidationError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! Broken configurations: each must be refused with the exact line:col, the key and a reason.
 //! Also: the shipped example and minimal configs parse, and all errors come out at once.
+#![allow(clippy::unwrap_used)]
 
 use cas_certd::config::{self, KeyKind, RenewBefore, Validation};
 
@@ -246,7 +247,7 @@ fn shipped_example_and_minimal_configs_parse() {
 
 #[test]
 fn group_makes_key_0640_and_diff_by_name() {
-    let a = format!("[defaults]\ngroup = \"www-data\"\ncontact = {{ name = \"O\", phone = \"1\", email = \"o@x\" }}\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nvalidation = {{ method = \"alidns\" }}\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\nvalidation = {{ method = \"alidns\" }}\n");
+    let a = "[defaults]\ngroup = \"www-data\"\ncontact = { name = \"O\", phone = \"1\", email = \"o@x\" }\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nvalidation = { method = \"alidns\" }\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\nvalidation = { method = \"alidns\" }\n".to_string();
     let old = config::parse(&a, None).unwrap();
     assert_eq!(old.certificates[0].files.key_mode, 0o640);
     let b = a

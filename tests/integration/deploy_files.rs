@@ -1,5 +1,6 @@
 //! Deploying real certificates (made with rcgen) into a real directory: layout, modes, the key
 //! matching its certificate, the refusals, pruning, and the live set after a restart.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
