@@ -77,6 +77,24 @@ fn kill_group(pgid: u32) {
     }
 }
 
+/// The reload hook's environment for one deployed certificate: `CERT_NAME`, `CERT_DOMAINS`
+/// (space separated), `CERT_PATH`, `CHAIN_PATH`, `FULLCHAIN_PATH`, `KEY_PATH` (stable paths).
+pub fn reload_env(
+    name: &str,
+    domains: &[String],
+    deployed: &crate::deploy::Deployed,
+) -> Vec<(String, String)> {
+    let p = |p: &std::path::Path| p.display().to_string();
+    vec![
+        ("CERT_NAME".into(), name.to_string()),
+        ("CERT_DOMAINS".into(), domains.join(" ")),
+        ("CERT_PATH".into(), p(&deployed.cert)),
+        ("CHAIN_PATH".into(), p(&deployed.chain)),
+        ("FULLCHAIN_PATH".into(), p(&deployed.fullchain)),
+        ("KEY_PATH".into(), p(&deployed.key)),
+    ]
+}
+
 /// Runs `hook` with `env` added to the daemon's environment.
 pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, HookError> {
     let argv0 = hook.argv.first().cloned().unwrap_or_default();

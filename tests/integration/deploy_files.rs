@@ -284,3 +284,24 @@ fn install_refuses_a_mismatching_key_and_unsafe_names() {
     }
     assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
 }
+
+#[tokio::test]
+async fn reload_hook_sees_the_deployed_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, set) = make_set(&["a.example.com", "b.example.com"], &key(), 30);
+    let d = deploy::install(tmp.path(), "www", &set, &own(None), 3).unwrap();
+    let env = cas_certd::hook::reload_env("www", &domains(&["a.example.com", "b.example.com"]), &d);
+    let hook = cas_certd::config::Hook {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "cat \"$CERT_PATH\" \"$CHAIN_PATH\" | cmp - \"$FULLCHAIN_PATH\" && grep -q 'PRIVATE KEY' \"$KEY_PATH\" && echo \"$CERT_NAME|$CERT_DOMAINS\"".into(),
+        ],
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let out = cas_certd::hook::run(&hook, &env).await.unwrap();
+    assert_eq!(out.output, "www|a.example.com b.example.com\n");
+    assert!(env
+        .iter()
+        .any(|(k, v)| k == "KEY_PATH" && v.ends_with("www/privkey.pem")));
+}
