@@ -184,7 +184,7 @@ fn group_makes_key_0640_with_that_group() {
     let tmp = tempfile::tempdir().unwrap();
     let k = key();
     let (_, set) = make_set(&["a.example.com"], &k, 30);
-    let gid = unsafe_free_gid();
+    let gid = own_gid();
     let d = deploy::install(tmp.path(), "g", &set, &own(Some(&gid.to_string())), 3).unwrap();
     assert_eq!(mode(&d.key), 0o640);
     use std::os::unix::fs::MetadataExt;
@@ -196,7 +196,7 @@ fn group_makes_key_0640_with_that_group() {
 }
 
 /// The gid of this process (a group we may certainly chown to).
-fn unsafe_free_gid() -> u32 {
+fn own_gid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     let f = tempfile::NamedTempFile::new().unwrap();
     f.as_file().metadata().unwrap().gid()
