@@ -9,7 +9,8 @@ use tokio::process::Command;
 
 use crate::config::Hook;
 
-/// Output kept per run; the rest is read and dropped so the child never blocks on a full pipe.
+/// Output kept per run (the last bytes); the rest is read and dropped so the child never
+/// blocks on a full pipe.
 pub const OUTPUT_CAP: usize = 64 * 1024;
 /// How much of the output a failure message carries.
 const TAIL: usize = 2048;
@@ -51,11 +52,13 @@ async fn drain(mut r: impl AsyncRead + Unpin, into: Arc<Mutex<Captured>>) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 let Ok(mut c) = into.lock() else { return };
-                let room = OUTPUT_CAP.saturating_sub(c.buf.len());
-                if n > room {
+                // Keep the last OUTPUT_CAP bytes: the end is where programs say what went wrong.
+                c.buf.extend_from_slice(&chunk[..n]);
+                if c.buf.len() > OUTPUT_CAP {
+                    let excess = c.buf.len() - OUTPUT_CAP;
+                    c.buf.drain(..excess);
                     c.truncated = true;
                 }
-                c.buf.extend_from_slice(&chunk[..n.min(room)]);
             }
         }
     }
@@ -75,6 +78,24 @@ fn kill_group(pgid: u32) {
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
+}
+
+/// The reload hook's environment for one deployed certificate: `CERT_NAME`, `CERT_DOMAINS`
+/// (space separated), `CERT_PATH`, `CHAIN_PATH`, `FULLCHAIN_PATH`, `KEY_PATH` (stable paths).
+pub fn reload_env(
+    name: &str,
+    domains: &[String],
+    deployed: &crate::deploy::Deployed,
+) -> Vec<(String, String)> {
+    let p = |p: &std::path::Path| p.display().to_string();
+    vec![
+        ("CERT_NAME".into(), name.to_string()),
+        ("CERT_DOMAINS".into(), domains.join(" ")),
+        ("CERT_PATH".into(), p(&deployed.cert)),
+        ("CHAIN_PATH".into(), p(&deployed.chain)),
+        ("FULLCHAIN_PATH".into(), p(&deployed.fullchain)),
+        ("KEY_PATH".into(), p(&deployed.key)),
+    ]
 }
 
 /// Runs `hook` with `env` added to the daemon's environment.
@@ -155,6 +176,7 @@ pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, Ho
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -208,13 +230,21 @@ mod tests {
     #[tokio::test]
     async fn megabytes_of_output_are_truncated() {
         let out = run(
-            &hook(&["sh", "-c", "head -c 5000000 /dev/zero | tr '\\0' x"], 30),
+            &hook(
+                &[
+                    "sh",
+                    "-c",
+                    "head -c 5000000 /dev/zero | tr '\\0' x; echo; echo the end",
+                ],
+                30,
+            ),
             &[],
         )
         .await
         .unwrap();
         assert!(out.truncated);
         assert_eq!(out.output.len(), OUTPUT_CAP);
+        assert!(out.output.ends_with("x\nthe end\n"));
     }
 
     fn alive(pid: &str) -> bool {

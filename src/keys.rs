@@ -32,6 +32,27 @@ fn new_key(kind: KeyKind) -> Result<KeyPair, KeyError> {
     r.map_err(|e| KeyError::Generate(e.to_string()))
 }
 
+/// Reads a private key in PKCS#8, or (as CAS may return it) PKCS#1 RSA or SEC1 EC PEM.
+/// Errors carry no detail on purpose: a parser message could quote the key.
+pub(crate) fn load_key(pem: &str) -> Result<KeyPair, ()> {
+    if let Ok(k) = KeyPair::from_pem(pem) {
+        return Ok(k);
+    }
+    let algs: &[&'static rcgen::SignatureAlgorithm] = if pem.contains("BEGIN RSA PRIVATE KEY") {
+        &[&rcgen::PKCS_RSA_SHA256]
+    } else if pem.contains("BEGIN EC PRIVATE KEY") {
+        &[
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+        ]
+    } else {
+        &[]
+    };
+    algs.iter()
+        .find_map(|alg| KeyPair::from_pem_and_sign_algo(pem, alg).ok())
+        .ok_or(())
+}
+
 fn csr(key: &KeyPair, domains: &[String]) -> Result<String, KeyError> {
     let first = domains
         .first()
@@ -58,12 +79,13 @@ pub fn generate(kind: KeyKind, domains: &[String]) -> Result<(Secret, String), K
 /// need re-making after a crash).
 pub fn csr_for_key(key_pem: &Secret, domains: &[String]) -> Result<String, KeyError> {
     // Do not echo the parser's message: it could quote parts of the key.
-    let key = KeyPair::from_pem(key_pem.expose())
+    let key = load_key(key_pem.expose())
         .map_err(|_| KeyError::Csr("the private key does not parse".into()))?;
     csr(&key, domains)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use x509_parser::prelude::*;
@@ -114,6 +136,38 @@ mod tests {
             generate(KeyKind::Cas, &domains),
             Err(KeyError::CasManaged)
         ));
+    }
+
+    #[test]
+    fn pkcs1_rsa_keys_load() {
+        use base64::Engine;
+        use x509_parser::der_parser::{der::parse_der, oid};
+        // Unwrap our PKCS#8 RSA key to the inner PKCS#1 RSAPrivateKey, as CAS may return it.
+        let (key, _) = generate(KeyKind::Rsa2048, &["a.example.com".into()]).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(key.expose().as_bytes()).unwrap();
+        let (_, info) = parse_der(&pem.contents).unwrap();
+        let items = info.as_sequence().unwrap();
+        let alg = items[1].as_sequence().unwrap()[0].as_oid().unwrap();
+        assert_eq!(alg, &oid!(1.2.840 .113549 .1 .1 .1));
+        let pkcs1 = items[2].as_slice().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs1);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem1 = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        use rcgen::PublicKeyData;
+        let a = load_key(&pem1).unwrap();
+        let b = load_key(key.expose()).unwrap();
+        assert_eq!(a.der_bytes(), b.der_bytes());
+        assert!(
+            load_key("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+                .is_err()
+        );
     }
 
     #[test]

@@ -101,14 +101,15 @@ pub(crate) fn build(
     let poll_min = duration(&root, "poll_min", errs).unwrap_or(Duration::from_secs(10));
     let poll_max = duration(&root, "poll_max", errs).unwrap_or(Duration::from_secs(600));
     if poll_min > poll_max {
-        let span = root
-            .get("poll_min")
-            .or(root.get("poll_max"))
-            .map(|v| v.span())
-            .unwrap_or(0..0);
+        // Point at whichever of the two the file actually sets.
+        let (key, span) = match (root.get("poll_min"), root.get("poll_max")) {
+            (Some(v), _) => ("poll_min", v.span()),
+            (None, Some(v)) => ("poll_max", v.span()),
+            (None, None) => ("poll_min", 0..0),
+        };
         errs.push(
             span,
-            "poll_min",
+            key,
             format!(
                 "poll_min ({}) is longer than poll_max ({})",
                 humantime::format_duration(poll_min),
@@ -864,6 +865,7 @@ fn cert_domains(t: &Tbl, errs: &mut Errors) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

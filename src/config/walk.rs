@@ -40,6 +40,9 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Strings of an array with their spans, and the array's span.
+pub(crate) type StrList = (Vec<(String, Range<usize>)>, Range<usize>);
+
 /// A table being read: remembers which keys were consumed so the rest can be reported.
 pub(crate) struct Tbl<'a, 'i> {
     pub(crate) table: &'a DeTable<'i>,
@@ -167,11 +170,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
     }
 
     /// An array of strings; each wrong element is reported.
-    pub(crate) fn str_list(
-        &self,
-        k: &str,
-        errs: &mut Errors,
-    ) -> Option<(Vec<(String, Range<usize>)>, Range<usize>)> {
+    pub(crate) fn str_list(&self, k: &str, errs: &mut Errors) -> Option<StrList> {
         let v = self.get(k)?;
         str_list_of(v, &self.key(k), errs)
     }
@@ -182,7 +181,7 @@ pub(crate) fn str_list_of(
     v: &Spanned<DeValue<'_>>,
     key: &str,
     errs: &mut Errors,
-) -> Option<(Vec<(String, Range<usize>)>, Range<usize>)> {
+) -> Option<StrList> {
     match v.get_ref() {
         DeValue::Array(a) => {
             let mut out = Vec::new();

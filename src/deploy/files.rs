@@ -306,6 +306,7 @@ pub(crate) fn inspect_live(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::config::KeyKind;

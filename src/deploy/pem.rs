@@ -63,7 +63,7 @@ pub(crate) fn inspect(set: &PemSet) -> Result<(CertInfo, bool), DeployError> {
     let (_, leaf) = X509Certificate::from_der(leaf_der)
         .map_err(|e| DeployError::BadCertificate(e.to_string()))?;
     // Never echo the parser's message: it could quote the key.
-    let key = rcgen::KeyPair::from_pem(set.key_pem.expose())
+    let key = crate::keys::load_key(set.key_pem.expose())
         .map_err(|_| DeployError::BadKey("not a PKCS#8 or SEC1/PKCS#1 private key".into()))?;
     let ours = {
         use rcgen::PublicKeyData;

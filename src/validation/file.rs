@@ -1,7 +1,8 @@
 //! The `file` provider: the challenge file under the webroot, with every path part checked.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -38,24 +39,58 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Validatio
     move |source| ValidationError::Io { op, path, source }
 }
 
-/// Makes (or checks) a directory that must be a real directory, never a symlink.
-fn real_dir(path: &Path) -> Result<(), ValidationError> {
-    match fs::symlink_metadata(path) {
-        Ok(md) if md.file_type().is_symlink() => Err(ValidationError::Unsafe(format!(
-            "{} is a symbolic link; refusing to write through it",
-            path.display()
-        ))),
-        Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => Err(ValidationError::Unsafe(format!(
-            "{} exists and is not a directory",
-            path.display()
-        ))),
-        Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
-            .mode(0o755)
-            .create(path)
-            .map_err(io("mkdir", path)),
-        Err(e) => Err(io("stat", path)(e)),
+/// A path that resolves `name` inside the already-open directory `dir` (like `openat`):
+/// Linux's `/proc/self/fd/N` names the directory itself, so nothing above it is looked up again
+/// and a component swapped for a symlink after our check cannot redirect us.
+fn at(dir: &File, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+fn unsafe_component(path: &Path) -> ValidationError {
+    ValidationError::Unsafe(format!(
+        "{} is a symbolic link or not a directory; refusing to write through it",
+        path.display()
+    ))
+}
+
+/// Opens `name` in `dir` as a directory, never following a symlink; creates it (0755) if missing.
+fn open_subdir(
+    dir: &File,
+    name: &str,
+    shown: &Path,
+    create: bool,
+) -> Result<File, ValidationError> {
+    if create {
+        match fs::DirBuilder::new().mode(0o755).create(at(dir, name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("mkdir", shown)(e)),
+        }
     }
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(at(dir, name))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => unsafe_component(shown),
+            _ => io("open", shown)(e),
+        })
+}
+
+/// The challenge directory under `webroot`, opened without following symlinks inside it.
+fn challenge_dir(webroot: &Path, create: bool) -> Result<File, ValidationError> {
+    // The webroot itself is the operator's choice and may be a symlink.
+    let mut dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(webroot)
+        .map_err(io("open webroot", webroot))?;
+    let mut shown = webroot.to_path_buf();
+    for part in [".well-known", "pki-validation"] {
+        shown.push(part);
+        dir = open_subdir(&dir, part, &shown, create)?;
+    }
+    Ok(dir)
 }
 
 /// Writes `content` at `webroot` + `uri` after checking the Uri, the domain and every path part.
@@ -77,37 +112,20 @@ pub fn present(
             "challenge content is empty or too long".into(),
         ));
     }
-    let md = fs::metadata(webroot).map_err(io("stat", webroot))?;
-    if !md.is_dir() {
-        return Err(ValidationError::Io {
-            op: "use webroot",
-            path: webroot.to_path_buf(),
-            source: std::io::Error::new(ErrorKind::InvalidInput, "not a directory"),
-        });
-    }
-    let mut dir = webroot.to_path_buf();
-    for part in [".well-known", "pki-validation"] {
-        dir.push(part);
-        real_dir(&dir)?;
-    }
-    let path = dir.join(name);
-    // A leftover (or planted symlink) is removed, never followed; then the file is created new.
-    match fs::symlink_metadata(&path) {
-        Ok(md) if md.is_dir() => {
-            return Err(ValidationError::Unsafe(format!(
-                "{} is a directory",
-                path.display()
-            )))
-        }
-        Ok(_) => fs::remove_file(&path).map_err(io("remove", &path))?,
-        Err(_) => {}
+    let dir = challenge_dir(webroot, true)?;
+    let path = webroot.join(".well-known/pki-validation").join(name);
+    // A leftover (or a planted symlink) is unlinked, never followed; then the file is made new.
+    match fs::remove_file(at(&dir, name)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove", &path)(e)),
     }
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
+        .open(at(&dir, name))
         .map_err(io("create", &path))?;
     // The web server must read it whatever the daemon's umask.
     f.set_permissions(fs::Permissions::from_mode(0o644))
@@ -120,22 +138,44 @@ pub fn present(
 
 /// Removes the file; a missing one is fine.
 pub fn cleanup(path: &Path) -> Result<(), ValidationError> {
-    if !path
-        .parent()
-        .is_some_and(|p| p.ends_with(".well-known/pki-validation"))
-    {
-        return Err(ValidationError::Unsafe(format!(
-            "{} is not a challenge file",
-            path.display()
-        )));
+    let not_ours =
+        || ValidationError::Unsafe(format!("{} is not a challenge file", path.display()));
+    let parent = path.parent().ok_or_else(not_ours)?;
+    if !parent.ends_with(".well-known/pki-validation") {
+        return Err(not_ours());
     }
-    match fs::remove_file(path) {
+    let webroot = parent
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(not_ours)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(not_ours)?;
+    check_uri(&format!("{PREFIX}{name}"))?;
+    let dir = match challenge_dir(
+        if webroot.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            webroot
+        },
+        false,
+    ) {
+        Ok(d) => d,
+        // Already gone with its directory.
+        Err(ValidationError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    match fs::remove_file(at(&dir, name)) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(io("remove", path)(e)),
         _ => Ok(()),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -237,5 +277,22 @@ mod tests {
             .is_symlink());
         let names: Vec<_> = fs::read_dir(outside.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+        // The last directory swapped for a symlink: present refuses, cleanup deletes nothing
+        // outside.
+        fs::remove_dir_all(root.path().join(".well-known/pki-validation")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path(),
+            root.path().join(".well-known/pki-validation"),
+        )
+        .unwrap();
+        fs::write(outside.path().join("f.txt"), "outside").unwrap();
+        let e = present(root.path(), "example.com", uri, "x", &doms()).unwrap_err();
+        assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
+        assert!(cleanup(&planted).is_err());
+        assert_eq!(
+            fs::read_to_string(outside.path().join("f.txt")).unwrap(),
+            "outside"
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
     }
 }

@@ -305,6 +305,7 @@ pub async fn cleanup(presented: &Presented, ctx: &Ctx<'_>) -> Result<(), Validat
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

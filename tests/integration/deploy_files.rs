@@ -1,5 +1,6 @@
 //! Deploying real certificates (made with rcgen) into a real directory: layout, modes, the key
 //! matching its certificate, the refusals, pruning, and the live set after a restart.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -183,7 +184,7 @@ fn group_makes_key_0640_with_that_group() {
     let tmp = tempfile::tempdir().unwrap();
     let k = key();
     let (_, set) = make_set(&["a.example.com"], &k, 30);
-    let gid = unsafe_free_gid();
+    let gid = own_gid();
     let d = deploy::install(tmp.path(), "g", &set, &own(Some(&gid.to_string())), 3).unwrap();
     assert_eq!(mode(&d.key), 0o640);
     use std::os::unix::fs::MetadataExt;
@@ -195,7 +196,7 @@ fn group_makes_key_0640_with_that_group() {
 }
 
 /// The gid of this process (a group we may certainly chown to).
-fn unsafe_free_gid() -> u32 {
+fn own_gid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     let f = tempfile::NamedTempFile::new().unwrap();
     f.as_file().metadata().unwrap().gid()
@@ -282,4 +283,25 @@ fn install_refuses_a_mismatching_key_and_unsafe_names() {
         );
     }
     assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn reload_hook_sees_the_deployed_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, set) = make_set(&["a.example.com", "b.example.com"], &key(), 30);
+    let d = deploy::install(tmp.path(), "www", &set, &own(None), 3).unwrap();
+    let env = cas_certd::hook::reload_env("www", &domains(&["a.example.com", "b.example.com"]), &d);
+    let hook = cas_certd::config::Hook {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "cat \"$CERT_PATH\" \"$CHAIN_PATH\" | cmp - \"$FULLCHAIN_PATH\" && grep -q 'PRIVATE KEY' \"$KEY_PATH\" && echo \"$CERT_NAME|$CERT_DOMAINS\"".into(),
+        ],
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let out = cas_certd::hook::run(&hook, &env).await.unwrap();
+    assert_eq!(out.output, "www|a.example.com b.example.com\n");
+    assert!(env
+        .iter()
+        .any(|(k, v)| k == "KEY_PATH" && v.ends_with("www/privkey.pem")));
 }
