@@ -149,7 +149,7 @@ impl Client {
     }
 
     /// Installs a callback told about every attempt (metrics, tests).
-    pub fn set_observer(&mut self, f: Arc<dyn Fn(&str, &str) + Send + Sync>) {
+    pub fn set_observer(&mut self, f: Observer) {
         self.observer = Some(f);
     }
 

@@ -289,7 +289,7 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(exit::OK))
 }
 
 fn fmt_ms(ms: Option<i64>) -> String {
@@ -360,7 +360,7 @@ pub async fn orders(cli: &super::Cli, a: &OrdersArgs) -> anyhow::Result<ExitCode
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(exit::OK))
 }
 
 /// `order show` output; the private key is only said to exist, never shown.
@@ -433,7 +433,7 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
                     } else {
                         print_show(&out);
                     }
-                    Ok(ExitCode::SUCCESS)
+                    Ok(ExitCode::from(exit::OK))
                 }
                 Err(e) => Ok(report(&e, None)),
             };
@@ -449,7 +449,7 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
             } else {
                 println!("order {id} {verb}");
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(exit::OK))
         }
         Err(e) => Ok(report(&e, None)),
     }
