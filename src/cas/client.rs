@@ -20,6 +20,9 @@ pub const CAS_VERSION: &str = "2020-04-07";
 /// Alidns API version.
 pub const ALIDNS_VERSION: &str = "2015-01-09";
 
+/// Retries after Throttling answers, at most (all within `max_retry_time`).
+const MAX_THROTTLE_RETRIES: u32 = 10;
+
 /// Called once per attempt with the action and `"OK"`, the error Code, or `"Transport"`.
 pub type Observer = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
@@ -173,10 +176,13 @@ impl Client {
         repeat: Repeat,
     ) -> Result<serde_json::Value, ApiError> {
         let started = Instant::now();
-        let mut attempt: u32 = 0;
+        // Failures count against `max_attempts`; Throttling answers have their own, larger
+        // budget (the service is fine, only busy: callers should wait, not fail), and both are
+        // bounded by `max_retry_time`.
+        let mut failures: u32 = 0;
+        let mut throttles: u32 = 0;
         let mut resigned_for: Option<String> = None;
         loop {
-            attempt += 1;
             self.inner.limiter.acquire(action).await;
             let result = self.attempt(api, action, &params).await;
             let err = match result {
@@ -197,7 +203,7 @@ impl Client {
             let code = err.code().map(str::to_string);
             // SignatureNonceUsed / InvalidTimeStamp.Expired: once more, re-signed, no wait.
             if let Some(c) = code.as_deref().filter(|c| RESIGN_ONCE_CODES.contains(c)) {
-                if resigned_for.as_deref() != Some(c) && attempt < self.inner.max_attempts + 1 {
+                if resigned_for.as_deref() != Some(c) {
                     resigned_for = Some(c.to_string());
                     continue;
                 }
@@ -216,14 +222,23 @@ impl Client {
                     Repeat::Safe => err,
                 });
             }
-            if attempt >= self.inner.max_attempts {
-                return Err(err);
-            }
-            let delay = backoff::delay(attempt - 1);
+            let delay = if code.as_deref().is_some_and(|c| c.starts_with("Throttling")) {
+                throttles += 1;
+                if throttles > MAX_THROTTLE_RETRIES.max(self.inner.max_attempts) {
+                    return Err(err);
+                }
+                backoff::throttled_delay(throttles - 1)
+            } else {
+                failures += 1;
+                if failures >= self.inner.max_attempts {
+                    return Err(err);
+                }
+                backoff::delay(failures - 1)
+            };
             if started.elapsed() + delay > self.inner.max_retry_time {
                 return Err(err);
             }
-            tracing::debug!(action, attempt, ?delay, error = %err, "retrying");
+            tracing::debug!(action, failures, throttles, ?delay, error = %err, "retrying");
             tokio::time::sleep(delay).await;
         }
     }

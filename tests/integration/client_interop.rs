@@ -229,3 +229,94 @@ fn client_interop_checker_catches_a_bad_signature() {
     let log = srv.log();
     assert_eq!(log["mismatches"].as_array().expect("mismatches").len(), 2);
 }
+
+/// One client shared by eight concurrent callers keeps under the server's per-second limit on
+/// its own: no Throttling answer at all.
+#[test]
+fn client_interop_shared_limiter_avoids_throttling() {
+    use cas_certd::cas::model::ListOrders;
+    use std::sync::{Arc, Mutex};
+    let srv = SignServer::start(&["--max-qps", "3"]);
+    let endpoint = url::Url::parse(&srv.endpoint()).expect("url");
+    let cas = cas_certd::config::CasSettings {
+        endpoint: endpoint.clone(),
+        signature: cas_certd::config::SignatureVersion::V3,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        qps: 100.0,
+        // A little under the server's 3/s: arrival times jitter on the server's side too.
+        qps_overrides: vec![("ListUserCertificateOrder".into(), 2.5)],
+        max_attempts: 1,
+        max_retry_time: Duration::from_secs(30),
+    };
+    let creds = cas_certd::credentials::Credentials::fixed(cas_certd::credentials::AccessKey {
+        id: "testid".into(),
+        secret: cas_certd::secret::Secret::new("testsecret"),
+        security_token: None,
+        expires: None,
+    });
+    let mut client =
+        cas_certd::cas::Client::new(&cas, &cas_certd::config::AlidnsSettings { endpoint }, creds)
+            .expect("client");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    client.set_observer(Arc::new(move |_a: &str, code: &str| {
+        s.lock().expect("lock").push(code.to_string())
+    }));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                c.list_user_certificate_order(&ListOrders {
+                    current_page: 1,
+                    show_size: 50,
+                    ..Default::default()
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            let page = t.await.expect("join").expect("call succeeds");
+            assert_eq!(page.orders.len(), 7);
+        }
+    });
+    // Eight calls at 2.5/s: paced over about 2.8 s.
+    assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(*seen.lock().expect("lock"), vec!["OK"; 8]);
+    assert_eq!(srv.log()["throttled"], 0);
+}
+
+/// Eight separate processes (no shared limiter) against a low server limit: Throttling is
+/// answered, retried with backoff, and every call succeeds.
+#[test]
+fn client_interop_eight_concurrent_orders_survive_throttling() {
+    let srv = SignServer::start(&["--max-qps", "3"]);
+    let home = tempfile::tempdir().expect("home");
+    let ep = srv.endpoint();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = Command::new(support::bin());
+            c.env_clear()
+                .env("HOME", home.path())
+                .env("CAS_CERTD_CONFIG", home.path().join("none.toml"))
+                .envs(KEY)
+                .args(["orders", "--endpoint", &ep])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    for ch in children {
+        let o = ch.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let log = srv.log();
+    assert!(
+        log["throttled"].as_u64().expect("n") > 0,
+        "the limit never bit: {log}"
+    );
+    assert!(log["mismatches"].as_array().expect("m").is_empty());
+}

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+import time
 import types
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +39,7 @@ ORDERS = [
 ]
 
 lock = threading.Lock()
-state = {"requests": [], "mismatches": []}
+state = {"requests": [], "mismatches": [], "throttled": 0}
 seen_nonces = set()
 
 
@@ -122,6 +123,9 @@ class Handler(BaseHTTPRequestHandler):
                 "Code": "SignatureDoesNotMatch",
                 "Message": "Specified signature is not matched with our calculation. server string to sign is:" + echo,
                 "Recommend": "https://api.aliyun.com/troubleshoot?q=SignatureDoesNotMatch"})
+        if cfg.max_qps and throttled(action, cfg.max_qps):
+            return self.answer(400, {"RequestId": "R-thr", "Code": "Throttling.User",
+                                     "Message": "Request was denied due to user flow control."})
         if cfg.mode == "503":
             return self.answer(503, {"RequestId": "R-503", "Code": "ServiceUnavailable",
                                      "Message": "The request has failed due to a temporary failure of the server."})
@@ -177,6 +181,29 @@ class Handler(BaseHTTPRequestHandler):
         return key_id, ok, "ACS3-HMAC-SHA256\n<canonical request hash>"
 
 
+calls = {}
+LOG_PATH = [""]
+
+
+def throttled(action, limit):
+    """A sliding one-second window per action, as Alibaba's flow control behaves."""
+    now = time.monotonic()
+    with lock:
+        recent = [t for t in calls.get(action, []) if now - t < 1.0]
+        if len(recent) >= limit:
+            calls[action] = recent
+            with_throttle = True
+        else:
+            recent.append(now)
+            calls[action] = recent
+            with_throttle = False
+        state.setdefault("throttled", 0)
+        if with_throttle:
+            state["throttled"] += 1
+            save(LOG_PATH[0])
+    return with_throttle
+
+
 def respond(action, p):
     rid = {"RequestId": "R-ok"}
     if action == "DescribePackageState":
@@ -201,10 +228,13 @@ def main():
     ap.add_argument("--key-id", default="testid")
     ap.add_argument("--secret", default="testsecret")
     ap.add_argument("--mode", choices=["ok", "503"], default="ok")
+    ap.add_argument("--max-qps", type=int, default=0,
+                    help="answer Throttling.User above this many calls per second per action")
     ap.add_argument("--client-secret-differs", action="store_true",
                     help="a wrong-secret test: signature failures are expected, not mismatches")
     cfg = ap.parse_args()
     cfg.secret_matches_client = not cfg.client_secret_differs
+    LOG_PATH[0] = cfg.log
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     srv.cfg = cfg
