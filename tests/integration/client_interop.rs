@@ -320,3 +320,121 @@ fn client_interop_eight_concurrent_orders_survive_throttling() {
     );
     assert!(log["mismatches"].as_array().expect("m").is_empty());
 }
+
+/// Every client action, through the library, with both signatures and an STS token: a create
+/// whose CSR has `+/=` and newlines and whose tags have `*~`, unicode and a space.
+#[test]
+fn client_interop_every_action_both_signatures() {
+    use cas_certd::cas::model::*;
+    let srv = SignServer::start(&[]);
+    let endpoint = url::Url::parse(&srv.endpoint()).expect("url");
+    let csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB+zCCAWQCAQAw/abc=\n-----END CERTIFICATE REQUEST-----\n";
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for sig in [
+        cas_certd::config::SignatureVersion::V1,
+        cas_certd::config::SignatureVersion::V3,
+    ] {
+        let cas = cas_certd::config::CasSettings {
+            endpoint: endpoint.clone(),
+            signature: sig,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            qps: 50.0,
+            qps_overrides: vec![],
+            max_attempts: 1,
+            max_retry_time: Duration::from_secs(10),
+        };
+        let creds = cas_certd::credentials::Credentials::fixed(cas_certd::credentials::AccessKey {
+            id: "testid".into(),
+            secret: cas_certd::secret::Secret::new("testsecret"),
+            security_token: Some(cas_certd::secret::Secret::new("STS.token/with+slash=")),
+            expires: None,
+        });
+        let c = cas_certd::cas::Client::new(
+            &cas,
+            &cas_certd::config::AlidnsSettings {
+                endpoint: endpoint.clone(),
+            },
+            creds,
+        )
+        .expect("client");
+        rt.block_on(async {
+            let id = c
+                .create_certificate_for_package(&CreateOrder {
+                    product_code: "digicert-free-1-free".into(),
+                    domains: vec!["www.example.com".into()],
+                    csr: Some(csr.into()),
+                    validate_type: ValidateType::Dns,
+                    contact: Contact {
+                        name: "Tom Zhang".into(),
+                        phone: "+86 138".into(),
+                        email: "a+b@example.com".into(),
+                    },
+                    company_name: None,
+                    tags: vec![("k*~".into(), "值 v".into())],
+                })
+                .await
+                .expect("create");
+            assert_eq!(id, OrderId(9_007_199_254_740_995));
+            let st = c.describe_certificate_state(id).await.expect("state");
+            assert!(matches!(
+                st,
+                CertificateState::DomainVerify(Challenge::Dns { .. })
+            ));
+            let new = c
+                .renew_certificate_order(id, Some(csr))
+                .await
+                .expect("renew");
+            assert_eq!(new, OrderId(9_007_199_254_740_997));
+            c.cancel_order(id).await.expect("cancel");
+            c.delete_certificate(id).await.expect("delete");
+            c.revoke_certificate(id).await.expect("revoke");
+            let p = c
+                .describe_package_state("digicert-free-1-free")
+                .await
+                .expect("pkg");
+            assert_eq!((p.total_count, p.used_count), (20, 3));
+            let rid = c
+                .add_domain_record(&AddRecord {
+                    domain_name: "example.com".into(),
+                    rr: "_dnsauth.www".into(),
+                    record_type: "TXT".into(),
+                    value: "2026 value+/=".into(),
+                    ttl: Some(600),
+                })
+                .await
+                .expect("add record");
+            assert_eq!(rid, "98765432101234567");
+            let page = c
+                .describe_domain_records("example.com", Some("_dnsauth"), 1, 20)
+                .await
+                .expect("records");
+            assert_eq!(page.records[0].rr, "_dnsauth");
+            let page = c
+                .describe_sub_domain_records("_dnsauth.www.example.com")
+                .await
+                .expect("sub");
+            assert_eq!(page.total_count, 1);
+            c.delete_domain_record(&rid).await.expect("delete record");
+        });
+    }
+    let log = srv.log();
+    let mismatches = log["mismatches"].as_array().expect("m");
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    let reqs = log["requests"].as_array().expect("r");
+    assert_eq!(reqs.len(), 2 * 11, "{reqs:#?}");
+    let creates: Vec<_> = reqs
+        .iter()
+        .filter(|r| r["action"] == "CreateCertificateForPackageRequest")
+        .collect();
+    assert_eq!(creates.len(), 2);
+    for r in creates {
+        // The server decoded exactly what we meant to send.
+        assert_eq!(r["params"]["Csr"], csr);
+        assert_eq!(r["params"]["Tags.1.Key"], "k*~");
+        assert_eq!(r["params"]["Tags.1.Value"], "值 v");
+        assert_eq!(r["params"]["Email"], "a+b@example.com");
+    }
+    let alidns = reqs.iter().filter(|r| r["version"] == "2015-01-09").count();
+    assert_eq!(alidns, 2 * 4);
+}

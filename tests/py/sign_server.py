@@ -218,6 +218,18 @@ def respond(action, p):
     if action == "DescribeCertificateState":
         return {**rid, "Type": "domain_verify", "ValidateType": "DNS",
                 "RecordDomain": "_dnsauth", "RecordType": "TXT", "RecordValue": "20261123abc"}
+    if action in ("CreateCertificateForPackageRequest", "CreateCertificateRequest",
+                  "CreateCertificateWithCsrRequest"):
+        return {**rid, "OrderId": "9007199254740995"}
+    if action == "RenewCertificateOrderForPackageRequest":
+        return {**rid, "OrderId": 9007199254740997}
+    if action == "AddDomainRecord":
+        return {**rid, "RecordId": "98765432101234567"}
+    if action in ("DescribeDomainRecords", "DescribeSubDomainRecords"):
+        return {**rid, "TotalCount": 1, "PageNumber": 1, "PageSize": 20,
+                "DomainRecords": {"Record": [{"RecordId": "98765432101234567", "RR": "_dnsauth",
+                                              "Type": "TXT", "Value": "v", "TTL": 600,
+                                              "DomainName": "example.com", "Status": "ENABLE"}]}}
     return rid
 
 
