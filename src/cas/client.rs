@@ -342,9 +342,19 @@ impl Client {
         repeat: Repeat,
     ) -> Result<T, ApiError> {
         let v = self.call(api, action, params, repeat).await?;
-        serde_json::from_value(v).map_err(|e| ApiError::Decode {
-            action: action.to_string(),
-            detail: e.to_string(),
+        serde_json::from_value(v).map_err(|e| match repeat {
+            // The create succeeded but its answer is unreadable: the order exists, id unknown.
+            Repeat::NotBlindly => ApiError::Transport {
+                action: action.to_string(),
+                detail: format!(
+                    "unreadable success answer ({e}); the order may have been created: look for it with ListUserCertificateOrder before creating again"
+                ),
+                maybe_sent: true,
+            },
+            Repeat::Safe => ApiError::Decode {
+                action: action.to_string(),
+                detail: e.to_string(),
+            },
         })
     }
 
@@ -927,6 +937,21 @@ mod tests {
             .expect_err("fails");
         assert_eq!(e.class(), ErrorClass::Retryable);
         assert_eq!(nonces.lock().expect("lock").len(), 6);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_create_answer_is_outcome_unknown() {
+        let (url, nonces) =
+            scripted(vec![(200, r#"{"RequestId":"x","OrderId":"not-a-number"}"#)]).await;
+        let (c, _) = test_client(url, SignatureVersion::V1);
+        let e = c
+            .renew_certificate_order(OrderId(7), None)
+            .await
+            .expect_err("fails");
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown, "{e}");
+        assert_eq!(nonces.lock().expect("lock").len(), 1);
+        let e = c.describe_package_state("p").await;
+        assert!(e.is_ok(), "absent optional fields are fine: {e:?}");
     }
 
     #[tokio::test]
