@@ -410,6 +410,46 @@ impl Client {
         Ok(raw.order_id)
     }
 
+    /// CreateCertificateRequest (DV only; CAS makes the key). Never retried blindly.
+    pub async fn create_certificate_request(
+        &self,
+        product_code: &str,
+        domain: &str,
+        contact: &Contact,
+        validate_type: ValidateType,
+    ) -> Result<OrderId, ApiError> {
+        let params = dv_params(product_code, contact, validate_type, ("Domain", domain));
+        let raw: OrderIdRaw = self
+            .call_as(
+                Api::Cas,
+                "CreateCertificateRequest",
+                params,
+                Repeat::NotBlindly,
+            )
+            .await?;
+        Ok(raw.order_id)
+    }
+
+    /// CreateCertificateWithCsrRequest (DV only). Never retried blindly.
+    pub async fn create_certificate_with_csr_request(
+        &self,
+        product_code: &str,
+        csr: &str,
+        contact: &Contact,
+        validate_type: ValidateType,
+    ) -> Result<OrderId, ApiError> {
+        let params = dv_params(product_code, contact, validate_type, ("Csr", csr));
+        let raw: OrderIdRaw = self
+            .call_as(
+                Api::Cas,
+                "CreateCertificateWithCsrRequest",
+                params,
+                Repeat::NotBlindly,
+            )
+            .await?;
+        Ok(raw.order_id)
+    }
+
     pub async fn describe_certificate_state(
         &self,
         order_id: OrderId,
@@ -566,6 +606,26 @@ impl Client {
             .await?;
         Ok(raw.into_model())
     }
+}
+
+/// Parameters of the two DV-only creates.
+fn dv_params(
+    product_code: &str,
+    contact: &Contact,
+    validate_type: ValidateType,
+    subject: (&str, &str),
+) -> Vec<(String, String)> {
+    let mut v = vec![
+        p(subject.0, subject.1),
+        p("Username", contact.name.as_str()),
+        p("Phone", contact.phone.as_str()),
+        p("Email", contact.email.as_str()),
+        p("ValidateType", validate_type.as_str()),
+    ];
+    if !product_code.is_empty() {
+        v.push(p("ProductCode", product_code));
+    }
+    v
 }
 
 /// A reqwest failure as a transport error; only a connect failure proves nothing was sent.

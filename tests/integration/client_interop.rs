@@ -376,6 +376,29 @@ fn client_interop_every_action_both_signatures() {
                 .await
                 .expect("create");
             assert_eq!(id, OrderId(9_007_199_254_740_995));
+            let contact = Contact {
+                name: "Tom Zhang".into(),
+                phone: "+86 138".into(),
+                email: "a+b@example.com".into(),
+            };
+            let dv = c
+                .create_certificate_request(
+                    "symantec-free-1-free",
+                    "a.example.com",
+                    &contact,
+                    ValidateType::File,
+                )
+                .await
+                .expect("create dv");
+            assert_eq!(dv, OrderId(9_007_199_254_740_995));
+            c.create_certificate_with_csr_request(
+                "symantec-free-1-free",
+                csr,
+                &contact,
+                ValidateType::Dns,
+            )
+            .await
+            .expect("create with csr");
             let st = c.describe_certificate_state(id).await.expect("state");
             assert!(matches!(
                 st,
@@ -422,7 +445,7 @@ fn client_interop_every_action_both_signatures() {
     let mismatches = log["mismatches"].as_array().expect("m");
     assert!(mismatches.is_empty(), "{mismatches:#?}");
     let reqs = log["requests"].as_array().expect("r");
-    assert_eq!(reqs.len(), 2 * 11, "{reqs:#?}");
+    assert_eq!(reqs.len(), 2 * 13, "{reqs:#?}");
     let creates: Vec<_> = reqs
         .iter()
         .filter(|r| r["action"] == "CreateCertificateForPackageRequest")
@@ -435,6 +458,12 @@ fn client_interop_every_action_both_signatures() {
         assert_eq!(r["params"]["Tags.1.Value"], "值 v");
         assert_eq!(r["params"]["Email"], "a+b@example.com");
     }
+    let with_csr: Vec<_> = reqs
+        .iter()
+        .filter(|r| r["action"] == "CreateCertificateWithCsrRequest")
+        .collect();
+    assert_eq!(with_csr.len(), 2);
+    assert!(with_csr.iter().all(|r| r["params"]["Csr"] == csr));
     let alidns = reqs.iter().filter(|r| r["version"] == "2015-01-09").count();
     assert_eq!(alidns, 2 * 4);
 }
