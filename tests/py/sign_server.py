@@ -129,6 +129,9 @@ class Handler(BaseHTTPRequestHandler):
         if cfg.mode == "503":
             return self.answer(503, {"RequestId": "R-503", "Code": "ServiceUnavailable",
                                      "Message": "The request has failed due to a temporary failure of the server."})
+        if business.get("ProductCode") == "not-bought":
+            return self.answer(404, {"RequestId": "R-pkg", "Code": "NotFoundPackage",
+                                     "Message": "The package is not found."})
         return self.answer(200, respond(action, business))
 
     def check_v1(self, cfg, params, body, problems):
@@ -207,8 +210,9 @@ def throttled(action, limit):
 def respond(action, p):
     rid = {"RequestId": "R-ok"}
     if action == "DescribePackageState":
+        used = 20 if p.get("ProductCode") == "exhausted-product" else 3
         return {**rid, "ProductCode": p.get("ProductCode", ""), "TotalCount": 20,
-                "UsedCount": 3, "IssuedCount": 2, "Unexpected": True}
+                "UsedCount": used, "IssuedCount": 2, "Unexpected": True}
     if action == "ListUserCertificateOrder":
         page = int(p.get("CurrentPage", "1"))
         size = int(p.get("ShowSize", "50"))
