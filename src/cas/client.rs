@@ -934,6 +934,7 @@ mod tests {
             ])
             .await;
             let (c, seen) = test_client(url, sig);
+            assert!(!format!("{c:?}").contains("testsecret"));
             let st = c.describe_package_state("p").await.expect("eventually ok");
             assert_eq!(st.total_count, 5);
             assert_eq!(
