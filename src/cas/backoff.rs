@@ -14,10 +14,29 @@ pub fn ceiling(retry: u32) -> Duration {
     BASE.saturating_mul(factor).min(CAP)
 }
 
+/// First ceiling after a Throttling answer: quotas are counted per second, so retrying
+/// sooner mostly earns another Throttling.
+pub const THROTTLED_BASE: Duration = Duration::from_secs(1);
+
+/// The ceiling before retry number `retry` after a Throttling answer.
+pub fn throttled_ceiling(retry: u32) -> Duration {
+    let factor = 2u32.saturating_pow(retry.min(16));
+    THROTTLED_BASE.saturating_mul(factor).min(CAP)
+}
+
 /// A random delay in `[0, ceiling(retry)]`.
 pub fn delay(retry: u32) -> Duration {
+    jitter(ceiling(retry))
+}
+
+/// A random delay in `[0, throttled_ceiling(retry)]`.
+pub fn throttled_delay(retry: u32) -> Duration {
+    jitter(throttled_ceiling(retry))
+}
+
+fn jitter(ceiling: Duration) -> Duration {
     use rand::Rng as _;
-    let max = ceiling(retry).as_millis() as u64;
+    let max = ceiling.as_millis() as u64;
     Duration::from_millis(rand::rng().random_range(0..=max))
 }
 
@@ -32,6 +51,12 @@ mod tests {
         assert_eq!(ceiling(3), Duration::from_millis(1600));
         assert_eq!(ceiling(10), CAP);
         assert_eq!(ceiling(u32::MAX), CAP);
+        assert_eq!(throttled_ceiling(0), Duration::from_secs(1));
+        assert_eq!(throttled_ceiling(2), Duration::from_secs(4));
+        assert_eq!(throttled_ceiling(5), CAP);
+        for _ in 0..100 {
+            assert!(throttled_delay(1) <= Duration::from_secs(2));
+        }
     }
 
     #[test]

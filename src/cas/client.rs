@@ -20,6 +20,9 @@ pub const CAS_VERSION: &str = "2020-04-07";
 /// Alidns API version.
 pub const ALIDNS_VERSION: &str = "2015-01-09";
 
+/// Retries after Throttling answers, at most (all within `max_retry_time`).
+const MAX_THROTTLE_RETRIES: u32 = 10;
+
 /// Called once per attempt with the action and `"OK"`, the error Code, or `"Transport"`.
 pub type Observer = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
@@ -149,7 +152,7 @@ impl Client {
     }
 
     /// Installs a callback told about every attempt (metrics, tests).
-    pub fn set_observer(&mut self, f: Arc<dyn Fn(&str, &str) + Send + Sync>) {
+    pub fn set_observer(&mut self, f: Observer) {
         self.observer = Some(f);
     }
 
@@ -173,10 +176,13 @@ impl Client {
         repeat: Repeat,
     ) -> Result<serde_json::Value, ApiError> {
         let started = Instant::now();
-        let mut attempt: u32 = 0;
+        // Failures count against `max_attempts`; Throttling answers have their own, larger
+        // budget (the service is fine, only busy: callers should wait, not fail), and both are
+        // bounded by `max_retry_time`.
+        let mut failures: u32 = 0;
+        let mut throttles: u32 = 0;
         let mut resigned_for: Option<String> = None;
         loop {
-            attempt += 1;
             self.inner.limiter.acquire(action).await;
             let result = self.attempt(api, action, &params).await;
             let err = match result {
@@ -197,7 +203,7 @@ impl Client {
             let code = err.code().map(str::to_string);
             // SignatureNonceUsed / InvalidTimeStamp.Expired: once more, re-signed, no wait.
             if let Some(c) = code.as_deref().filter(|c| RESIGN_ONCE_CODES.contains(c)) {
-                if resigned_for.as_deref() != Some(c) && attempt < self.inner.max_attempts + 1 {
+                if resigned_for.as_deref() != Some(c) {
                     resigned_for = Some(c.to_string());
                     continue;
                 }
@@ -216,14 +222,23 @@ impl Client {
                     Repeat::Safe => err,
                 });
             }
-            if attempt >= self.inner.max_attempts {
-                return Err(err);
-            }
-            let delay = backoff::delay(attempt - 1);
+            let delay = if code.as_deref().is_some_and(|c| c.starts_with("Throttling")) {
+                throttles += 1;
+                if throttles > MAX_THROTTLE_RETRIES.max(self.inner.max_attempts) {
+                    return Err(err);
+                }
+                backoff::throttled_delay(throttles - 1)
+            } else {
+                failures += 1;
+                if failures >= self.inner.max_attempts {
+                    return Err(err);
+                }
+                backoff::delay(failures - 1)
+            };
             if started.elapsed() + delay > self.inner.max_retry_time {
                 return Err(err);
             }
-            tracing::debug!(action, attempt, ?delay, error = %err, "retrying");
+            tracing::debug!(action, failures, throttles, ?delay, error = %err, "retrying");
             tokio::time::sleep(delay).await;
         }
     }
@@ -327,9 +342,19 @@ impl Client {
         repeat: Repeat,
     ) -> Result<T, ApiError> {
         let v = self.call(api, action, params, repeat).await?;
-        serde_json::from_value(v).map_err(|e| ApiError::Decode {
-            action: action.to_string(),
-            detail: e.to_string(),
+        serde_json::from_value(v).map_err(|e| match repeat {
+            // The create succeeded but its answer is unreadable: the order exists, id unknown.
+            Repeat::NotBlindly => ApiError::Transport {
+                action: action.to_string(),
+                detail: format!(
+                    "unreadable success answer ({e}); the order may have been created: look for it with ListUserCertificateOrder before creating again"
+                ),
+                maybe_sent: true,
+            },
+            Repeat::Safe => ApiError::Decode {
+                action: action.to_string(),
+                detail: e.to_string(),
+            },
         })
     }
 
@@ -378,6 +403,46 @@ impl Client {
             .call_as(
                 Api::Cas,
                 "CreateCertificateForPackageRequest",
+                params,
+                Repeat::NotBlindly,
+            )
+            .await?;
+        Ok(raw.order_id)
+    }
+
+    /// CreateCertificateRequest (DV only; CAS makes the key). Never retried blindly.
+    pub async fn create_certificate_request(
+        &self,
+        product_code: &str,
+        domain: &str,
+        contact: &Contact,
+        validate_type: ValidateType,
+    ) -> Result<OrderId, ApiError> {
+        let params = dv_params(product_code, contact, validate_type, ("Domain", domain));
+        let raw: OrderIdRaw = self
+            .call_as(
+                Api::Cas,
+                "CreateCertificateRequest",
+                params,
+                Repeat::NotBlindly,
+            )
+            .await?;
+        Ok(raw.order_id)
+    }
+
+    /// CreateCertificateWithCsrRequest (DV only). Never retried blindly.
+    pub async fn create_certificate_with_csr_request(
+        &self,
+        product_code: &str,
+        csr: &str,
+        contact: &Contact,
+        validate_type: ValidateType,
+    ) -> Result<OrderId, ApiError> {
+        let params = dv_params(product_code, contact, validate_type, ("Csr", csr));
+        let raw: OrderIdRaw = self
+            .call_as(
+                Api::Cas,
+                "CreateCertificateWithCsrRequest",
                 params,
                 Repeat::NotBlindly,
             )
@@ -541,6 +606,26 @@ impl Client {
             .await?;
         Ok(raw.into_model())
     }
+}
+
+/// Parameters of the two DV-only creates.
+fn dv_params(
+    product_code: &str,
+    contact: &Contact,
+    validate_type: ValidateType,
+    subject: (&str, &str),
+) -> Vec<(String, String)> {
+    let mut v = vec![
+        p(subject.0, subject.1),
+        p("Username", contact.name.as_str()),
+        p("Phone", contact.phone.as_str()),
+        p("Email", contact.email.as_str()),
+        p("ValidateType", validate_type.as_str()),
+    ];
+    if !product_code.is_empty() {
+        v.push(p("ProductCode", product_code));
+    }
+    v
 }
 
 /// A reqwest failure as a transport error; only a connect failure proves nothing was sent.
@@ -735,5 +820,255 @@ mod tests {
         assert!(persistent_resign_error(e)
             .to_string()
             .contains("clock is probably skewed"));
+    }
+
+    /// A loopback HTTP server answering scripted (status, body) pairs in order, the last one
+    /// repeated; it records the SignatureNonce / x-acs-signature-nonce of each request.
+    async fn scripted(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (url::Url, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let nonces = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = nonces.clone();
+        tokio::spawn(async move {
+            let mut i = 0usize;
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                let (head_end, len) = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break (buf.len(), 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (pos + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let text = String::from_utf8_lossy(&buf).to_string();
+                let nonce = text
+                    .split(['&', '\n'])
+                    .find_map(|kv| {
+                        kv.strip_prefix("SignatureNonce=")
+                            .or_else(|| kv.strip_prefix("x-acs-signature-nonce: "))
+                    })
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                seen.lock().expect("lock").push(nonce);
+                let (status, body) = answers[i.min(answers.len() - 1)];
+                i += 1;
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (
+            url::Url::parse(&format!("http://{addr}")).expect("url"),
+            nonces,
+        )
+    }
+
+    fn test_client(
+        endpoint: url::Url,
+        sig: SignatureVersion,
+    ) -> (Client, Arc<std::sync::Mutex<Vec<String>>>) {
+        let cas = CasSettings {
+            endpoint: endpoint.clone(),
+            signature: sig,
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: Duration::from_secs(2),
+            qps: 100.0,
+            qps_overrides: Vec::new(),
+            max_attempts: 4,
+            max_retry_time: Duration::from_secs(20),
+        };
+        let creds = Credentials::fixed(crate::credentials::AccessKey {
+            id: "testid".into(),
+            secret: crate::secret::Secret::new("testsecret"),
+            security_token: None,
+            expires: None,
+        });
+        let mut c = Client::new(&cas, &AlidnsSettings { endpoint }, creds).expect("client");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        c.set_observer(Arc::new(move |action: &str, code: &str| {
+            s.lock().expect("lock").push(format!("{action}:{code}"));
+        }));
+        (c, seen)
+    }
+
+    const THROTTLED: &str = r#"{"RequestId":"t","Code":"Throttling.User","Message":"Request was denied due to user flow control."}"#;
+    const UNAVAILABLE: &str = r#"{"RequestId":"u","Code":"ServiceUnavailable","Message":"busy"}"#;
+
+    #[tokio::test]
+    async fn throttling_is_retried_with_fresh_nonces() {
+        for sig in [SignatureVersion::V1, SignatureVersion::V3] {
+            let (url, nonces) = scripted(vec![
+                (400, THROTTLED),
+                (400, THROTTLED),
+                (200, r#"{"RequestId":"ok","ProductCode":"p","TotalCount":5,"UsedCount":1,"IssuedCount":1}"#),
+            ])
+            .await;
+            let (c, seen) = test_client(url, sig);
+            assert!(!format!("{c:?}").contains("testsecret"));
+            let st = c.describe_package_state("p").await.expect("eventually ok");
+            assert_eq!(st.total_count, 5);
+            assert_eq!(
+                *seen.lock().expect("lock"),
+                vec![
+                    "DescribePackageState:Throttling.User",
+                    "DescribePackageState:Throttling.User",
+                    "DescribePackageState:OK"
+                ]
+            );
+            let n = nonces.lock().expect("lock").clone();
+            assert_eq!(n.len(), 3);
+            assert!(n.iter().all(|x| x.len() == 36), "{n:?}");
+            assert!(n[0] != n[1] && n[1] != n[2], "nonces reused: {n:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_is_not_retried_on_5xx_and_is_outcome_unknown() {
+        let (url, nonces) = scripted(vec![(503, UNAVAILABLE)]).await;
+        let (c, seen) = test_client(url, SignatureVersion::V1);
+        let req = CreateOrder {
+            product_code: "p".into(),
+            domains: vec!["a.example.com".into()],
+            csr: Some(
+                "-----BEGIN CERTIFICATE REQUEST-----\nMIIB+/=\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
+            ),
+            validate_type: ValidateType::Dns,
+            contact: Contact {
+                name: "n".into(),
+                phone: "1".into(),
+                email: "e@x".into(),
+            },
+            company_name: None,
+            tags: vec![],
+        };
+        let e = c
+            .create_certificate_for_package(&req)
+            .await
+            .expect_err("fails");
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown, "{e}");
+        assert!(e.to_string().contains("ListUserCertificateOrder"), "{e}");
+        assert_eq!(
+            nonces.lock().expect("lock").len(),
+            1,
+            "a create was repeated"
+        );
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+        // Renew likewise.
+        let e = c
+            .renew_certificate_order(OrderId(1), None)
+            .await
+            .expect_err("fails");
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown);
+        assert_eq!(nonces.lock().expect("lock").len(), 2);
+        // A read is retried up to max_attempts.
+        let e = c
+            .describe_certificate_state(OrderId(1))
+            .await
+            .expect_err("fails");
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert_eq!(nonces.lock().expect("lock").len(), 6);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_create_answer_is_outcome_unknown() {
+        let (url, nonces) =
+            scripted(vec![(200, r#"{"RequestId":"x","OrderId":"not-a-number"}"#)]).await;
+        let (c, _) = test_client(url, SignatureVersion::V1);
+        let e = c
+            .renew_certificate_order(OrderId(7), None)
+            .await
+            .expect_err("fails");
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown, "{e}");
+        assert_eq!(nonces.lock().expect("lock").len(), 1);
+        let e = c.describe_package_state("p").await;
+        assert!(e.is_ok(), "absent optional fields are fine: {e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_create_is_retried_because_nothing_happened() {
+        let (url, nonces) = scripted(vec![
+            (400, THROTTLED),
+            (200, r#"{"OrderId":"9007199254740993"}"#),
+        ])
+        .await;
+        let (c, _) = test_client(url, SignatureVersion::V3);
+        let id = c
+            .renew_certificate_order(OrderId(7), Some("CSR"))
+            .await
+            .expect("ok");
+        assert_eq!(id, OrderId(9_007_199_254_740_993));
+        assert_eq!(nonces.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn timestamp_rejection_is_retried_once_then_blames_the_clock() {
+        let (url, nonces) = scripted(vec![(
+            400,
+            r#"{"RequestId":"c","Code":"InvalidTimeStamp.Expired","Message":"Specified time stamp or date value is expired."}"#,
+        )])
+        .await;
+        let (c, _) = test_client(url, SignatureVersion::V1);
+        let e = c.cancel_order(OrderId(1)).await.expect_err("fails");
+        assert_eq!(nonces.lock().expect("lock").len(), 2);
+        assert!(e.to_string().contains("clock is probably skewed"), "{e}");
+
+        let (url, nonces) = scripted(vec![
+            (400, r#"{"Code":"SignatureNonceUsed","Message":"used"}"#),
+            (200, r#"{"RequestId":"ok"}"#),
+        ])
+        .await;
+        let (c, _) = test_client(url, SignatureVersion::V1);
+        c.delete_certificate(OrderId(1))
+            .await
+            .expect("second try ok");
+        assert_eq!(nonces.lock().expect("lock").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn alidns_records_round_trip_shapes() {
+        let (url, _) = scripted(vec![(200, r#"{"RequestId":"r","RecordId":"123456789"}"#)]).await;
+        let (c, _) = test_client(url, SignatureVersion::V3);
+        let id = c
+            .add_domain_record(&AddRecord {
+                domain_name: "example.com".into(),
+                rr: "_dnsauth".into(),
+                record_type: "TXT".into(),
+                value: "v".into(),
+                ttl: Some(600),
+            })
+            .await
+            .expect("add");
+        assert_eq!(id, "123456789");
     }
 }

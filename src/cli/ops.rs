@@ -36,6 +36,7 @@ pub enum SigArg {
     V3,
 }
 
+/// Exits 5 (quota) when a product has no certificates left or was never bought.
 #[derive(Debug, clap::Args)]
 pub struct PackageArgs {
     /// Product code (default: the products named in the config, else symantec-free-1-free).
@@ -281,15 +282,18 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
             .collect();
         table(&["PRODUCT", "TOTAL", "USED", "LEFT", "ISSUED"], &rows);
     }
+    // Exhausted quota is worth a non-zero exit: scripts ask `package` before ordering.
+    let mut code = exit::OK;
     for s in &states {
-        if s.total_count > 0 && s.used_count >= s.total_count {
+        if s.used_count >= s.total_count {
             eprintln!(
                 "cas-certd: quota exhausted for {} ({} of {} used)",
                 s.product_code, s.used_count, s.total_count
             );
+            code = exit::QUOTA;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(code))
 }
 
 fn fmt_ms(ms: Option<i64>) -> String {
@@ -360,7 +364,7 @@ pub async fn orders(cli: &super::Cli, a: &OrdersArgs) -> anyhow::Result<ExitCode
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(exit::OK))
 }
 
 /// `order show` output; the private key is only said to exist, never shown.
@@ -433,7 +437,7 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
                     } else {
                         print_show(&out);
                     }
-                    Ok(ExitCode::SUCCESS)
+                    Ok(ExitCode::from(exit::OK))
                 }
                 Err(e) => Ok(report(&e, None)),
             };
@@ -449,7 +453,7 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
             } else {
                 println!("order {id} {verb}");
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(exit::OK))
         }
         Err(e) => Ok(report(&e, None)),
     }

@@ -165,3 +165,44 @@ fn client_cli_config_and_credential_errors_exit_3() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr_line(&o).contains("--yes"));
 }
+
+#[test]
+fn client_cli_quota_exit_5() {
+    let srv = SignServer::start(&["--secret", SECRET]);
+    let home = tempfile::tempdir().expect("home");
+    let key = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "testid"),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET),
+    ];
+    let ep = srv.endpoint();
+    let o = run(
+        home.path(),
+        &key,
+        &["package", "--product", "not-bought", "--endpoint", &ep],
+    );
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    let e = stderr_line(&o);
+    assert!(e.contains("no package of not-bought bought"), "{e}");
+
+    // Exhausted: the table still prints, plus one line and exit 5.
+    let o = run(
+        home.path(),
+        &key,
+        &[
+            "package",
+            "--product",
+            "exhausted-product",
+            "--endpoint",
+            &ep,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("exhausted-product"), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim(),
+        "cas-certd: quota exhausted for exhausted-product (20 of 20 used)"
+    );
+    assert!(srv.log()["mismatches"].as_array().expect("m").is_empty());
+}

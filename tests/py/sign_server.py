@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+import time
 import types
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +39,7 @@ ORDERS = [
 ]
 
 lock = threading.Lock()
-state = {"requests": [], "mismatches": []}
+state = {"requests": [], "mismatches": [], "throttled": 0}
 seen_nonces = set()
 
 
@@ -122,9 +123,15 @@ class Handler(BaseHTTPRequestHandler):
                 "Code": "SignatureDoesNotMatch",
                 "Message": "Specified signature is not matched with our calculation. server string to sign is:" + echo,
                 "Recommend": "https://api.aliyun.com/troubleshoot?q=SignatureDoesNotMatch"})
+        if cfg.max_qps and throttled(action, cfg.max_qps):
+            return self.answer(400, {"RequestId": "R-thr", "Code": "Throttling.User",
+                                     "Message": "Request was denied due to user flow control."})
         if cfg.mode == "503":
             return self.answer(503, {"RequestId": "R-503", "Code": "ServiceUnavailable",
                                      "Message": "The request has failed due to a temporary failure of the server."})
+        if business.get("ProductCode") == "not-bought":
+            return self.answer(404, {"RequestId": "R-pkg", "Code": "NotFoundPackage",
+                                     "Message": "The package is not found."})
         return self.answer(200, respond(action, business))
 
     def check_v1(self, cfg, params, body, problems):
@@ -177,11 +184,35 @@ class Handler(BaseHTTPRequestHandler):
         return key_id, ok, "ACS3-HMAC-SHA256\n<canonical request hash>"
 
 
+calls = {}
+LOG_PATH = [""]
+
+
+def throttled(action, limit):
+    """A sliding one-second window per action, as Alibaba's flow control behaves."""
+    now = time.monotonic()
+    with lock:
+        recent = [t for t in calls.get(action, []) if now - t < 1.0]
+        if len(recent) >= limit:
+            calls[action] = recent
+            with_throttle = True
+        else:
+            recent.append(now)
+            calls[action] = recent
+            with_throttle = False
+        state.setdefault("throttled", 0)
+        if with_throttle:
+            state["throttled"] += 1
+            save(LOG_PATH[0])
+    return with_throttle
+
+
 def respond(action, p):
     rid = {"RequestId": "R-ok"}
     if action == "DescribePackageState":
+        used = 20 if p.get("ProductCode") == "exhausted-product" else 3
         return {**rid, "ProductCode": p.get("ProductCode", ""), "TotalCount": 20,
-                "UsedCount": 3, "IssuedCount": 2, "Unexpected": True}
+                "UsedCount": used, "IssuedCount": 2, "Unexpected": True}
     if action == "ListUserCertificateOrder":
         page = int(p.get("CurrentPage", "1"))
         size = int(p.get("ShowSize", "50"))
@@ -191,6 +222,18 @@ def respond(action, p):
     if action == "DescribeCertificateState":
         return {**rid, "Type": "domain_verify", "ValidateType": "DNS",
                 "RecordDomain": "_dnsauth", "RecordType": "TXT", "RecordValue": "20261123abc"}
+    if action in ("CreateCertificateForPackageRequest", "CreateCertificateRequest",
+                  "CreateCertificateWithCsrRequest"):
+        return {**rid, "OrderId": "9007199254740995"}
+    if action == "RenewCertificateOrderForPackageRequest":
+        return {**rid, "OrderId": 9007199254740997}
+    if action == "AddDomainRecord":
+        return {**rid, "RecordId": "98765432101234567"}
+    if action in ("DescribeDomainRecords", "DescribeSubDomainRecords"):
+        return {**rid, "TotalCount": 1, "PageNumber": 1, "PageSize": 20,
+                "DomainRecords": {"Record": [{"RecordId": "98765432101234567", "RR": "_dnsauth",
+                                              "Type": "TXT", "Value": "v", "TTL": 600,
+                                              "DomainName": "example.com", "Status": "ENABLE"}]}}
     return rid
 
 
@@ -201,10 +244,13 @@ def main():
     ap.add_argument("--key-id", default="testid")
     ap.add_argument("--secret", default="testsecret")
     ap.add_argument("--mode", choices=["ok", "503"], default="ok")
+    ap.add_argument("--max-qps", type=int, default=0,
+                    help="answer Throttling.User above this many calls per second per action")
     ap.add_argument("--client-secret-differs", action="store_true",
                     help="a wrong-secret test: signature failures are expected, not mismatches")
     cfg = ap.parse_args()
     cfg.secret_matches_client = not cfg.client_secret_differs
+    LOG_PATH[0] = cfg.log
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     srv.cfg = cfg
