@@ -578,3 +578,164 @@ async fn list(sim: &Sim, p: &Params) -> Answer {
         None,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{auth, ca, faults, state, SimOptions};
+
+    fn sim(dir: &std::path::Path, opts: SimOptions) -> Sim {
+        Sim {
+            verifier: std::sync::Mutex::new(auth::Verifier::new(&[])),
+            faults: std::sync::Mutex::new(faults::Faults::new(Default::default())),
+            state: tokio::sync::Mutex::new(state::State::default()),
+            state_path: dir.join("state.json"),
+            ca: ca::Ca::open(&dir.join("ca")).unwrap(),
+            opts: SimOptions {
+                zones: vec!["example.com".into()],
+                ..opts
+            },
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    async fn create(s: &Sim, domain: &str, product: &str) -> Result<u64, Reject> {
+        let (_, id) = dispatch(
+            s,
+            "CreateCertificateForPackageRequest",
+            &params(&[("Domain", domain), ("ProductCode", product)]),
+        )
+        .await?;
+        Ok(id.unwrap())
+    }
+
+    async fn state_of(s: &Sim, id: u64) -> String {
+        let (v, _) = dispatch(
+            s,
+            "DescribeCertificateState",
+            &params(&[("OrderId", &id.to_string())]),
+        )
+        .await
+        .unwrap();
+        v["Type"].as_str().unwrap().to_string()
+    }
+
+    async fn add_proof(s: &Sim, id: u64) {
+        let mut st = s.state.lock().await;
+        let token = st.order(id).unwrap().challenge.clone();
+        st.records.push(state::Record {
+            id: "1".into(),
+            zone: "example.com".into(),
+            rr: "_dnsauth.www".into(),
+            rtype: "TXT".into(),
+            value: token,
+            ttl: 600,
+        });
+    }
+
+    #[tokio::test]
+    async fn delays_then_issue_with_short_first_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sim(
+            dir.path(),
+            SimOptions {
+                validation_delay: std::time::Duration::from_millis(200),
+                review_delay: std::time::Duration::from_millis(200),
+                first_cert_lifetime: Some(std::time::Duration::from_secs(3600)),
+                ..Default::default()
+            },
+        );
+        let id = create(&s, "www.example.com", "p").await.unwrap();
+        assert_eq!(state_of(&s, id).await, "domain_verify");
+        add_proof(&s, id).await;
+        assert_eq!(
+            state_of(&s, id).await,
+            "domain_verify",
+            "proof seen, dwelling"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert_eq!(state_of(&s, id).await, "process");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert_eq!(state_of(&s, id).await, "certificate");
+        let o = s.state.lock().await.order(id).unwrap().clone();
+        let life = o.cert_end_ms.unwrap() - o.cert_start_ms.unwrap();
+        assert!(
+            life <= 3600_000 + 60_000,
+            "first certificate is short-lived: {life}"
+        );
+        // The second certificate for the same names gets the normal lifetime.
+        let id2 = create(&s, "www.example.com", "p").await.unwrap();
+        assert_eq!(
+            state_of(&s, id2).await,
+            "domain_verify",
+            "the old TXT value proves nothing"
+        );
+        add_proof(&s, id2).await;
+        state_of(&s, id2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        state_of(&s, id2).await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert_eq!(state_of(&s, id2).await, "certificate");
+        let o2 = s.state.lock().await.order(id2).unwrap().clone();
+        assert!(o2.cert_end_ms.unwrap() - o2.cert_start_ms.unwrap() > 80 * 24 * 3600_000);
+        // Persisted after each step.
+        let disk = state::State::load(&dir.path().join("state.json")).unwrap();
+        assert_eq!(disk.order(id2).unwrap().state, OrderState::Certificate);
+    }
+
+    #[tokio::test]
+    async fn reject_quota_and_refunds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sim(
+            dir.path(),
+            SimOptions {
+                reject: vec!["*.bad.example.com".into()],
+                quota: vec![("p".into(), 2)],
+                ..Default::default()
+            },
+        );
+        let a = create(&s, "x.bad.example.com", "p").await.unwrap();
+        assert_eq!(state_of(&s, a).await, "verify_fail");
+        let _b = create(&s, "www.example.com", "p").await.unwrap();
+        let e = create(&s, "api.example.com", "p").await.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (404, "NotRemainCount"));
+        // Deleting the failed order gives its unit back.
+        dispatch(
+            &s,
+            "DeleteCertificateRequest",
+            &params(&[("OrderId", &a.to_string())]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.state.lock().await.usage["p"].used, 1);
+        create(&s, "api.example.com", "p").await.unwrap();
+        // Cancel is only for orders under review.
+        let e = dispatch(
+            &s,
+            "CancelOrderRequest",
+            &params(&[("OrderId", &a.to_string())]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "NotFoundOrder");
+    }
+
+    #[test]
+    fn domain_rules() {
+        assert!(check_domains(&["a.example.com".into(), "b.example.com".into()]).is_ok());
+        assert!(check_domains(&["*.example.com".into(), "b.example.com".into()]).is_err());
+        assert!(check_domains(
+            &(0..6)
+                .map(|i| format!("a{i}.example.com"))
+                .collect::<Vec<_>>()
+        )
+        .is_err());
+        assert!(check_domains(&["bad_name.example.com".into()]).is_err());
+    }
+}

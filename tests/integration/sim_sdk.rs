@@ -220,3 +220,98 @@ fn ledger_is_404_without_admin() {
     assert_eq!(v["Code"], "MissingParameter");
     assert!(v["RequestId"].is_string() && v["HostId"].is_string() && v["Recommend"].is_string());
 }
+
+/// A v1-signed GET, built with the shared signer; returns (status, body) or None when the
+/// connection broke before a complete answer.
+fn signed_get(addr: &str, action: &str) -> Option<(u16, String)> {
+    use cas_certd::cas::sign;
+    let mut ps: Vec<(String, String)> = [
+        ("AccessKeyId", AK),
+        ("Action", action),
+        ("Format", "JSON"),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("Version", "2020-04-07"),
+        ("ProductCode", "digicert-free-1-free"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    ps.push(("SignatureNonce".into(), rand_nonce()));
+    ps.push((
+        "Timestamp".into(),
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    ));
+    let sig = sign::v1_signature(SK, "GET", &ps);
+    let q = format!(
+        "{}&Signature={}",
+        sign::v1_canonical_query(&ps),
+        sign::percent_encode(&sig)
+    );
+    let mut s = TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET /?{q} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let out = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status: u16 = head.get(9..12)?.parse().ok()?;
+    // A complete answer has Content-Length bytes, or a terminated chunked body.
+    let complete = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().ok())
+        })
+        .flatten()
+        .map(|n| body.len() == n)
+        .unwrap_or_else(|| body.ends_with("0\r\n\r\n"));
+    complete.then_some((status, body.to_string()))
+}
+
+fn rand_nonce() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[test]
+fn faults_are_injected_before_actions_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, addr) = start_sim(&dir.path().join("a"), &["--fail-rate".into(), "1".into()]);
+    let (status, body) = signed_get(&addr, "DescribePackageState").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"ServiceUnavailable\""));
+
+    let (_s, addr) = start_sim(
+        &dir.path().join("b"),
+        &["--qps".into(), "DescribePackageState=1".into()],
+    );
+    let first = signed_get(&addr, "DescribePackageState").unwrap();
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert!(first.1.contains("\"TotalCount\":1000"));
+    let second = signed_get(&addr, "DescribePackageState").unwrap();
+    assert_eq!(second.0, 400);
+    assert!(second.1.contains("Throttling.User"));
+
+    let (_s, addr) = start_sim(
+        &dir.path().join("c"),
+        &["--garbage-rate".into(), "1".into()],
+    );
+    let (status, body) = signed_get(&addr, "DescribePackageState").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&body).is_err(),
+        "garbage must not parse: {body}"
+    );
+
+    let (_s, addr) = start_sim(&dir.path().join("d"), &["--reset-rate".into(), "1".into()]);
+    assert!(
+        signed_get(&addr, "DescribePackageState").is_none(),
+        "reset must not give a complete answer"
+    );
+    let l = ledger(&addr);
+    assert_eq!(l["calls"][0]["code"], "fault:reset");
+}
