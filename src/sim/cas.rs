@@ -548,7 +548,7 @@ async fn list(sim: &Sim, p: &Params) -> Answer {
         })
         .filter(|o| status.as_deref().is_none_or(|s| list_status(o, now) == s))
         .collect();
-    hits.sort_by(|a, b| b.id.cmp(&a.id));
+    hits.sort_by_key(|o| std::cmp::Reverse(o.id));
     let total = hits.len();
     let items: Vec<Value> = hits
         .into_iter()
@@ -580,6 +580,7 @@ async fn list(sim: &Sim, p: &Params) -> Answer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::sim::{auth, ca, faults, state, SimOptions};
@@ -666,7 +667,7 @@ mod tests {
         let o = s.state.lock().await.order(id).unwrap().clone();
         let life = o.cert_end_ms.unwrap() - o.cert_start_ms.unwrap();
         assert!(
-            life <= 3600_000 + 60_000,
+            life <= 3_600_000 + 60_000,
             "first certificate is short-lived: {life}"
         );
         // The second certificate for the same names gets the normal lifetime.
@@ -683,7 +684,7 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         assert_eq!(state_of(&s, id2).await, "certificate");
         let o2 = s.state.lock().await.order(id2).unwrap().clone();
-        assert!(o2.cert_end_ms.unwrap() - o2.cert_start_ms.unwrap() > 80 * 24 * 3600_000);
+        assert!(o2.cert_end_ms.unwrap() - o2.cert_start_ms.unwrap() > 80 * 24 * 3_600_000);
         // Persisted after each step.
         let disk = state::State::load(&dir.path().join("state.json")).unwrap();
         assert_eq!(disk.order(id2).unwrap().state, OrderState::Certificate);

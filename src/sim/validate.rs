@@ -81,6 +81,7 @@ pub fn record_domain(zones: &[String], domain: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

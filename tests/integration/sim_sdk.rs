@@ -1,5 +1,6 @@
 //! The simulator driven by Alibaba's official Python SDKs through a whole lifecycle
 //! (tests/py/sim_lifecycle.py), then its ledger checked; plus restart persistence.
+#![allow(clippy::unwrap_used)]
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
