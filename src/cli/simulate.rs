@@ -14,6 +14,14 @@ use cas_certd::sim::{self, faults::FaultOptions, SimOptions};
 /// Accepts the key pair in ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET (or
 /// --credentials-file). Clients use http://ADDR for both CAS and Alidns (told apart by Version).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Credentials accepted: ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET, or --credentials-file.
+Clients: endpoint http://ADDR:PORT for both CAS (Version 2020-04-07) and Alidns (2015-01-09);
+signature v1 (HMAC-SHA1) and V3 (ACS3-HMAC-SHA256) are both verified.
+Test CA root: DATA_DIR/ca/root.pem (trust it in curl/nginx/openssl). Books: DATA_DIR/state.json.
+DUR values use humantime: 500ms, 2s, 10m, 90days.
+Validation: FILE fetches http://DOMAIN/.well-known/pki-validation/fileauth.txt (via --resolve);
+DNS needs a TXT record created with AddDomainRecord in a --zone.")]
 pub struct SimulateArgs {
     /// Address to listen on (port 0 picks a free port; see --ready-file).
     #[arg(long, default_value = "127.0.0.1:0")]

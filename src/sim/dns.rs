@@ -40,6 +40,7 @@ pub async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
         "DeleteDomainRecord" => delete(sim, p).await,
         "DescribeDomainRecords" => describe(sim, p).await,
         "DescribeSubDomainRecords" => describe_sub(sim, p).await,
+        "GetMainDomainName" => main_domain(sim, p),
         "" => Err(Reject::missing("Action")),
         _ => Err(Reject::new(
             404,
@@ -159,4 +160,38 @@ async fn describe_sub(sim: &Sim, p: &Params) -> Answer {
         .filter(|r| tk.as_deref().is_none_or(|k| r.rtype == k))
         .collect();
     Ok((page(p, hits), None))
+}
+
+/// Splits a name into zone and RR: the longest `--zone` suffix, else the last two labels.
+fn main_domain(sim: &Sim, p: &Params) -> Answer {
+    let input = req(p, "InputString")?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let zone = sim
+        .opts
+        .zones
+        .iter()
+        .map(|z| z.to_ascii_lowercase())
+        .filter(|z| input == *z || input.ends_with(&format!(".{z}")))
+        .max_by_key(String::len)
+        .unwrap_or_else(|| {
+            let labels: Vec<&str> = input.rsplitn(3, '.').collect();
+            labels
+                .iter()
+                .take(2)
+                .rev()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(".")
+        });
+    let rr = if input == zone {
+        "@".to_string()
+    } else {
+        input[..input.len().saturating_sub(zone.len() + 1)].to_string()
+    };
+    let level = input.split('.').count();
+    Ok((
+        json!({"DomainName": zone, "RR": rr, "DomainLevel": level}),
+        None,
+    ))
 }

@@ -147,11 +147,41 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
         ca,
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(server::serve(listener, sim, rx));
+    let ticker = tokio::spawn(tick(sim.clone()));
+    let task = tokio::spawn(async move {
+        server::serve(listener, sim, rx).await;
+        ticker.abort();
+    });
     Ok(SimHandle {
         addr: local,
         root_pem,
         shutdown: Some(tx),
         task: Some(task),
     })
+}
+
+/// Moves pending orders along once a second, so an order whose proof appeared is validated
+/// and issued even when nobody asks (as the real CA does; a forgotten order still issues).
+async fn tick(sim: Arc<Sim>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let pending: Vec<u64> = {
+            let st = sim.state.lock().await;
+            st.orders
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.state,
+                        state::OrderState::DomainVerify | state::OrderState::Process
+                    )
+                })
+                .map(|o| o.id)
+                .collect()
+        };
+        for id in pending {
+            // An order deleted meanwhile is simply skipped.
+            let _ = cas::advance(&sim, id).await;
+        }
+    }
 }
