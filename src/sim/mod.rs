@@ -185,3 +185,30 @@ async fn tick(sim: Arc<Sim>) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn start_in_process_and_shut_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = start(SimOptions {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_ne!(h.addr.port(), 0);
+        assert!(std::fs::read_to_string(&h.root_pem)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        let addr = h.addr;
+        h.shutdown().await;
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "listener closed"
+        );
+    }
+}

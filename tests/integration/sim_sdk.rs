@@ -121,6 +121,8 @@ fn official_sdks_drive_a_whole_lifecycle() {
             format!("*.example.test=127.0.0.1:{web_port}"),
             "--quota".into(),
             "geotrust-dv-1-starter=10".into(),
+            "--quota".into(),
+            "geotrust-ov-1-personal=1".into(),
         ],
     );
     let root = data.join("ca/root.pem");
@@ -170,6 +172,7 @@ fn official_sdks_drive_a_whole_lifecycle() {
         "OrderStateError"
     ));
     assert!(has("DeleteCertificateRequest", "OK"));
+    assert!(has("CreateCertificateForPackageRequest", "NotRemainCount"));
     let orders = l["orders"].as_array().unwrap();
     let states: Vec<&str> = orders
         .iter()

@@ -73,10 +73,14 @@ CAS = CasClient(v3_config())
 DNS = DnsClient(v3_config())
 
 
+LAST_V3_MESSAGE = [""]
+
+
 def v3_error(fn):
     try:
         fn()
     except Exception as e:  # Tea raises its own exception types carrying .code
+        LAST_V3_MESSAGE[0] = str(getattr(e, "message", e))
         return getattr(e, "code", repr(e))
     return None
 
@@ -120,6 +124,7 @@ check(v1_error("DescribePackageState", query={"ProductCode": FREE}, secret="wron
 bad = CasClient(v3_config("wrong"))
 code = v3_error(lambda: bad.describe_package_state(cas_models.DescribePackageStateRequest(product_code=FREE)))
 check(code == "SignatureDoesNotMatch", f"V3 wrong secret rejected ({code})")
+check("ACS3-HMAC-SHA256" in LAST_V3_MESSAGE[0], "the V3 SDK really signed with ACS3-HMAC-SHA256 (server string to sign echoed)")
 
 # 3. Create without CSR (V3), DNS proof through Alidns AddDomainRecord, issuance with PrivateKey.
 www = f"www.{ZONE}"
@@ -219,7 +224,10 @@ check(CAS.list_user_certificate_order(cas_models.ListUserCertificateOrderRequest
 p1 = CAS.list_user_certificate_order(cas_models.ListUserCertificateOrderRequest(show_size=1, current_page=2)).body
 check(len(p1.certificate_order_list) == 1 and p1.total_count == 4 and p1.current_page == 2, f"paging {p1.total_count}")
 
-# 10. Exhausted quota.
+# 10. Exhausted quota (--quota geotrust-ov-1-personal=1), unknown order.
+OV = "geotrust-ov-1-personal"
+v1("CreateCertificateForPackageRequest", query={"ProductCode": OV, "Domain": f"ov.{ZONE}"})
+check(v1_error("CreateCertificateForPackageRequest", query={"ProductCode": OV, "Domain": f"ov2.{ZONE}"}) == "NotRemainCount", "quota exhausted: NotRemainCount")
 check(v1_error("DescribeCertificateState", query={"OrderId": "1"}) == "NotFoundOrder", "unknown order")
 print(json.dumps({"a": oid_a, "b": oid_b, "c": oid_c, "d": oid_d}))
 print("lifecycle OK")
