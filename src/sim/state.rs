@@ -2,6 +2,7 @@
 //! persisted as one JSON file written atomically after every mutation.
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -165,7 +166,14 @@ impl State {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        let _ = std::fs::remove_file(&tmp);
+        // 0600 from creation: the books hold private keys the CA made for key-less orders.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
         f.write_all(&data).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
@@ -248,5 +256,9 @@ mod tests {
         assert_eq!(l.next_seq, 1);
         assert_eq!(l.usage["p"].used, 1);
         assert!(!path.with_extension("json.tmp").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        s.save(&path).unwrap();
     }
 }

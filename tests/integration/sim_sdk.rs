@@ -203,6 +203,13 @@ fn ledger_is_404_without_admin() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sim");
     let ready = dir.path().join("ready");
+    // Credentials from a file this time (no environment).
+    let creds = dir.path().join("creds.ini");
+    std::fs::write(
+        &creds,
+        format!("[default]\naccess_key_id = {AK}\naccess_key_secret = {SK}\n"),
+    )
+    .unwrap();
     let _child = Kill(
         Command::new(support::bin())
             .args(["simulate", "--listen", "127.0.0.1:0"])
@@ -210,13 +217,17 @@ fn ledger_is_404_without_admin() {
             .arg(&data)
             .arg("--ready-file")
             .arg(&ready)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
+            .arg("--credentials-file")
+            .arg(&creds)
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
             .spawn()
             .unwrap(),
     );
     let addr = wait_for(&ready);
     assert_eq!(http_get(&addr, "/_sim/ledger").0, 404);
+    let (status, body) = signed_get(&addr, "DescribePackageState").unwrap();
+    assert_eq!(status, 200, "key from --credentials-file accepted: {body}");
     // Unsigned requests are refused with Alibaba's error body.
     let (status, body) = http_get(&addr, "/?Action=DescribePackageState&Version=2020-04-07");
     assert_eq!(status, 400);
