@@ -65,7 +65,7 @@ pub enum Command {
     Order(ops::OrderCommand),
     /// Run the CAS + Alidns simulator with a local test CA.
     #[cfg(feature = "sim")]
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Zero-setup demo: simulator + daemon in one process, certificates into ./demo.
     #[cfg(feature = "sim")]
     Demo(daemon::DemoArgs),

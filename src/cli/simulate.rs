@@ -1,9 +1,191 @@
-//! `cas-certd simulate`.
+//! `cas-certd simulate`: runs the CAS + Alidns simulator until SIGINT/SIGTERM.
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::{bail, Context};
+
+use cas_certd::secret::Secret;
+use cas_certd::sim::{self, faults::FaultOptions, SimOptions};
+
+/// Run the CAS + Alidns simulator (a local stand-in for Alibaba Cloud, with a test CA).
+///
+/// Accepts the key pair in ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET (or
+/// --credentials-file). Clients use http://ADDR for both CAS and Alidns (told apart by Version).
 #[derive(Debug, clap::Args)]
-pub struct SimulateArgs {}
+#[command(after_help = "\
+Credentials accepted: ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET, or --credentials-file.
+Clients: endpoint http://ADDR:PORT for both CAS (Version 2020-04-07) and Alidns (2015-01-09);
+signature v1 (HMAC-SHA1) and V3 (ACS3-HMAC-SHA256) are both verified.
+Test CA root: DATA_DIR/ca/root.pem (trust it in curl/nginx/openssl). Books: DATA_DIR/state.json.
+DUR values use humantime: 500ms, 2s, 10m, 90days.
+Validation: FILE fetches http://DOMAIN/.well-known/pki-validation/fileauth.txt (via --resolve);
+DNS needs a TXT record created with AddDomainRecord in a --zone.")]
+pub struct SimulateArgs {
+    /// Address to listen on (port 0 picks a free port; see --ready-file).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Directory for the books (state.json) and the test CA (ca/root.pem).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Once listening, write "ADDR:PORT\n" to this file.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// File with `access_key_id = ...` and `access_key_secret = ...` lines (INI style).
+    #[arg(long)]
+    pub credentials_file: Option<PathBuf>,
+    /// Serve GET /_sim/ledger (every call and every order's state, JSON); 404 otherwise.
+    #[arg(long)]
+    pub admin: bool,
+    /// Map a domain (or *.pattern) to ADDR:PORT for FILE validation fetches. Repeatable.
+    #[arg(long, value_name = "DOMAIN=ADDR:PORT", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, SocketAddr)>,
+    /// An Alidns zone the account owns (records can be added in it). Repeatable.
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Vec<String>,
+    /// Validation of this domain (or *.pattern) always fails (verify_fail). Repeatable.
+    #[arg(long, value_name = "DOMAIN")]
+    pub reject: Vec<String>,
+    /// Dwell between the proof being seen and CA review ("process"), e.g. 2s.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub validation_delay: Duration,
+    /// Dwell in "process" before the certificate is issued, e.g. 5s.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub review_delay: Duration,
+    /// Lifetime of issued certificates.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "90days")]
+    pub cert_lifetime: Duration,
+    /// Lifetime of the first certificate issued for a domain set (short, to exercise renewal).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub first_cert_lifetime: Option<Duration>,
+    /// TotalCount of a product's quota (default 1000 for any product). Repeatable.
+    #[arg(long, value_name = "PRODUCT=N", value_parser = parse_quota)]
+    pub quota: Vec<(String, i64)>,
+    /// Seed of the fault-injection random generator (same seed, same faults).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of calls answered 503 ServiceUnavailable (0..1), before the action runs.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Calls per second allowed for ACTION; more get Throttling.User. Repeatable.
+    #[arg(long, value_name = "ACTION=N", value_parser = parse_qps)]
+    pub qps: Vec<(String, u32)>,
+    /// Calls per second allowed for actions without their own --qps.
+    #[arg(long, value_name = "N")]
+    pub qps_default: Option<u32>,
+    /// Delay added before every answer, e.g. 200ms.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub latency: Option<Duration>,
+    /// Fraction of calls whose connection is dropped without a complete answer (action not run).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Fraction of calls answered 200 with a truncated non-JSON body (action not run).
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub garbage_rate: f64,
+    /// Answer every OrderId as a JSON string (by default only where the seed shows a string).
+    #[arg(long)]
+    pub string_order_ids: bool,
+}
 
-pub async fn simulate(_cli: &super::Cli, _a: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
+    let (d, a) = s.split_once('=').ok_or("expected DOMAIN=ADDR:PORT")?;
+    let addr = a.parse().map_err(|e| format!("{a}: {e}"))?;
+    Ok((d.to_ascii_lowercase(), addr))
+}
+
+fn parse_quota(s: &str) -> Result<(String, i64), String> {
+    let (p, n) = s.split_once('=').ok_or("expected PRODUCT=N")?;
+    Ok((p.to_string(), n.parse().map_err(|e| format!("{n}: {e}"))?))
+}
+
+fn parse_qps(s: &str) -> Result<(String, u32), String> {
+    let (a, n) = s.split_once('=').ok_or("expected ACTION=N")?;
+    Ok((a.to_string(), n.parse().map_err(|e| format!("{n}: {e}"))?))
+}
+
+fn credentials(a: &SimulateArgs) -> anyhow::Result<Vec<(String, Secret)>> {
+    if let Some(path) = &a.credentials_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let (mut id, mut secret) = (None, None);
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                match k.trim() {
+                    "access_key_id" => id = Some(v.trim().to_string()),
+                    "access_key_secret" => secret = Some(Secret::new(v.trim())),
+                    _ => {}
+                }
+            }
+        }
+        match (id, secret) {
+            (Some(i), Some(s)) => return Ok(vec![(i, s)]),
+            _ => bail!(
+                "{}: needs access_key_id and access_key_secret",
+                path.display()
+            ),
+        }
+    }
+    match (
+        std::env::var("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+        std::env::var("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+    ) {
+        (Ok(i), Ok(s)) if !i.is_empty() && !s.is_empty() => Ok(vec![(i, Secret::new(s))]),
+        _ => bail!("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET or --credentials-file"),
+    }
+}
+
+pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    for (name, f) in [
+        ("--fail-rate", a.fail_rate),
+        ("--reset-rate", a.reset_rate),
+        ("--garbage-rate", a.garbage_rate),
+    ] {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("{name} must be between 0 and 1");
+        }
+    }
+    let opts = SimOptions {
+        listen: Some(a.listen),
+        data_dir: a.data_dir.clone(),
+        credentials: credentials(a)?,
+        resolve: a.resolve.clone(),
+        zones: a.zone.iter().map(|z| z.to_ascii_lowercase()).collect(),
+        admin: a.admin,
+        reject: a.reject.clone(),
+        validation_delay: a.validation_delay,
+        review_delay: a.review_delay,
+        cert_lifetime: Some(a.cert_lifetime),
+        first_cert_lifetime: a.first_cert_lifetime,
+        quota: a.quota.clone(),
+        faults: FaultOptions {
+            seed: a.seed,
+            fail_rate: a.fail_rate,
+            qps: a.qps.clone(),
+            qps_default: a.qps_default,
+            latency: a.latency,
+            reset_rate: a.reset_rate,
+            garbage_rate: a.garbage_rate,
+        },
+        string_order_ids: a.string_order_ids,
+    };
+    let handle = sim::start(opts).await?;
+    eprintln!(
+        "cas-certd simulate: listening on http://{} (root CA {})",
+        handle.addr,
+        handle.root_pem.display()
+    );
+    if let Some(rf) = &a.ready_file {
+        let tmp = rf.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", handle.addr))
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, rf).with_context(|| format!("writing {}", rf.display()))?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    handle.shutdown().await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,42 @@
 //! The CAS + Alidns simulator: a real HTTP server with signature checks, the order state
 //! machine, real domain validation and a local test CA.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK — bodies filled by issue 3.
-#![allow(unused_variables)]
+//! Modules: [`server`] (HTTP, routing, faults, ledger endpoint), [`auth`] (v1/V3 signatures),
+//! [`cas`] and [`dns`] (the actions), [`state`] (books, persisted), [`ca`] (test CA),
+//! [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault injection).
+pub mod auth;
+pub mod ca;
+pub mod cas;
+pub mod dns;
+pub mod faults;
+pub mod reject;
+pub mod server;
+pub mod state;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Quota of a product nobody configured.
+pub const DEFAULT_QUOTA: i64 = 1000;
+/// Certificate lifetime when none is configured.
+pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("simulator: {0}")]
     Other(String),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+    #[error("simulator: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Everything `cas-certd simulate` can be told (see its `--help`).
@@ -24,6 +50,42 @@ pub struct SimOptions {
     pub resolve: Vec<(String, SocketAddr)>,
     pub zones: Vec<String>,
     pub admin: bool,
+    /// Domains (or `*.` patterns) whose validation always fails.
+    pub reject: Vec<String>,
+    /// Dwell between the proof being seen and CA review (`process`).
+    pub validation_delay: Duration,
+    /// Dwell in `process` before the certificate is issued.
+    pub review_delay: Duration,
+    /// Leaf lifetime; `None` is [`DEFAULT_CERT_LIFETIME`].
+    pub cert_lifetime: Option<Duration>,
+    /// Lifetime of the first certificate issued for a given domain set.
+    pub first_cert_lifetime: Option<Duration>,
+    /// Per-product TotalCount overrides (default [`DEFAULT_QUOTA`]).
+    pub quota: Vec<(String, i64)>,
+    pub faults: faults::FaultOptions,
+    /// Answer every OrderId as a JSON string.
+    pub string_order_ids: bool,
+}
+
+impl SimOptions {
+    pub fn total_quota(&self, product: &str) -> i64 {
+        self.quota
+            .iter()
+            .find(|(p, _)| p == product)
+            .map(|(_, n)| *n)
+            .unwrap_or(DEFAULT_QUOTA)
+    }
+}
+
+/// The simulator's shared state.
+#[derive(Debug)]
+pub struct Sim {
+    pub opts: SimOptions,
+    pub state: tokio::sync::Mutex<state::State>,
+    pub state_path: PathBuf,
+    pub verifier: std::sync::Mutex<auth::Verifier>,
+    pub faults: std::sync::Mutex<faults::Faults>,
+    pub ca: ca::Ca,
 }
 
 /// A running simulator.
@@ -32,14 +94,121 @@ pub struct SimHandle {
     pub addr: SocketAddr,
     /// The test CA's root certificate, PEM, for `openssl verify` or curl.
     pub root_pem: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SimHandle {
     /// Stops the server and waits for it to finish writing its books.
-    pub async fn shutdown(self) {}
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the server stops (it only stops on shutdown or a fatal accept error).
+    pub async fn wait(mut self) {
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
 }
 
 /// Starts a simulator in this process.
 pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
-    todo!("issue 3")
+    std::fs::create_dir_all(&opts.data_dir).map_err(|source| {
+        SimError::State(state::StateError::Io {
+            path: opts.data_dir.clone(),
+            source,
+        })
+    })?;
+    let ca = ca::Ca::open(&opts.data_dir.join("ca"))?;
+    let state_path = opts.data_dir.join("state.json");
+    let st = state::State::load(&state_path)?;
+    let addr = opts
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Listen { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| SimError::Listen { addr, source })?;
+    let root_pem = ca.root_path.clone();
+    let sim = Arc::new(Sim {
+        verifier: std::sync::Mutex::new(auth::Verifier::new(&opts.credentials)),
+        faults: std::sync::Mutex::new(faults::Faults::new(opts.faults.clone())),
+        opts,
+        state: tokio::sync::Mutex::new(st),
+        state_path,
+        ca,
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ticker = tokio::spawn(tick(sim.clone()));
+    let task = tokio::spawn(async move {
+        server::serve(listener, sim, rx).await;
+        ticker.abort();
+    });
+    Ok(SimHandle {
+        addr: local,
+        root_pem,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+/// Moves pending orders along once a second, so an order whose proof appeared is validated
+/// and issued even when nobody asks (as the real CA does; a forgotten order still issues).
+async fn tick(sim: Arc<Sim>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let pending: Vec<u64> = {
+            let st = sim.state.lock().await;
+            st.orders
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o.state,
+                        state::OrderState::DomainVerify | state::OrderState::Process
+                    )
+                })
+                .map(|o| o.id)
+                .collect()
+        };
+        for id in pending {
+            // An order deleted meanwhile is simply skipped.
+            let _ = cas::advance(&sim, id).await;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn start_in_process_and_shut_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = start(SimOptions {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_ne!(h.addr.port(), 0);
+        assert!(std::fs::read_to_string(&h.root_pem)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        let addr = h.addr;
+        h.shutdown().await;
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "listener closed"
+        );
+    }
 }

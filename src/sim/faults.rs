@@ -1,0 +1,126 @@
+//! Fault injection, seeded so a run can be replayed: 5xx, throttling per action, latency,
+//! dropped connections and garbage bodies. Decided before an action runs, so a faulted
+//! create never happened.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Fault knobs (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct FaultOptions {
+    pub seed: u64,
+    pub fail_rate: f64,
+    pub qps: Vec<(String, u32)>,
+    pub qps_default: Option<u32>,
+    pub latency: Option<Duration>,
+    pub reset_rate: f64,
+    pub garbage_rate: f64,
+}
+
+/// What to do to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// 503 ServiceUnavailable.
+    Unavailable,
+    /// 400 Throttling.User.
+    Throttled,
+    /// Close the connection without an answer.
+    Reset,
+    /// 200 with a truncated, non-JSON body.
+    Garbage,
+}
+
+#[derive(Debug)]
+pub struct Faults {
+    opts: FaultOptions,
+    rng: StdRng,
+    /// Per action: start of the current one-second window and calls in it.
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl Faults {
+    pub fn new(opts: FaultOptions) -> Faults {
+        Faults {
+            rng: StdRng::seed_from_u64(opts.seed),
+            opts,
+            windows: HashMap::new(),
+        }
+    }
+
+    pub fn latency(&self) -> Option<Duration> {
+        self.opts.latency
+    }
+
+    fn limit(&self, action: &str) -> Option<u32> {
+        self.opts
+            .qps
+            .iter()
+            .find(|(a, _)| a == action)
+            .map(|(_, n)| *n)
+            .or(self.opts.qps_default)
+    }
+
+    fn roll(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.random::<f64>() < rate
+    }
+
+    /// Picks the fault for a call of `action` now.
+    pub fn decide(&mut self, action: &str) -> Fault {
+        if let Some(limit) = self.limit(action) {
+            let now = Instant::now();
+            let w = self.windows.entry(action.to_string()).or_insert((now, 0));
+            if now.duration_since(w.0) >= Duration::from_secs(1) {
+                *w = (now, 0);
+            }
+            w.1 += 1;
+            if w.1 > limit {
+                return Fault::Throttled;
+            }
+        }
+        if self.roll(self.opts.reset_rate) {
+            return Fault::Reset;
+        }
+        if self.roll(self.opts.fail_rate) {
+            return Fault::Unavailable;
+        }
+        if self.roll(self.opts.garbage_rate) {
+            return Fault::Garbage;
+        }
+        Fault::None
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qps_limit_throttles_within_a_second() {
+        let mut f = Faults::new(FaultOptions {
+            qps: vec![("A".into(), 2)],
+            ..Default::default()
+        });
+        assert_eq!(f.decide("A"), Fault::None);
+        assert_eq!(f.decide("A"), Fault::None);
+        assert_eq!(f.decide("A"), Fault::Throttled);
+        assert_eq!(f.decide("B"), Fault::None, "limits are per action");
+    }
+
+    #[test]
+    fn same_seed_same_faults() {
+        let o = FaultOptions {
+            seed: 42,
+            fail_rate: 0.5,
+            ..Default::default()
+        };
+        let (mut a, mut b) = (Faults::new(o.clone()), Faults::new(o));
+        let xs: Vec<_> = (0..50).map(|_| a.decide("X")).collect();
+        let ys: Vec<_> = (0..50).map(|_| b.decide("X")).collect();
+        assert_eq!(xs, ys);
+        assert!(xs.contains(&Fault::Unavailable) && xs.contains(&Fault::None));
+    }
+}

@@ -1,0 +1,39 @@
+//! An Alibaba-style error answer: HTTP status plus `Code` and `Message`.
+
+/// A refused request, rendered as `{RequestId, HostId, Code, Message, Recommend}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Reject {
+        Reject {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+    pub fn missing(name: &str) -> Reject {
+        Reject::new(
+            400,
+            "MissingParameter",
+            format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        )
+    }
+    pub fn invalid(name: &str, why: &str) -> Reject {
+        Reject::new(
+            400,
+            "InvalidParameter",
+            format!("The specified parameter \"{name}\" is not valid: {why}"),
+        )
+    }
+    pub fn no_order() -> Reject {
+        Reject::new(404, "NotFoundOrder", "The order does not exist.")
+    }
+    pub fn order_state(why: &str) -> Reject {
+        Reject::new(403, "OrderStateError", why)
+    }
+}

@@ -1,0 +1,234 @@
+//! HTTP: one axum listener, GET (query) and POST (form body and/or query), routed by
+//! Version to CAS or Alidns after authentication and fault injection; the admin ledger.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::auth::SignedRequest;
+use super::faults::Fault;
+use super::reject::Reject;
+use super::state::Call;
+use super::Sim;
+
+pub const CAS_VERSION: &str = "2020-04-07";
+pub const DNS_VERSION: &str = "2015-01-09";
+
+/// Parameters of one call, query and form merged (the auth parameters included).
+pub type Params = HashMap<String, String>;
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sim: Arc<Sim>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let app = axum::Router::new()
+        .route("/_sim/ledger", axum::routing::get(ledger))
+        .fallback(handle)
+        .with_state(sim);
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await;
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (
+        status,
+        [("content-type", "application/json;charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn reject_response(r: &Reject) -> Response {
+    let body = json!({
+        "RequestId": request_id(),
+        "HostId": "127.0.0.1",
+        "Code": r.code,
+        "Message": r.message,
+        "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}", r.code),
+    });
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+    json_response(status, &body)
+}
+
+async fn ledger(AxState(sim): AxState<Arc<Sim>>) -> Response {
+    if !sim.opts.admin {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let st = sim.state.lock().await;
+    let orders: Vec<Value> = st
+        .orders
+        .iter()
+        .map(|o| {
+            json!({"order_id": o.id, "state": o.state.type_str(), "domains": o.domains,
+                   "product_code": o.product_code, "created_by": o.created_by})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"calls": st.calls, "orders": orders}),
+    )
+}
+
+fn parse_pairs(s: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(s.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn handle(
+    AxState(sim): AxState<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if method != Method::GET && method != Method::POST {
+        return reject_response(&Reject::new(
+            405,
+            "UnsupportedHTTPMethod",
+            "Only GET and POST are supported.",
+        ));
+    }
+    let query = parse_pairs(uri.query().unwrap_or(""));
+    let is_form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let form = if is_form {
+        parse_pairs(&String::from_utf8_lossy(&body))
+    } else {
+        Vec::new()
+    };
+    let mut params: Params = HashMap::new();
+    for (k, v) in query.iter().chain(form.iter()) {
+        params.insert(k.clone(), v.clone());
+    }
+    let hdr = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let action = hdr("x-acs-action")
+        .or_else(|| params.get("Action").cloned())
+        .unwrap_or_default();
+    let version = hdr("x-acs-version")
+        .or_else(|| params.get("Version").cloned())
+        .unwrap_or_default();
+
+    if let Some(l) = sim.faults.lock().map(|f| f.latency()).unwrap_or(None) {
+        tokio::time::sleep(l).await;
+    }
+    let verified = {
+        let req = SignedRequest {
+            method: method.as_str(),
+            path: uri.path(),
+            query: &query,
+            form: &form,
+            headers: &headers,
+            body: &body,
+        };
+        match sim.verifier.lock() {
+            Ok(mut v) => v.verify(&req, chrono::Utc::now()),
+            Err(_) => Err(Reject::new(500, "InternalError", "verifier poisoned")),
+        }
+    };
+    if let Err(r) = verified {
+        record(&sim, &action, &r.code, None).await;
+        return reject_response(&r);
+    }
+    let fault = sim
+        .faults
+        .lock()
+        .map(|mut f| f.decide(&action))
+        .unwrap_or(Fault::None);
+    match fault {
+        Fault::None => {}
+        Fault::Unavailable => {
+            let r = Reject::new(
+                503,
+                "ServiceUnavailable",
+                "The request has failed due to a temporary failure of the server.",
+            );
+            record(&sim, &action, &r.code, None).await;
+            return reject_response(&r);
+        }
+        Fault::Throttled => {
+            let r = Reject::new(
+                400,
+                "Throttling.User",
+                "Request was denied due to user flow control.",
+            );
+            record(&sim, &action, &r.code, None).await;
+            return reject_response(&r);
+        }
+        Fault::Reset => {
+            record(&sim, &action, "fault:reset", None).await;
+            // axum gives a handler no socket to close; a body that fails on its first
+            // chunk makes hyper abort the connection without a complete answer.
+            let s = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("simulated connection reset"))
+            });
+            return Response::new(Body::from_stream(s));
+        }
+        Fault::Garbage => {
+            record(&sim, &action, "fault:garbage", None).await;
+            return (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "{\"RequestId\":\"trunc",
+            )
+                .into_response();
+        }
+    }
+    let result = match version.as_str() {
+        CAS_VERSION => super::cas::dispatch(&sim, &action, &params).await,
+        DNS_VERSION => super::dns::dispatch(&sim, &action, &params).await,
+        "" => Err(Reject::missing("Version")),
+        _ => Err(Reject::new(
+            400,
+            "InvalidVersion",
+            format!("Specified parameter Version is not valid: {version}"),
+        )),
+    };
+    match result {
+        Ok((mut v, order)) => {
+            record(&sim, &action, "OK", order).await;
+            if let Value::Object(m) = &mut v {
+                m.insert("RequestId".into(), Value::String(request_id()));
+            }
+            json_response(StatusCode::OK, &v)
+        }
+        Err(r) => {
+            let order = params.get("OrderId").and_then(|s| s.parse().ok());
+            record(&sim, &action, &r.code, order).await;
+            reject_response(&r)
+        }
+    }
+}
+
+/// Appends to the ledger and persists.
+async fn record(sim: &Sim, action: &str, code: &str, order_id: Option<u64>) {
+    let mut st = sim.state.lock().await;
+    st.calls.push(Call {
+        action: action.to_string(),
+        code: code.to_string(),
+        order_id,
+    });
+    if let Err(e) = st.save(&sim.state_path) {
+        tracing::error!("simulator: {e}");
+    }
+}
