@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn request_wire_format_is_stable() {
-        let r: Request = serde_json::from_str(r#"{"cmd":"renew","name":"www","force":true}"#)
-            .unwrap();
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"renew","name":"www","force":true}"#).unwrap();
         assert_eq!(
             r,
             Request::Renew {

@@ -134,7 +134,10 @@ pub async fn run(
     st.forget_unconfigured().await;
     st.restore_live();
     st.services.notifier.ready();
-    info!(certificates = st.config.certificates.len(), "cas-certd running");
+    info!(
+        certificates = st.config.certificates.len(),
+        "cas-certd running"
+    );
 
     tokio::pin!(shutdown);
     let mut need_check = true;
@@ -365,7 +368,11 @@ impl State {
             if !r.hook_pending {
                 continue;
             }
-            if self.hook_retry.get(&c.name).is_some_and(|(_, at)| *at > now) {
+            if self
+                .hook_retry
+                .get(&c.name)
+                .is_some_and(|(_, at)| *at > now)
+            {
                 continue;
             }
             match groups.iter_mut().find(|(g, _)| g == h) {
@@ -375,10 +382,7 @@ impl State {
         }
         for (hook, members) in groups {
             let names: Vec<String> = members.iter().map(|(c, _)| c.name.clone()).collect();
-            let Some((last, _)) = members
-                .iter()
-                .max_by_key(|(_, r)| r.last_success)
-                .cloned()
+            let Some((last, _)) = members.iter().max_by_key(|(_, r)| r.last_success).cloned()
             else {
                 continue;
             };
@@ -626,7 +630,9 @@ mod tests {
             },
             keep_versions: 2,
         };
-        let env: HashMap<_, _> = hook_env(std::path::Path::new("/o"), &c).into_iter().collect();
+        let env: HashMap<_, _> = hook_env(std::path::Path::new("/o"), &c)
+            .into_iter()
+            .collect();
         assert_eq!(env["CERT_NAME"], "www");
         assert_eq!(env["CERT_DOMAINS"], "example.com,www.example.com");
         assert_eq!(env["KEY_PATH"], "/o/www/privkey.pem");

@@ -72,7 +72,9 @@ fn make_client(cfg: &Config, metrics: &Metrics) -> anyhow::Result<Result<Client,
     };
     let mut client = Client::new(&cfg.cas, &cfg.alidns, creds).context("API client")?;
     let m = metrics.clone();
-    client.set_observer(Arc::new(move |action: &str, code: &str| m.api_call(action, code)));
+    client.set_observer(Arc::new(move |action: &str, code: &str| {
+        m.api_call(action, code)
+    }));
     Ok(Ok(client))
 }
 
@@ -233,7 +235,11 @@ pub fn table(rows: &[StatusRow]) -> String {
             r.not_after
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or("-".into()),
-            format!("{} at {}", r.next_action, r.next_due.format("%Y-%m-%d %H:%M:%S")),
+            format!(
+                "{} at {}",
+                r.next_action,
+                r.next_due.format("%Y-%m-%d %H:%M:%S")
+            ),
             r.last_error.clone().unwrap_or("-".into()),
         ]);
     }
@@ -288,7 +294,10 @@ pub async fn renew(cli: &super::Cli, a: &RenewArgs) -> anyhow::Result<ExitCode> 
             r.next_due = chrono::Utc::now();
             r.force_renew = a.force;
             s.put_durable(&r).await?;
-            println!("no daemon running: {} will be renewed when it starts", a.name);
+            println!(
+                "no daemon running: {} will be renewed when it starts",
+                a.name
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -70,7 +70,11 @@ pub fn retry_backoff(attempt: u32, permanent: bool) -> Duration {
 
 /// When to describe an order for the first time after its challenge was published: the
 /// learned time-to-issue if we have one, within [poll_min, poll_max].
-pub fn first_poll_delay(ewma_secs: Option<f64>, poll_min: Duration, poll_max: Duration) -> Duration {
+pub fn first_poll_delay(
+    ewma_secs: Option<f64>,
+    poll_min: Duration,
+    poll_max: Duration,
+) -> Duration {
     match ewma_secs {
         Some(s) if s.is_finite() && s > 0.0 => {
             Duration::from_secs_f64(s).clamp(poll_min, poll_max.max(poll_min))
@@ -111,7 +115,10 @@ pub fn pick_adoptable(q: &AdoptQuery<'_>, orders: &[OrderSummary]) -> Option<Ord
         })
         .filter(|o| {
             !matches!(
-                o.status.as_deref().map(|s| s.to_ascii_uppercase()).as_deref(),
+                o.status
+                    .as_deref()
+                    .map(|s| s.to_ascii_uppercase())
+                    .as_deref(),
                 Some("CHECKED_FAIL" | "REVOKED" | "EXPIRED")
             )
         })
@@ -205,7 +212,10 @@ mod tests {
         let min = Duration::from_secs(10);
         let max = Duration::from_secs(600);
         assert_eq!(first_poll_delay(None, min, max), min);
-        assert_eq!(first_poll_delay(Some(120.0), min, max), Duration::from_secs(120));
+        assert_eq!(
+            first_poll_delay(Some(120.0), min, max),
+            Duration::from_secs(120)
+        );
         assert_eq!(first_poll_delay(Some(1.0), min, max), min);
         assert_eq!(first_poll_delay(Some(1e6), min, max), max);
         assert_eq!(first_poll_delay(Some(f64::NAN), min, max), min);

@@ -254,34 +254,34 @@ async fn poll(
     };
     match state {
         CertificateState::DomainVerify(ch) => match rec.phase.clone() {
-            Phase::Ordered { .. } => match validation::present(&ctx.cert.validation, &ch, &vctx)
-                .await
-            {
-                Ok(presented) => {
-                    if let Presented::Manual { instructions } = &presented {
-                        warn!(cert = %rec.name, order_id = %order_id,
+            Phase::Ordered { .. } => {
+                match validation::present(&ctx.cert.validation, &ch, &vctx).await {
+                    Ok(presented) => {
+                        if let Presented::Manual { instructions } = &presented {
+                            warn!(cert = %rec.name, order_id = %order_id,
                             "manual validation: publish this: {instructions}");
-                    }
-                    rec.phase = Phase::Presented {
-                        order_id,
-                        presented,
-                        presented_at: now,
-                        attempt: 0,
-                    };
-                    let d = schedule::first_poll_delay(
-                        ctx.store.issue_ewma()?,
-                        ctx.poll_min,
-                        ctx.poll_max,
-                    );
-                    rec.next_due = now + dur(d);
-                    rec.last_error = None;
-                    ctx.store.put_durable(rec).await?;
-                    info!(event = "cert.challenge_presented", cert = %rec.name,
+                        }
+                        rec.phase = Phase::Presented {
+                            order_id,
+                            presented,
+                            presented_at: now,
+                            attempt: 0,
+                        };
+                        let d = schedule::first_poll_delay(
+                            ctx.store.issue_ewma()?,
+                            ctx.poll_min,
+                            ctx.poll_max,
+                        );
+                        rec.next_due = now + dur(d);
+                        rec.last_error = None;
+                        ctx.store.put_durable(rec).await?;
+                        info!(event = "cert.challenge_presented", cert = %rec.name,
                         domains = ?rec.domains, order_id = %order_id, "challenge published");
-                    Ok(StepOutcome::Progressed)
+                        Ok(StepOutcome::Progressed)
+                    }
+                    Err(e) => fail(ctx, rec, format!("validation: {e}"), false).await,
                 }
-                Err(e) => fail(ctx, rec, format!("validation: {e}"), false).await,
-            },
+            }
             Phase::Presented {
                 presented,
                 presented_at,
@@ -328,7 +328,13 @@ async fn poll(
             warn!(event = "cert.verify_failed", cert = %rec.name, domains = ?rec.domains,
                 order_id = %order_id, "CA could not verify the domains; order deleted, will retry");
             abandon(ctx, rec, order_id).await;
-            fail(ctx, rec, format!("order {order_id}: verification failed"), false).await
+            fail(
+                ctx,
+                rec,
+                format!("order {order_id}: verification failed"),
+                false,
+            )
+            .await
         }
         CertificateState::Issued(ic) => issued(ctx, rec, order_id, ic).await,
         other => {
@@ -358,7 +364,13 @@ async fn issued(
     let key = match rec.pending_key.clone().or(ic.private_key.clone()) {
         Some(k) if !k.is_empty() => k,
         _ => {
-            return fail(ctx, rec, format!("order {order_id}: issued without a key"), true).await
+            return fail(
+                ctx,
+                rec,
+                format!("order {order_id}: issued without a key"),
+                true,
+            )
+            .await
         }
     };
     let (cert_pem, chain_pem) = match deploy::split_chain(&ic.certificate) {

@@ -246,6 +246,18 @@ mod tests {
     }
 
     #[test]
+    fn a_second_opener_is_told_another_daemon_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let _first = Store::open(d.path()).unwrap();
+        let e = Store::open(d.path()).unwrap_err();
+        assert!(matches!(e, StoreError::Locked(_)), "{e}");
+        assert!(
+            e.to_string().contains("another cas-certd is running"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn state_dir_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();

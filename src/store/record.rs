@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn round_trips_with_key_and_deployed_cert() {
         let mut r = CertRecord::new("a", vec!["a.test".into()]);
-        r.pending_key = Some(Secret::new("KEY"));
+        r.pending_key = Some(Secret::new("SUPERSECRETKEYMATERIAL"));
         r.phase = Phase::Intent {
             created_at: Utc::now(),
             csr_fingerprint: "ab".into(),
@@ -306,6 +306,6 @@ mod tests {
         let back = CertRecord::decode("a", &b).unwrap();
         assert_eq!(back, r);
         // The Debug form used in logs never shows the key.
-        assert!(!format!("{back:?}").contains("KEY\""));
+        assert!(!format!("{back:?}").contains("SUPERSECRETKEYMATERIAL"));
     }
 }

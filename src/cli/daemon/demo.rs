@@ -90,10 +90,7 @@ pub async fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
         while let Some(ev) = rx.recv().await {
             match ev {
                 DaemonEvent::Deployed { name, renewal } => {
-                    println!(
-                        "{} {name}",
-                        if renewal { "renewed" } else { "deployed" }
-                    );
+                    println!("{} {name}", if renewal { "renewed" } else { "deployed" });
                     deployed.insert(name);
                     renewed |= renewal;
                 }
@@ -112,7 +109,10 @@ pub async fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
     print!("{}", super::table(&snap.certificates));
     match outcome {
         Ok(true) => {
-            println!("demo done: certificates are in {}", dir.join("live").display());
+            println!(
+                "demo done: certificates are in {}",
+                dir.join("live").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         _ => {
