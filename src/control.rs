@@ -137,6 +137,7 @@ pub async fn request(path: &Path, req: &Request) -> Result<Response, ControlErro
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

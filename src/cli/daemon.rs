@@ -309,6 +309,7 @@ pub async fn demo(_cli: &super::Cli, a: &DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

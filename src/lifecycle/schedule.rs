@@ -143,6 +143,7 @@ pub(crate) fn dur(d: Duration) -> TimeDelta {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use chrono::TimeZone;

@@ -38,7 +38,7 @@ pub enum StepOutcome {
     /// A step was taken; call again at once.
     Progressed,
     /// A new certificate was deployed (the reload hook is due).
-    Deployed(deploy::Deployed),
+    Deployed(Box<deploy::Deployed>),
 }
 
 /// The validate type CAS is asked for, given how we prove control.
@@ -442,7 +442,7 @@ async fn issued(
         rec.phase.name(),
         Some(now.timestamp()),
     );
-    Ok(StepOutcome::Deployed(deployed))
+    Ok(StepOutcome::Deployed(Box::new(deployed)))
 }
 
 async fn wait_poll(

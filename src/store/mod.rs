@@ -216,6 +216,7 @@ fn write_file_sync(path: &Path, body: &[u8]) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

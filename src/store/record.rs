@@ -268,6 +268,7 @@ fn ser_opt_secret<S: Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S:
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
