@@ -262,7 +262,11 @@ impl State {
                 continue;
             }
             let r = self.record(&cert);
-            if r.next_due > now && !r.force_renew {
+            let resting = matches!(
+                r.phase,
+                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+            );
+            if r.next_due > now && !(r.force_renew && resting) {
                 continue;
             }
             self.running.insert(cert.name.clone());
@@ -287,11 +291,21 @@ impl State {
                 continue;
             }
             let r = self.record(c);
-            let t = if r.force_renew { now } else { r.next_due };
+            let resting = matches!(
+                r.phase,
+                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+            );
+            let t = if r.force_renew && resting {
+                now
+            } else {
+                r.next_due
+            };
             earliest = Some(earliest.map_or(t, |e| e.min(t)));
         }
-        for (_, at) in self.hook_retry.values() {
-            earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
+        if !self.hooks_running {
+            for (_, at) in self.hook_retry.values() {
+                earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
+            }
         }
         let d = earliest
             .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))

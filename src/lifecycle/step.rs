@@ -54,11 +54,16 @@ pub fn validate_type(v: &Validation) -> ValidateType {
 pub async fn step(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, StoreError> {
     clean_abandoned(ctx, rec).await?;
     let now = ctx.now;
+    let resting = matches!(
+        rec.phase,
+        Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+    );
+    // A forced renewal skips the wait only while nothing is in flight (never the poll backoff).
+    if rec.next_due > now && !(resting && rec.force_renew) {
+        return Ok(StepOutcome::Waiting(rec.next_due));
+    }
     match rec.phase.clone() {
         Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. } => {
-            if rec.next_due > now && !rec.force_renew {
-                return Ok(StepOutcome::Waiting(rec.next_due));
-            }
             if rec.deployed.is_some() {
                 info!(event = "cert.renew_due", cert = %rec.name, domains = ?rec.domains,
                     forced = rec.force_renew, "renewal due");
@@ -69,12 +74,7 @@ pub async fn step(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome
         Phase::Intent { created_at, .. } => adopt(ctx, rec, created_at).await,
         Phase::Ordered { order_id, .. }
         | Phase::Presented { order_id, .. }
-        | Phase::Polling { order_id, .. } => {
-            if rec.next_due > now {
-                return Ok(StepOutcome::Waiting(rec.next_due));
-            }
-            poll(ctx, rec, order_id).await
-        }
+        | Phase::Polling { order_id, .. } => poll(ctx, rec, order_id).await,
     }
 }
 
