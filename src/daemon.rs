@@ -1,1 +1,656 @@
-//! The event loop: schedule, signals (SIGHUP reload, SIGTERM drain), sd_notify, shutdown.
+//! The event loop: wakes certificates when due (cron ticks from `check_schedule`, a timer for
+//! the earliest `next_due`, start, reload, `renew`), runs their steps with bounded concurrency,
+//! runs reload hooks once per batch of deployments, reloads the config on SIGHUP, answers the
+//! control socket, and drains on shutdown. [`run`] takes the shutdown signal as a future so
+//! tests drive it without signals (the mini-redis shape).
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::cas::Client;
+use crate::config::{self, Certificate, Config, Hook};
+use crate::control::{self, Incoming, Request, Response};
+use crate::lifecycle::{self, schedule, StepCtx, StepOutcome};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::{CertRecord, Phase, Snapshot, StatusRow, Store, StoreError};
+
+/// How long shutdown waits for steps in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+/// Upper bound on steps one certificate takes in one wake-up (a guard against loops).
+const MAX_STEPS_PER_WAKE: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error("scheduler: {0}")]
+    Scheduler(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
+
+/// What the daemon reports to an embedding program (the demo, tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// A certificate was deployed; `renewal` when it replaced an earlier one.
+    Deployed { name: String, renewal: bool },
+    /// A reload hook ran successfully.
+    HookOk { names: Vec<String> },
+}
+
+/// Shared services handed to [`run`].
+pub struct Services {
+    pub client: Client,
+    pub metrics: Metrics,
+    pub notifier: Notifier,
+    /// Deployments and hook runs are reported here when set.
+    pub events: Option<mpsc::UnboundedSender<DaemonEvent>>,
+    /// Reload the config on SIGHUP (off in tests that run several daemons in one process).
+    pub handle_sighup: bool,
+}
+
+enum TaskResult {
+    Step {
+        name: String,
+        deployed: Vec<bool>,
+        error: Option<StoreError>,
+    },
+    Hook {
+        names: Vec<String>,
+        ok: bool,
+    },
+}
+
+struct State {
+    config: Arc<Config>,
+    store: Store,
+    services: Services,
+    running: HashSet<String>,
+    hooks_running: bool,
+    /// In memory on purpose: after a restart, pending hooks run at once.
+    hook_retry: HashMap<String, (u32, DateTime<Utc>)>,
+    sem: Arc<Semaphore>,
+    stopping: Arc<AtomicBool>,
+    tasks: JoinSet<TaskResult>,
+}
+
+/// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
+/// [`DRAIN_TIMEOUT`]) and flushes.
+pub async fn run(
+    config: Config,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let store = Store::open(&config.state_dir)?;
+    let listener = control::bind(&config.control_socket)?;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Incoming>(16);
+    let ctl_task = tokio::spawn(control::serve(listener, ctl_tx));
+
+    let (tick_tx, mut tick_rx) = mpsc::channel::<()>(1);
+    let mut sched = start_cron(&config.check_schedule, tick_tx).await?;
+
+    let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(m) = &config.metrics {
+        let metrics = services.metrics.clone();
+        let listen = m.listen;
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = metrics_stop_rx.await;
+            };
+            if let Err(e) = crate::metrics::serve(listen, metrics, stop).await {
+                error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    let mut sighup = if services.handle_sighup {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    } else {
+        None
+    };
+    let watchdog = services.notifier.watchdog_interval();
+
+    let mut st = State {
+        sem: Arc::new(Semaphore::new(config.concurrency.max(1))),
+        config: Arc::new(config),
+        store,
+        services,
+        running: HashSet::new(),
+        hooks_running: false,
+        hook_retry: HashMap::new(),
+        stopping: Arc::new(AtomicBool::new(false)),
+        tasks: JoinSet::new(),
+    };
+    st.forget_unconfigured().await;
+    st.restore_live();
+    st.services.notifier.ready();
+    info!(
+        certificates = st.config.certificates.len(),
+        "cas-certd running"
+    );
+
+    tokio::pin!(shutdown);
+    let mut need_check = true;
+    loop {
+        if need_check {
+            st.start_due();
+            st.maybe_run_hooks();
+            st.snapshot();
+            need_check = false;
+        }
+        let wake = st.next_wake();
+        let sleep = tokio::time::sleep(wake);
+        let wd = tokio::time::sleep(watchdog.unwrap_or(Duration::from_secs(3600)));
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick_rx.recv() => need_check = true,
+            Some(()) = async { match sighup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                st.reload().await;
+                need_check = true;
+            }
+            Some(inc) = ctl_rx.recv() => {
+                let resp = st.control(inc.request).await;
+                let _ = inc.reply.send(resp);
+                need_check = true;
+            }
+            Some(res) = st.tasks.join_next(), if !st.tasks.is_empty() => {
+                if let Ok(r) = res { st.finished(r).await; }
+                need_check = true;
+            }
+            _ = sleep => need_check = true,
+            _ = wd, if watchdog.is_some() => st.services.notifier.watchdog(),
+        }
+    }
+
+    info!("stopping: finishing steps in flight");
+    st.services.notifier.stopping();
+    st.stopping.store(true, Ordering::SeqCst);
+    let drain = async {
+        while let Some(r) = st.tasks.join_next().await {
+            if let Ok(TaskResult::Step { name, .. }) = r {
+                st.running.remove(&name);
+            }
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        warn!("steps still running after the drain timeout; abandoning them (state is persisted)");
+        st.tasks.abort_all();
+    }
+    st.snapshot();
+    st.store.flush().await?;
+    ctl_task.abort();
+    let _ = std::fs::remove_file(&st.config.control_socket);
+    let _ = sched.shutdown().await;
+    let _ = metrics_stop_tx.send(());
+    info!("stopped");
+    Ok(())
+}
+
+async fn start_cron(
+    expr: &str,
+    tx: mpsc::Sender<()>,
+) -> Result<tokio_cron_scheduler::JobScheduler, DaemonError> {
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    let err = |e: tokio_cron_scheduler::JobSchedulerError| DaemonError::Scheduler(e.to_string());
+    let sched = JobScheduler::new().await.map_err(err)?;
+    // The job only pokes the loop; next-due times live in the store, so a missed tick only
+    // delays work (tokio-cron-scheduler issue #113).
+    let job = Job::new_async(expr, move |_id, _lock| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.try_send(());
+        })
+    })
+    .map_err(err)?;
+    sched.add(job).await.map_err(err)?;
+    sched.start().await.map_err(err)?;
+    Ok(sched)
+}
+
+impl State {
+    fn cert(&self, name: &str) -> Option<&Certificate> {
+        self.config.certificates.iter().find(|c| c.name == name)
+    }
+
+    fn record(&self, cert: &Certificate) -> CertRecord {
+        match self.store.get(&cert.name) {
+            Ok(Some(r)) => r,
+            Ok(None) => CertRecord::new(&cert.name, cert.domains.clone()),
+            Err(e) => {
+                error!(cert = %cert.name, error = %e, "cannot read the record; starting it afresh");
+                CertRecord::new(&cert.name, cert.domains.clone())
+            }
+        }
+    }
+
+    /// Records of certificates no longer configured (config edited while stopped).
+    async fn forget_unconfigured(&mut self) {
+        let Ok(list) = self.store.list() else { return };
+        for r in list.into_iter().flatten() {
+            if self.cert(&r.name).is_none() {
+                if let Err(e) = lifecycle::remove(&self.services.client, &self.store, &r.name).await
+                {
+                    error!(cert = %r.name, error = %e, "cannot forget the record");
+                }
+            }
+        }
+    }
+
+    fn restore_live(&self) {
+        for c in &self.config.certificates {
+            let r = self.record(c);
+            lifecycle::restore_live(c, &self.config.output_dir, &r);
+        }
+    }
+
+    /// Spawns a task for every due certificate not already running.
+    fn start_due(&mut self) {
+        let now = Utc::now();
+        let certs: Vec<Certificate> = self.config.certificates.clone();
+        for cert in certs {
+            if self.running.contains(&cert.name) {
+                continue;
+            }
+            let r = self.record(&cert);
+            let resting = matches!(
+                r.phase,
+                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+            );
+            if r.next_due > now && !(r.force_renew && resting) {
+                continue;
+            }
+            self.running.insert(cert.name.clone());
+            let client = self.services.client.clone();
+            let store = self.store.clone();
+            let metrics = self.services.metrics.clone();
+            let cfg = self.config.clone();
+            let sem = self.sem.clone();
+            let stopping = self.stopping.clone();
+            self.tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                work(cert, cfg, client, store, metrics, stopping).await
+            });
+        }
+    }
+
+    fn next_wake(&self) -> Duration {
+        let now = Utc::now();
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for c in &self.config.certificates {
+            if self.running.contains(&c.name) {
+                continue;
+            }
+            let r = self.record(c);
+            let resting = matches!(
+                r.phase,
+                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+            );
+            let t = if r.force_renew && resting {
+                now
+            } else {
+                r.next_due
+            };
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+        if !self.hooks_running {
+            for (_, at) in self.hook_retry.values() {
+                earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
+            }
+        }
+        let d = earliest
+            .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::from_secs(3600));
+        // Never spin: at least 200 ms; never sleep past an hour without a look.
+        d.clamp(Duration::from_millis(200), Duration::from_secs(3600))
+    }
+
+    async fn finished(&mut self, r: TaskResult) {
+        match r {
+            TaskResult::Step {
+                name,
+                deployed,
+                error,
+            } => {
+                self.running.remove(&name);
+                if let Some(e) = error {
+                    error!(cert = %name, error = %e, "state store failure");
+                }
+                for renewal in deployed {
+                    if let Some(tx) = &self.services.events {
+                        let _ = tx.send(DaemonEvent::Deployed {
+                            name: name.clone(),
+                            renewal,
+                        });
+                    }
+                }
+            }
+            TaskResult::Hook { names, ok } => {
+                self.hooks_running = false;
+                let now = Utc::now();
+                for n in &names {
+                    if let Some(c) = self.cert(n).cloned() {
+                        let mut rec = self.record(&c);
+                        if ok {
+                            rec.hook_pending = false;
+                            rec.hook_attempt = 0;
+                            self.hook_retry.remove(n);
+                        } else {
+                            rec.hook_attempt += 1;
+                            let d = schedule::backoff(
+                                Duration::from_secs(10),
+                                Duration::from_secs(600),
+                                rec.hook_attempt - 1,
+                            );
+                            self.hook_retry
+                                .insert(n.clone(), (rec.hook_attempt, now + schedule_dur(d)));
+                        }
+                        if let Err(e) = self.store.put_durable(&rec).await {
+                            error!(cert = %n, error = %e, "state store failure");
+                        }
+                    }
+                }
+                if ok {
+                    if let Some(tx) = &self.services.events {
+                        let _ = tx.send(DaemonEvent::HookOk { names });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Once no step is running (the batch is over), runs each distinct reload hook once, with
+    /// the environment of the last certificate deployed for it.
+    fn maybe_run_hooks(&mut self) {
+        if !self.running.is_empty() || self.hooks_running {
+            return;
+        }
+        let now = Utc::now();
+        let mut groups: Vec<(Hook, Vec<(Certificate, CertRecord)>)> = Vec::new();
+        for c in &self.config.certificates {
+            let Some(h) = &c.reload else { continue };
+            let r = self.record(c);
+            if !r.hook_pending {
+                continue;
+            }
+            if self
+                .hook_retry
+                .get(&c.name)
+                .is_some_and(|(_, at)| *at > now)
+            {
+                continue;
+            }
+            match groups.iter_mut().find(|(g, _)| g == h) {
+                Some((_, v)) => v.push((c.clone(), r)),
+                None => groups.push((h.clone(), vec![(c.clone(), r)])),
+            }
+        }
+        for (hook, members) in groups {
+            let names: Vec<String> = members.iter().map(|(c, _)| c.name.clone()).collect();
+            let Some((last, _)) = members.iter().max_by_key(|(_, r)| r.last_success).cloned()
+            else {
+                continue;
+            };
+            let env = hook_env(&self.config.output_dir, &last);
+            self.hooks_running = true;
+            self.tasks.spawn(async move {
+                match crate::hook::run(&hook, &env).await {
+                    Ok(out) => {
+                        info!(event = "hook.ok", cert = %last.name, certs = ?names,
+                            output = %out.output.trim_end(), "reload hook ran");
+                        TaskResult::Hook { names, ok: true }
+                    }
+                    Err(e) => {
+                        error!(event = "hook.failed", cert = %last.name, certs = ?names,
+                            error = %e, "reload hook failed; will retry");
+                        TaskResult::Hook { names, ok: false }
+                    }
+                }
+            });
+        }
+    }
+
+    fn rows(&self) -> Vec<StatusRow> {
+        self.config
+            .certificates
+            .iter()
+            .map(|c| StatusRow::from_record(&self.record(c)))
+            .collect()
+    }
+
+    fn snapshot(&self) {
+        let rows = self.rows();
+        let now = Utc::now();
+        let due = rows.iter().filter(|r| r.next_due <= now).count();
+        let next = rows.iter().map(|r| r.next_due).filter(|t| *t > now).min();
+        let line = format!(
+            "{} certificates, {} due, next check {}",
+            rows.len(),
+            due,
+            next.map(|t| t.format("%H:%M").to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+        self.services.notifier.status(&line);
+        let snap = Snapshot {
+            written_at: now,
+            daemon_pid: Some(std::process::id()),
+            certificates: rows,
+        };
+        if let Err(e) = self.store.write_snapshot(&snap) {
+            warn!(error = %e, "cannot write status.json");
+        }
+    }
+
+    async fn control(&mut self, req: Request) -> Response {
+        match req {
+            Request::Status => Response::Status {
+                certificates: self.rows(),
+            },
+            Request::Renew { name, force } => {
+                let Some(c) = self.cert(&name).cloned() else {
+                    return Response::Error {
+                        message: format!("no certificate named {name:?} in the configuration"),
+                    };
+                };
+                let mut r = self.record(&c);
+                match &r.phase {
+                    Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. } => {
+                        r.next_due = Utc::now();
+                        r.force_renew = force;
+                        if let Err(e) = self.store.put_durable(&r).await {
+                            return Response::Error {
+                                message: e.to_string(),
+                            };
+                        }
+                        Response::Ok {
+                            message: format!("renewal of {name} scheduled now"),
+                        }
+                    }
+                    p => Response::Ok {
+                        message: format!("{name} already has an order in flight ({})", p.name()),
+                    },
+                }
+            }
+        }
+    }
+
+    async fn reload(&mut self) {
+        self.services.notifier.reloading();
+        let Some(path) = self.config.source.clone() else {
+            warn!("SIGHUP: the configuration has no file to reload from");
+            self.services.notifier.ready();
+            return;
+        };
+        match config::load(&path) {
+            Err(errs) => {
+                error!(event = "config.reload_failed", errors = %errs,
+                    "the new configuration is invalid; keeping the running one");
+            }
+            Ok(new) => {
+                let d = config::diff(&self.config, &new);
+                info!(event = "config.reloaded", added = ?d.added, changed = ?d.changed,
+                    removed = ?d.removed, "configuration reloaded");
+                for name in &d.removed {
+                    if let Err(e) =
+                        lifecycle::remove(&self.services.client, &self.store, name).await
+                    {
+                        error!(cert = %name, error = %e, "cannot remove");
+                    }
+                    self.services.metrics.remove_certificate(name);
+                    self.hook_retry.remove(name);
+                }
+                for name in &d.changed {
+                    if let Some(c) = new.certificates.iter().find(|c| &c.name == name) {
+                        self.domains_changed(c).await;
+                    }
+                }
+                self.config = Arc::new(new);
+            }
+        }
+        self.services.notifier.ready();
+    }
+
+    /// A certificate whose domains changed is ordered anew; an order in flight for the old
+    /// names is abandoned (quota back). Other changes apply at the next step.
+    async fn domains_changed(&mut self, c: &Certificate) {
+        let Ok(Some(mut r)) = self.store.get(&c.name) else {
+            return;
+        };
+        let names_now = r
+            .deployed
+            .as_ref()
+            .map(|d| d.info.names.clone())
+            .unwrap_or_else(|| r.domains.clone());
+        if names_now == c.domains && r.domains == c.domains {
+            return;
+        }
+        if let Some(id) = r.phase.open_order() {
+            if !lifecycle::cancel_and_delete(&self.services.client, id).await {
+                r.orders_to_clean.push(id);
+            }
+        }
+        r.phase = Phase::Idle;
+        r.domains = c.domains.clone();
+        r.force_renew = true;
+        r.next_due = Utc::now();
+        if let Err(e) = self.store.put_durable(&r).await {
+            error!(cert = %c.name, error = %e, "state store failure");
+        }
+    }
+}
+
+fn schedule_dur(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// The environment of a reload hook: the certificate's name, domains and file paths.
+pub fn hook_env(output_dir: &std::path::Path, c: &Certificate) -> Vec<(String, String)> {
+    let dir = output_dir.join(&c.name);
+    let p = |f: &str| dir.join(f).display().to_string();
+    vec![
+        ("CERT_NAME".into(), c.name.clone()),
+        ("CERT_DOMAINS".into(), c.domains.join(",")),
+        ("CERT_PATH".into(), p("cert.pem")),
+        ("CHAIN_PATH".into(), p("chain.pem")),
+        ("FULLCHAIN_PATH".into(), p("fullchain.pem")),
+        ("KEY_PATH".into(), p("privkey.pem")),
+    ]
+}
+
+/// Steps one certificate until it waits (or the daemon stops between steps).
+async fn work(
+    cert: Certificate,
+    cfg: Arc<Config>,
+    client: Client,
+    store: Store,
+    metrics: Metrics,
+    stopping: Arc<AtomicBool>,
+) -> TaskResult {
+    let mut deployed = Vec::new();
+    let mut error = None;
+    for _ in 0..MAX_STEPS_PER_WAKE {
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut rec = match store.get(&cert.name) {
+            Ok(Some(r)) => r,
+            Ok(None) => CertRecord::new(&cert.name, cert.domains.clone()),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        };
+        let had_cert = rec.deployed.is_some();
+        let ctx = StepCtx {
+            client: &client,
+            store: &store,
+            cert: &cert,
+            output_dir: &cfg.output_dir,
+            poll_min: cfg.poll_min,
+            poll_max: cfg.poll_max,
+            metrics: &metrics,
+            now: Utc::now(),
+            jitter01: rand::random::<f64>(),
+        };
+        match lifecycle::step(&ctx, &mut rec).await {
+            Ok(StepOutcome::Waiting(_)) => break,
+            Ok(StepOutcome::Progressed) => continue,
+            Ok(StepOutcome::Deployed(_)) => {
+                deployed.push(had_cert);
+                continue;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    TaskResult::Step {
+        name: cert.name,
+        deployed,
+        error,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_env_names_the_live_files() {
+        let c = Certificate {
+            name: "www".into(),
+            domains: vec!["example.com".into(), "www.example.com".into()],
+            validation: crate::config::Validation::Alidns { zone: None },
+            product_code: "p".into(),
+            key: crate::config::KeyKind::EcdsaP256,
+            renew_before: crate::config::RenewBefore::Fraction(0.3),
+            contact: Default::default(),
+            reload: None,
+            files: crate::config::FileOwnership {
+                owner: None,
+                group: None,
+                cert_mode: 0o644,
+                key_mode: 0o600,
+            },
+            keep_versions: 2,
+        };
+        let env: HashMap<_, _> = hook_env(std::path::Path::new("/o"), &c)
+            .into_iter()
+            .collect();
+        assert_eq!(env["CERT_NAME"], "www");
+        assert_eq!(env["CERT_DOMAINS"], "example.com,www.example.com");
+        assert_eq!(env["KEY_PATH"], "/o/www/privkey.pem");
+        assert_eq!(env["FULLCHAIN_PATH"], "/o/www/fullchain.pem");
+    }
+}

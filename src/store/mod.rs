@@ -1,1 +1,284 @@
-//! (placeholder: filled by its issue)
+//! The persistent state: one sled database under `state_dir`. This is the only module that
+//! knows sled trees and keys. Records are JSON with a `v` field so a newer daemon can read what
+//! an older one wrote. Also writes `status.json`, a snapshot that `status` reads while the
+//! daemon holds sled's lock.
+mod record;
+
+use std::path::{Path, PathBuf};
+
+pub use record::*;
+
+/// Tree of per-certificate records, keyed by certificate name.
+const TREE_CERTS: &str = "certs/v1";
+/// Small daemon-wide values (learned timings).
+const TREE_META: &str = "meta/v1";
+const KEY_ISSUE_EWMA: &str = "issue_ewma_secs";
+
+/// Weight of a new observation in the time-to-issue average.
+const EWMA_ALPHA: f64 = 0.3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("another cas-certd is running with state_dir {0} (the database is locked)")]
+    Locked(PathBuf),
+    #[error("cannot open the state database in {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("state database: {0}")]
+    Db(String),
+    #[error("record {name:?} cannot be decoded: {reason}")]
+    Decode { name: String, reason: String },
+    #[error("record {name:?} has version {v}, newer than this cas-certd understands ({max})")]
+    TooNew { name: String, v: u32, max: u32 },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// The opened store. Cheap to clone (sled handles are shared).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    certs: sled::Tree,
+    meta: sled::Tree,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating 0700) `state_dir/db`. A lock held by another process is reported as such.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        create_private_dir(state_dir)?;
+        let db_path = state_dir.join("db");
+        let db = sled::Config::new()
+            .path(&db_path)
+            // The records are tiny; keep the resident cache small.
+            .cache_capacity(8 * 1024 * 1024)
+            .open()
+            .map_err(|e| {
+                let s = e.to_string();
+                if s.contains("could not acquire lock") {
+                    StoreError::Locked(state_dir.to_path_buf())
+                } else {
+                    StoreError::Open {
+                        path: db_path.clone(),
+                        reason: s,
+                    }
+                }
+            })?;
+        let certs = db.open_tree(TREE_CERTS)?;
+        let meta = db.open_tree(TREE_META)?;
+        Ok(Store {
+            db,
+            certs,
+            meta,
+            dir: state_dir.to_path_buf(),
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<CertRecord>, StoreError> {
+        match self.certs.get(name.as_bytes())? {
+            None => Ok(None),
+            Some(b) => CertRecord::decode(name, &b).map(Some),
+        }
+    }
+
+    /// Writes a record (not yet durable: see [`Store::put_durable`]).
+    pub fn put(&self, rec: &CertRecord) -> Result<(), StoreError> {
+        let bytes = rec.encode()?;
+        self.certs.insert(rec.name.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Writes a record and flushes: use before any external side effect that depends on it.
+    pub async fn put_durable(&self, rec: &CertRecord) -> Result<(), StoreError> {
+        self.put(rec)?;
+        self.flush().await
+    }
+
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.certs.remove(name.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every record; undecodable ones are returned as errors next to the good ones.
+    pub fn list(&self) -> Result<Vec<Result<CertRecord, StoreError>>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.certs.iter() {
+            let (k, v) = item?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            out.push(CertRecord::decode(&name, &v));
+        }
+        Ok(out)
+    }
+
+    /// The learned average time from challenge presented to certificate issued, if any.
+    pub fn issue_ewma(&self) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .meta
+            .get(KEY_ISSUE_EWMA)?
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<f64>().ok()))
+    }
+
+    /// Folds one observed time-to-issue (seconds) into the average.
+    pub fn observe_issue_time(&self, secs: f64) -> Result<f64, StoreError> {
+        let next = ewma(self.issue_ewma()?, secs);
+        self.meta
+            .insert(KEY_ISSUE_EWMA, next.to_string().as_bytes())?;
+        Ok(next)
+    }
+
+    /// Writes `<state_dir>/status.json` atomically (temp file, fsync, rename).
+    pub fn write_snapshot(&self, snap: &Snapshot) -> Result<(), StoreError> {
+        let path = self.dir.join("status.json");
+        let tmp = self.dir.join(".status.json.tmp");
+        let body = serde_json::to_vec_pretty(snap).map_err(|e| StoreError::Db(e.to_string()))?;
+        write_file_sync(&tmp, &body)?;
+        std::fs::rename(&tmp, &path).map_err(|source| StoreError::Io {
+            op: "rename",
+            path: path.clone(),
+            source,
+        })
+    }
+}
+
+/// Reads `<state_dir>/status.json` (for `status` when no daemon answers).
+pub fn read_snapshot(state_dir: &Path) -> Result<Snapshot, StoreError> {
+    let path = state_dir.join("status.json");
+    let b = std::fs::read(&path).map_err(|source| StoreError::Io {
+        op: "read",
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&b).map_err(|e| StoreError::Decode {
+        name: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Exponentially weighted moving average; the first observation is taken as is.
+pub fn ewma(prev: Option<f64>, obs: f64) -> f64 {
+    match prev {
+        None => obs,
+        Some(p) => p + EWMA_ALPHA * (obs - p),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    b.create(dir).map_err(|source| StoreError::Io {
+        op: "create directory",
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn write_file_sync(path: &Path, body: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |op, source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("create", e))?;
+    f.write_all(body).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("fsync", e))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ewma_starts_with_first_observation_then_moves_toward_new_ones() {
+        assert_eq!(ewma(None, 100.0), 100.0);
+        let v = ewma(Some(100.0), 200.0);
+        assert!((v - 130.0).abs() < 1e-9, "{v}");
+    }
+
+    #[tokio::test]
+    async fn put_get_list_remove_and_ewma_persist_across_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(d.path()).unwrap();
+            let r = CertRecord::new("www", vec!["example.com".into()]);
+            s.put_durable(&r).await.unwrap();
+            s.observe_issue_time(60.0).unwrap();
+            s.flush().await.unwrap();
+        }
+        let s = Store::open(d.path()).unwrap();
+        let r = s.get("www").unwrap().unwrap();
+        assert_eq!(r.domains, vec!["example.com".to_string()]);
+        assert_eq!(s.issue_ewma().unwrap(), Some(60.0));
+        assert_eq!(s.list().unwrap().len(), 1);
+        s.remove("www").unwrap();
+        assert!(s.get("www").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_second_opener_is_told_another_daemon_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let _first = Store::open(d.path()).unwrap();
+        let e = Store::open(d.path()).unwrap_err();
+        assert!(matches!(e, StoreError::Locked(_)), "{e}");
+        assert!(
+            e.to_string().contains("another cas-certd is running"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn state_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let sd = d.path().join("state");
+        let _s = Store::open(&sd).unwrap();
+        let mode = std::fs::metadata(&sd).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let snap = Snapshot {
+            written_at: chrono::Utc::now(),
+            daemon_pid: Some(42),
+            certificates: vec![],
+        };
+        s.write_snapshot(&snap).unwrap();
+        let back = read_snapshot(d.path()).unwrap();
+        assert_eq!(back.daemon_pid, Some(42));
+    }
+}
