@@ -81,6 +81,13 @@ impl World {
         std::fs::create_dir_all(&webroot).unwrap();
         let web = serve_webroot(webroot);
         let ready = dir.path().join("sim.ready");
+        // Default delays unless the test sets its own (clap refuses a flag given twice).
+        let mut delays = Vec::new();
+        for flag in ["--validation-delay", "--review-delay"] {
+            if !extra_sim_args.contains(&flag) {
+                delays.extend([flag, "1s"]);
+            }
+        }
         let sim = Command::new(bin())
             .args(["simulate", "--listen", "127.0.0.1:0", "--admin"])
             .arg("--data-dir")
@@ -90,7 +97,7 @@ impl World {
             .args(["--zone", "example.test"])
             .args(["--resolve", &format!("example.test={web}")])
             .args(["--resolve", &format!("*.example.test={web}")])
-            .args(["--validation-delay", "1s", "--review-delay", "1s"])
+            .args(&delays)
             .args(extra_sim_args)
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
