@@ -74,6 +74,30 @@ struct World {
     web: SocketAddr,
 }
 
+/// On a failing test, show what the daemons logged: the temp dir is gone afterwards.
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        eprintln!("--- files: {:?}", std::fs::read_dir(self.dir.path()).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()));
+        let _ = std::process::Command::new("sh").arg("-c").arg(format!("cd {} && cat config.toml && ls -lR live state && wc -c *.log", self.dir.path().display())).status();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "log") {
+                    let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
+                    let tail: Vec<&str> = text.lines().filter(|l| !l.contains("\"DEBUG\"")).rev().take(60).collect();
+                    eprintln!("--- {} (last 60 lines above DEBUG)", p.display());
+                    for l in tail.into_iter().rev() {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl World {
     fn new(extra_sim_args: &[&str]) -> World {
         let dir = tempfile::tempdir().unwrap();
