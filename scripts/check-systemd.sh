@@ -21,6 +21,12 @@ verify_out=$(MANPATH="$tmp/man" systemd-analyze verify "${verify_args[@]}" "$tmp
 if [ -n "$verify_out" ]; then
   echo "$verify_out" >&2; echo "systemd-analyze verify is not clean" >&2; exit 1
 fi
+# The path-unit alternative for reloading nginx (see README) must verify too.
+verify_out=$(systemd-analyze verify "${verify_args[@]}" systemd/cas-certd-reload-nginx.path systemd/cas-certd-reload-nginx.service 2>&1) || {
+  echo "$verify_out" >&2; echo "systemd-analyze verify failed (reload-nginx units)" >&2; exit 1; }
+if [ -n "$verify_out" ]; then
+  echo "$verify_out" >&2; echo "systemd-analyze verify is not clean (reload-nginx units)" >&2; exit 1
+fi
 echo "verify: clean"
 
 security_out=$(systemd-analyze security --offline=true --threshold=20 "$tmp/cas-certd.service" 2>&1) || {

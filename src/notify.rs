@@ -104,10 +104,46 @@ impl Notifier {
         })
     }
 
+    /// Pings `WATCHDOG=1` every [`Self::watchdog_interval`] from a task on the current tokio
+    /// runtime, so a wedged runtime stops the pings and systemd restarts us. `None` when
+    /// systemd did not ask for a watchdog. Abort the handle to stop.
+    pub fn spawn_watchdog(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.watchdog_interval()?;
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                me.watchdog();
+            }
+        }))
+    }
+
     fn send_logged(&self, msg: &str) {
         if let Err(e) = self.send(msg) {
             tracing::warn!(event = "notify.failed", error = %e, "sd_notify failed");
         }
+    }
+}
+
+/// The one-line `STATUS=` summary, e.g. "12 certificates, 0 due, next check 10:40".
+pub fn status_summary(
+    certificates: usize,
+    due: usize,
+    next_check: Option<chrono::DateTime<chrono::Local>>,
+) -> String {
+    let noun = if certificates == 1 {
+        "certificate"
+    } else {
+        "certificates"
+    };
+    match next_check {
+        Some(t) => format!(
+            "{certificates} {noun}, {due} due, next check {}",
+            t.format("%H:%M")
+        ),
+        None => format!("{certificates} {noun}, {due} due"),
     }
 }
 
@@ -207,6 +243,46 @@ mod tests {
         assert!(!off.enabled());
         assert!(off.send("READY=1").is_ok());
         assert_eq!(off.watchdog_interval(), None);
+    }
+
+    #[test]
+    fn status_summary_reads_like_the_issue() {
+        use chrono::TimeZone;
+        let t = chrono::Local
+            .with_ymd_and_hms(2026, 1, 2, 10, 40, 0)
+            .unwrap();
+        assert_eq!(
+            status_summary(12, 0, Some(t)),
+            "12 certificates, 0 due, next check 10:40"
+        );
+        assert_eq!(status_summary(1, 1, None), "1 certificate, 1 due");
+    }
+
+    #[tokio::test]
+    async fn spawned_watchdog_pings_at_half_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wd.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // 200 ms timeout → a ping every 100 ms.
+        let n = Notifier::with_socket(path.to_str().unwrap(), Some(200_000));
+        let start = std::time::Instant::now();
+        let handle = n.spawn_watchdog().expect("watchdog requested");
+        let got =
+            tokio::task::spawn_blocking(move || (0..3).map(|_| recv(&server)).collect::<Vec<_>>())
+                .await
+                .unwrap();
+        handle.abort();
+        assert_eq!(got, vec!["WATCHDOG=1"; 3]);
+        // First tick is immediate, then two 100 ms periods.
+        assert!(
+            start.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(Notifier::with_socket("/x", None).spawn_watchdog().is_none());
     }
 
     #[test]
