@@ -660,7 +660,11 @@ fn transport(action: &str, e: &reqwest::Error) -> ApiError {
 /// Turns an HTTP answer into the JSON of a success or an [`ApiError`].
 /// Public only for the fuzz tests.
 #[doc(hidden)]
-pub fn decode_answer(action: &str, status: u16, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+pub fn decode_answer(
+    action: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         return match json {

@@ -621,7 +621,10 @@ fn check_accepted_domain(input: &str, name: &str) -> Result<(), TestCaseError> {
         None => (false, name),
     };
     let _ = wild;
-    prop_assert!(!rest.contains('*'), "{input:?} → {name:?}: misplaced wildcard");
+    prop_assert!(
+        !rest.contains('*'),
+        "{input:?} → {name:?}: misplaced wildcard"
+    );
     let labels: Vec<&str> = rest.split('.').collect();
     prop_assert!(labels.len() >= 2, "{input:?} → {name:?}: single label");
     for l in labels {
@@ -719,7 +722,10 @@ fn check_accepted_uri(uri: &str) -> Result<(), TestCaseError> {
         parts.iter().all(|c| matches!(c, Component::Normal(_))),
         "{uri:?} → {path:?} has a non-plain component"
     );
-    prop_assert_eq!(path.parent(), Some(&*webroot.join(".well-known/pki-validation")));
+    prop_assert_eq!(
+        path.parent(),
+        Some(&*webroot.join(".well-known/pki-validation"))
+    );
     Ok(())
 }
 
@@ -802,7 +808,10 @@ fn present_on_disk(uri: &str, content: &str, plant_symlink: bool) -> Result<(), 
         }
         Ok(other) => return Err(TestCaseError::fail(format!("unexpected {other:?}"))),
         Err(e) => {
-            prop_assert!(written.is_empty(), "{uri:?} refused ({e}) but wrote {written:?}");
+            prop_assert!(
+                written.is_empty(),
+                "{uri:?} refused ({e}) but wrote {written:?}"
+            );
         }
     }
     Ok(())
@@ -828,4 +837,30 @@ proptest! {
     ) {
         present_on_disk(&uri, &content, plant)?;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions: bugs the targets above found, kept as plain tests.
+
+/// Found by `fuzz_config_mutated_example` and `fuzz_config_tomlish_text`: a quoted key holding
+/// a newline was echoed raw (one error became two lines, and a config could forge log lines),
+/// and an empty key `""` gave `: : unknown key`. Keys that are not bare are now quoted.
+#[test]
+fn regression_config_keys_are_quoted_in_errors() {
+    let text = "[cas]\n\"a\\nb\" = 1\n";
+    let e = cas_certd::config::parse(text, Some(Path::new(SOURCE))).unwrap_err();
+    assert_eq!(e.errors.len(), 1, "{:?}", e.errors);
+    assert!(
+        e.errors[0].starts_with(&format!("{SOURCE}:2:1: cas.\"a\\nb\": unknown key")),
+        "{:?}",
+        e.errors
+    );
+    check_config(text).unwrap();
+    let e = cas_certd::config::parse("\"\"=0", Some(Path::new(SOURCE))).unwrap_err();
+    assert!(
+        e.errors[0].starts_with(&format!("{SOURCE}:1:1: \"\": unknown key")),
+        "{:?}",
+        e.errors
+    );
+    check_config("\"\"=0").unwrap();
 }
