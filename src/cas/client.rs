@@ -328,9 +328,9 @@ impl Client {
                     .header(reqwest::header::ACCEPT, "application/json")
             }
         };
-        let resp = request.send().await.map_err(|e| transport(action, &e))?;
+        let mut resp = request.send().await.map_err(|e| transport(action, &e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| transport(action, &e))?;
+        let bytes = read_capped(action, &mut resp).await?;
         decode_answer(action, status, &bytes)
     }
 
@@ -655,6 +655,37 @@ fn transport(action: &str, e: &reqwest::Error) -> ApiError {
         detail,
         maybe_sent,
     }
+}
+
+/// The largest answer read. Real answers are a few KB (a PEM chain, a page of orders); a
+/// broken or hostile endpoint must not make the daemon buffer an unbounded body.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// The body, refused as soon as it is known to exceed [`MAX_ANSWER_BYTES`]. The request was
+/// sent, so for a create this is "outcome unknown", never a reason to create again.
+async fn read_capped(action: &str, resp: &mut reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    let too_big = || ApiError::Transport {
+        action: action.to_string(),
+        detail: format!(
+            "answer larger than {} MiB; refused without reading it",
+            MAX_ANSWER_BYTES >> 20
+        ),
+        maybe_sent: true,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(action, &e))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Turns an HTTP answer into the JSON of a success or an [`ApiError`].

@@ -864,3 +864,151 @@ fn regression_config_keys_are_quoted_in_errors() {
     );
     check_config("\"\"=0").unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile answers at the HTTP level: a 100 MB body.
+
+/// A loopback server answering every request with a 100 MB body, announced by Content-Length
+/// (`chunked == false`) or streamed chunked without a length; returns its address and the bytes
+/// it managed to send in total.
+async fn huge_answer_server(
+    chunked: bool,
+) -> (url::Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const TOTAL: usize = 100 << 20;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // The request head and its Content-Length body.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let want = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break pos + 4 + len;
+                    }
+                };
+                while buf.len() < want {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = if chunked {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+                } else {
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {TOTAL}\r\n\r\n")
+                };
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let block = vec![b' '; 64 << 10];
+                let mut done = 0;
+                while done < TOTAL {
+                    let r = if chunked {
+                        let mut framed = format!("{:x}\r\n", block.len()).into_bytes();
+                        framed.extend_from_slice(&block);
+                        framed.extend_from_slice(b"\r\n");
+                        s.write_all(&framed).await
+                    } else {
+                        s.write_all(&block).await
+                    };
+                    if r.is_err() {
+                        return;
+                    }
+                    done += block.len();
+                    counter.fetch_add(block.len(), Ordering::Relaxed);
+                }
+                if chunked {
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    (url::Url::parse(&format!("http://{addr}")).unwrap(), sent)
+}
+
+fn client_for(endpoint: url::Url) -> cas_certd::cas::Client {
+    use cas_certd::config::{AlidnsSettings, CasSettings, SignatureVersion};
+    use cas_certd::credentials::{AccessKey, Credentials};
+    let cas = CasSettings {
+        endpoint: endpoint.clone(),
+        signature: SignatureVersion::V1,
+        connect_timeout: std::time::Duration::from_secs(5),
+        read_timeout: std::time::Duration::from_secs(20),
+        qps: 100.0,
+        qps_overrides: Vec::new(),
+        max_attempts: 1,
+        max_retry_time: std::time::Duration::from_secs(5),
+    };
+    let creds = Credentials::fixed(AccessKey {
+        id: "fuzzid".into(),
+        secret: Secret::new("fuzzsecret"),
+        security_token: None,
+        expires: None,
+    });
+    cas_certd::cas::Client::new(&cas, &AlidnsSettings { endpoint }, creds).unwrap()
+}
+
+/// Without a cap the client buffered the whole 100 MB (and an endless chunked body until the
+/// read timeout); now it stops at `MAX_ANSWER_BYTES` with a clear error, and a create that met
+/// such an answer is "outcome unknown" (the order may exist), never repeated blindly.
+#[tokio::test]
+async fn hostile_100_mb_answer_is_refused() {
+    use cas_certd::cas::model::{Contact, ValidateType};
+    use cas_certd::cas::ErrorClass;
+    const CAP: usize = cas_certd::cas::client::MAX_ANSWER_BYTES;
+    for chunked in [false, true] {
+        let (url, sent) = huge_answer_server(chunked).await;
+        let client = client_for(url);
+        let started = std::time::Instant::now();
+        let e = client
+            .describe_certificate_state(OrderId(1))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("answer larger than 4 MiB"),
+            "chunked={chunked}: {e}"
+        );
+        let e = client
+            .create_certificate_request(
+                "symantec-free-1-free",
+                "example.com",
+                &Contact {
+                    name: "n".into(),
+                    phone: "1".into(),
+                    email: "e@example.com".into(),
+                },
+                ValidateType::Dns,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), ErrorClass::OutcomeUnknown, "{e}");
+        assert!(e.to_string().contains("larger than"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(15));
+        // Give the server a moment to notice the hang-up, then check how much it pushed.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let pushed = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            pushed < 2 * (CAP + (16 << 20)),
+            "chunked={chunked}: the server pushed {pushed} bytes, the client kept reading"
+        );
+    }
+}
