@@ -1012,3 +1012,97 @@ async fn hostile_100_mb_answer_is_refused() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Challenges from the network → what the operator is told (manual) or a command gets.
+
+fn field(common: &'static [&'static str]) -> BoxedStrategy<String> {
+    prop_oneof![
+        3 => prop::sample::select(common).prop_map(str::to_string),
+        1 => any::<String>(),
+        1 => "[ -~\n\r\t\u{1b}\u{202e}]{0,20}",
+    ]
+    .boxed()
+}
+
+fn challenge() -> impl Strategy<Value = Challenge> {
+    prop_oneof![
+        (
+            field(&[
+                "_dnsauth",
+                "_dnsauth.example.com",
+                "_dnsauth.example.com.",
+                "example.com",
+                "a..b",
+                "../x"
+            ]),
+            field(&["TXT", "txt", "CNAME", "A", ""]),
+            field(&["20240101abcdef", "v=1", "a b"]),
+        )
+            .prop_map(
+                |(record_domain, record_type, record_value)| Challenge::Dns {
+                    record_domain,
+                    record_type,
+                    record_value,
+                }
+            ),
+        (
+            field(&["example.com", "EXAMPLE.com", "evil.example.net"]),
+            field(&[
+                "/.well-known/pki-validation/fileauth.txt",
+                "/.well-known/pki-validation/../x"
+            ]),
+            field(&["token", "a b", ""]),
+        )
+            .prop_map(|(domain, uri, content)| Challenge::File {
+                domain,
+                uri,
+                content,
+            }),
+    ]
+}
+
+/// The text shown to the operator (and logged) is one clean line: nothing from the answer can
+/// add lines or terminal escapes to the daemon's output.
+fn check_instructions(c: &Challenge) -> Result<(), TestCaseError> {
+    let domains = vec!["example.com".to_string()];
+    if let Ok(text) = validation::manual_instructions(c, &domains) {
+        prop_assert!(
+            !text.chars().any(|ch| ch.is_control() || ch == '\u{202e}'),
+            "{c:?} → {text:?}"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(cfg(512))]
+
+    #[test]
+    fn fuzz_challenge_instructions(c in challenge()) {
+        check_instructions(&c)?;
+    }
+}
+
+/// Found by `fuzz_challenge_instructions`: the DNS RecordType was not checked, so an answer's
+/// `"RecordType":"TXT\nFAKE LOG LINE"` reached the operator's instructions verbatim.
+#[test]
+fn regression_record_type_is_checked() {
+    let c = Challenge::Dns {
+        record_domain: "_dnsauth".into(),
+        record_type: "TXT\nfake log line".into(),
+        record_value: "v".into(),
+    };
+    check_instructions(&c).unwrap();
+    assert!(validation::manual_instructions(&c, &["example.com".to_string()]).is_err());
+    let ok = Challenge::Dns {
+        record_domain: "_dnsauth".into(),
+        record_type: "txt".into(),
+        record_value: "v".into(),
+    };
+    let text = validation::manual_instructions(&ok, &["example.com".to_string()]).unwrap();
+    assert!(
+        text.starts_with("Create a DNS TXT record for example.com"),
+        "{text}"
+    );
+}
