@@ -1106,3 +1106,48 @@ fn regression_record_type_is_checked() {
         "{text}"
     );
 }
+
+/// The hostile Uris the issue names, end to end through `present_local`: each is refused as
+/// unsafe, naming the Uri, and nothing is written anywhere.
+#[test]
+fn hostile_uris_are_refused_and_write_nothing() {
+    for uri in [
+        "/.well-known/pki-validation/../../../etc/cron.d/x",
+        "/.well-known/pki-validation/..",
+        "/etc/passwd",
+        "/.well-known/pki-validation//etc/passwd",
+        "/.well-known/pki-validation/%2e%2e%2fx",
+        "/.well-known/pki-validation/a%00.txt",
+        "/.well-known/pki-validation/a\0.txt",
+        "/.well-known/pki-validation/a\\..\\..\\x",
+        "/.well-known/pki-validation/sub/x.txt",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let webroot = tmp.path().join("webroot");
+        std::fs::create_dir(&webroot).unwrap();
+        let e = runtime()
+            .block_on(validation::present_local(
+                &Validation::File {
+                    webroot: webroot.clone(),
+                },
+                &Challenge::File {
+                    domain: "example.com".into(),
+                    uri: uri.into(),
+                    content: "token".into(),
+                },
+                "fuzz",
+                &["example.com".to_string()],
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(e, validation::ValidationError::Unsafe(_)),
+            "{uri:?}: {e:?}"
+        );
+        assert!(e.to_string().contains("Uri"), "{uri:?}: {e}");
+        assert!(
+            files_under(tmp.path()).is_empty(),
+            "{uri:?} wrote something"
+        );
+        assert!(!webroot.join(".well-known").exists(), "{uri:?} made dirs");
+    }
+}
