@@ -713,12 +713,13 @@ pub fn decode_answer(
     let code = eb
         .code
         .filter(|c| !c.is_empty())
+        .map(|c| one_line(&c))
         .unwrap_or_else(|| format!("HTTP.{status}"));
     let message = eb.message.unwrap_or_default();
-    let mut message = redact_message(&code, &message);
+    let mut message = one_line(&redact_message(&code, &message));
     if let Some(r) = eb.recommend.filter(|r| !r.is_empty()) {
         if code != "SignatureDoesNotMatch" {
-            message.push_str(&format!(" (see {r})"));
+            message.push_str(&format!(" (see {})", one_line(&r)));
         }
     }
     let _ = eb.host_id;
@@ -727,8 +728,22 @@ pub fn decode_answer(
         status,
         code,
         message,
-        request_id: eb.request_id.unwrap_or_default(),
+        request_id: one_line(&eb.request_id.unwrap_or_default()),
     })
+}
+
+/// Control characters of a field from the answer, escaped: an error is one log line and
+/// carries no terminal escapes (found by the fuzz tests).
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The error returned when a re-signed retry met the same code again.

@@ -299,6 +299,8 @@ const WORDS: &[&str] = &[
     " 12 ",
     "1e30",
     "",
+    "line one\nforged line",
+    "\u{1b}[31mred",
 ];
 
 fn json_leaf() -> BoxedStrategy<Value> {
@@ -388,6 +390,11 @@ fn decode_body(status: u16, body: &[u8]) -> Result<(), TestCaseError> {
             let shown = e.to_string();
             let _ = e.class();
             prop_assert!(!shown.is_empty());
+            // One log line per incident: nothing from the body adds lines or escapes.
+            prop_assert!(
+                !shown.chars().any(char::is_control),
+                "control characters from the answer in the error: {shown:?}"
+            );
             // What the server quoted from the string to sign is never repeated.
             prop_assert!(
                 !shown.contains("AccessKeyId%3D"),
@@ -421,6 +428,28 @@ proptest! {
     fn fuzz_answer_arbitrary_json(status in status(), v in json_answer()) {
         decode_body(status, &serde_json::to_vec(&v).unwrap())?;
         decode_typed(&v);
+    }
+
+    /// Error answers: the fields that end up in the error (and the log).
+    #[test]
+    fn fuzz_answer_error_body(
+        status in 300u16..600,
+        fields in prop::collection::vec(
+            (
+                prop::sample::select(&["Code", "Message", "RequestId", "Recommend", "HostId"][..]),
+                prop_oneof![
+                    2 => prop::sample::select(WORDS).prop_map(str::to_string),
+                    1 => any::<String>(),
+                ],
+            ),
+            0..5,
+        ),
+    ) {
+        let v: serde_json::Map<String, Value> = fields
+            .into_iter()
+            .map(|(k, s)| (k.to_string(), Value::String(s)))
+            .collect();
+        decode_body(status, &serde_json::to_vec(&v).unwrap())?;
     }
 
     #[test]
@@ -1150,4 +1179,18 @@ fn hostile_uris_are_refused_and_write_nothing() {
         );
         assert!(!webroot.join(".well-known").exists(), "{uri:?} made dirs");
     }
+}
+
+/// Found by `fuzz_answer_arbitrary_json` once it checked for control characters: an error
+/// answer's `Code`/`Message`/`RequestId` went into the error (and so the log) verbatim, so a
+/// broken or hostile endpoint could split one incident into many log lines or send terminal
+/// escapes.
+#[test]
+fn regression_error_answer_fields_are_one_line() {
+    let body = br#"{"RequestId":"r\n2","Code":"Bad\u001b[31m","Message":"line one\nERROR forged line","Recommend":"x\r"}"#;
+    let e = decode_answer("DescribeCertificateState", 400, body).unwrap_err();
+    let shown = e.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.contains("line one"), "{shown}");
+    decode_body(400, body).unwrap();
 }
