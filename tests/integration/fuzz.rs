@@ -126,6 +126,9 @@ const HOSTILE: &[&str] = &[
     " 1979-05-27T07:32:00Z",
     " \"0 0 0 31 2 * *\"",
     " \"9999999999999999999d\"",
+    " \"0 0 0 * * *\\u001b[31m\"",
+    " \"\\t\"",
+    " \"a\\u001bb\"",
     " \"1/0\"",
     " { method = \"file\", webroot = \"relative\" }",
     " ",
@@ -167,8 +170,8 @@ const SOURCE: &str = "/etc/cas-certd/config.toml";
 /// One error line: `path:line:col: key: reason`, one physical line, position inside `text`.
 fn check_error_line(text: &str, err: &str) -> Result<(), TestCaseError> {
     prop_assert!(
-        !err.chars().any(|c| c == '\n' || c == '\r'),
-        "error spans lines: {err:?}"
+        !err.chars().any(char::is_control),
+        "error spans lines or carries control characters: {err:?}"
     );
     let rest = err.strip_prefix(&format!("{SOURCE}:"));
     prop_assert!(rest.is_some(), "no path prefix: {err:?}");
@@ -1193,4 +1196,19 @@ fn regression_error_answer_fields_are_one_line() {
     assert!(!shown.chars().any(char::is_control), "{shown:?}");
     assert!(shown.contains("line one"), "{shown}");
     decode_body(400, body).unwrap();
+}
+
+/// Found with a hostile value added to the config target's list: croner's message echoed a
+/// `check_schedule` holding ESC verbatim into the error line. Reasons are escaped now.
+#[test]
+fn config_errors_escape_hostile_values() {
+    for text in [
+        "check_schedule = \"0 0 0 * * *\\u001b[31m\"\n",
+        "log_format = \"text\\nERROR forged\"\n",
+        "[[certificate]]\nname = \"a\\tb\"\ndomains = [\"ex\\u001bample.com\"]\n",
+    ] {
+        let e = cas_certd::config::parse(text, Some(Path::new(SOURCE))).unwrap_err();
+        check_config(text).unwrap();
+        assert!(!e.errors.is_empty());
+    }
 }
