@@ -25,16 +25,15 @@ impl Errors {
             .map(|(span, key, reason)| {
                 let (line, col) = line_col(text, span.start);
                 // A reason may quote the file (croner echoes the pattern): one clean line each.
-                let reason: String = reason
-                    .chars()
-                    .flat_map(|c| {
-                        let esc = c.is_control().then(|| c.escape_default());
-                        esc.into_iter()
-                            .flatten()
-                            .chain((!c.is_control()).then_some(c))
-                    })
-                    .collect();
-                format!("{source}:{line}:{col}: {key}: {reason}")
+                let mut clean = String::with_capacity(reason.len());
+                for c in reason.chars() {
+                    if c.is_control() {
+                        clean.extend(c.escape_default());
+                    } else {
+                        clean.push(c);
+                    }
+                }
+                format!("{source}:{line}:{col}: {key}: {clean}")
             })
             .collect()
     }
