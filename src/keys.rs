@@ -34,7 +34,10 @@ fn new_key(kind: KeyKind) -> Result<KeyPair, KeyError> {
 
 /// Reads a private key in PKCS#8, or (as CAS may return it) PKCS#1 RSA or SEC1 EC PEM.
 /// Errors carry no detail on purpose: a parser message could quote the key.
-pub(crate) fn load_key(pem: &str) -> Result<KeyPair, ()> {
+/// Public only for the fuzz tests.
+#[doc(hidden)]
+#[allow(clippy::result_unit_err)]
+pub fn load_key(pem: &str) -> Result<KeyPair, ()> {
     if let Ok(k) = KeyPair::from_pem(pem) {
         return Ok(k);
     }

@@ -328,9 +328,9 @@ impl Client {
                     .header(reqwest::header::ACCEPT, "application/json")
             }
         };
-        let resp = request.send().await.map_err(|e| transport(action, &e))?;
+        let mut resp = request.send().await.map_err(|e| transport(action, &e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| transport(action, &e))?;
+        let bytes = read_capped(action, &mut resp).await?;
         decode_answer(action, status, &bytes)
     }
 
@@ -657,8 +657,45 @@ fn transport(action: &str, e: &reqwest::Error) -> ApiError {
     }
 }
 
+/// The largest answer read. Real answers are a few KB (a PEM chain, a page of orders); a
+/// broken or hostile endpoint must not make the daemon buffer an unbounded body.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// The body, refused as soon as it is known to exceed [`MAX_ANSWER_BYTES`]. The request was
+/// sent, so for a create this is "outcome unknown", never a reason to create again.
+async fn read_capped(action: &str, resp: &mut reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    let too_big = || ApiError::Transport {
+        action: action.to_string(),
+        detail: format!(
+            "answer larger than {} MiB; refused without reading it",
+            MAX_ANSWER_BYTES >> 20
+        ),
+        maybe_sent: true,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(action, &e))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Turns an HTTP answer into the JSON of a success or an [`ApiError`].
-fn decode_answer(action: &str, status: u16, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+/// Public only for the fuzz tests.
+#[doc(hidden)]
+pub fn decode_answer(
+    action: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
     let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&status) {
         return match json {
@@ -676,12 +713,13 @@ fn decode_answer(action: &str, status: u16, body: &[u8]) -> Result<serde_json::V
     let code = eb
         .code
         .filter(|c| !c.is_empty())
+        .map(|c| one_line(&c))
         .unwrap_or_else(|| format!("HTTP.{status}"));
     let message = eb.message.unwrap_or_default();
-    let mut message = redact_message(&code, &message);
+    let mut message = one_line(&redact_message(&code, &message));
     if let Some(r) = eb.recommend.filter(|r| !r.is_empty()) {
         if code != "SignatureDoesNotMatch" {
-            message.push_str(&format!(" (see {r})"));
+            message.push_str(&format!(" (see {})", one_line(&r)));
         }
     }
     let _ = eb.host_id;
@@ -690,8 +728,22 @@ fn decode_answer(action: &str, status: u16, body: &[u8]) -> Result<serde_json::V
         status,
         code,
         message,
-        request_id: eb.request_id.unwrap_or_default(),
+        request_id: one_line(&eb.request_id.unwrap_or_default()),
     })
+}
+
+/// Control characters of a field from the answer, escaped: an error is one log line and
+/// carries no terminal escapes (found by the fuzz tests).
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The error returned when a re-signed retry met the same code again.

@@ -4,7 +4,9 @@ pub mod client;
 pub mod error;
 pub mod model;
 pub mod ratelimit;
-mod responses;
+/// Wire shapes; public only so the fuzz tests can drive the decoders.
+#[doc(hidden)]
+pub mod responses;
 pub mod sign;
 
 pub use client::{Client, Observer};

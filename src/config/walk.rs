@@ -24,7 +24,16 @@ impl Errors {
             .into_iter()
             .map(|(span, key, reason)| {
                 let (line, col) = line_col(text, span.start);
-                format!("{source}:{line}:{col}: {key}: {reason}")
+                // A reason may quote the file (croner echoes the pattern): one clean line each.
+                let mut clean = String::with_capacity(reason.len());
+                for c in reason.chars() {
+                    if c.is_control() {
+                        clean.extend(c.escape_default());
+                    } else {
+                        clean.push(c);
+                    }
+                }
+                format!("{source}:{line}:{col}: {key}: {clean}")
             })
             .collect()
     }
@@ -61,8 +70,18 @@ impl<'a, 'i> Tbl<'a, 'i> {
     }
 
     pub(crate) fn key(&self, k: &str) -> String {
-        if self.path.is_empty() {
+        // A key from the file may be empty or hold a newline (`"a\nb" = 1`): quote and escape
+        // it so every error stays one well-formed line (found by the fuzz tests).
+        let bare = !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let k = if bare {
             k.to_string()
+        } else {
+            format!("{k:?}")
+        };
+        if self.path.is_empty() {
+            k
         } else {
             format!("{}.{k}", self.path)
         }

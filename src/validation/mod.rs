@@ -97,9 +97,15 @@ fn checked_fields(
     match c {
         Challenge::Dns {
             record_domain,
+            record_type,
             record_value,
-            ..
         } => {
+            // Shown to people and logged: only the types Alidns would accept (found by fuzzing).
+            if !["TXT", "CNAME"].contains(&record_type.to_ascii_uppercase().as_str()) {
+                return Err(ValidationError::Unsafe(format!(
+                    "RecordType {record_type:?} is not TXT or CNAME"
+                )));
+            }
             let base = alidns::base_domain(domains).unwrap_or_default();
             // Validate as a host record relative to (or inside) the base name.
             let rr = alidns::relative_rr(record_domain, &base)?;

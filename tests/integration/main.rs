@@ -7,5 +7,6 @@ mod client_interop;
 mod config_errors;
 mod daemon_e2e;
 mod deploy_files;
+mod fuzz;
 mod service;
 mod sim_sdk;
