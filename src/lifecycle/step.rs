@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::schedule::{self, dur, AdoptQuery};
 use crate::cas::model::{CertificateState, CreateOrder, ListOrders, OrderId, ValidateType};
@@ -279,6 +279,12 @@ async fn poll(
                         domains = ?rec.domains, order_id = %order_id, "challenge published");
                         Ok(StepOutcome::Progressed)
                     }
+                    // Another certificate's FILE challenge holds the same path: not a
+                    // failure, just come back at the next poll.
+                    Err(validation::ValidationError::Busy(why)) => {
+                        debug!(cert = %rec.name, order_id = %order_id, "{why}");
+                        wait_poll(ctx, rec, 0).await
+                    }
                     Err(e) => fail(ctx, rec, format!("validation: {e}"), false).await,
                 }
             }
@@ -288,6 +294,13 @@ async fn poll(
                 attempt,
                 ..
             } => {
+                // Still unverified: publish a FILE proof again. After a restart, or after
+                // someone else's write, the file may be gone or hold other content.
+                if let Presented::File { .. } = presented {
+                    if let Err(e) = validation::present(&ctx.cert.validation, &ch, &vctx).await {
+                        debug!(cert = %rec.name, order_id = %order_id, "re-publishing: {e}");
+                    }
+                }
                 rec.phase = Phase::Presented {
                     order_id,
                     presented,

@@ -11,6 +11,50 @@ use super::ValidationError;
 /// The only directory CAS may ask for.
 pub const PREFIX: &str = "/.well-known/pki-validation/";
 
+/// FILE challenge paths this process has published, and for which certificate. CAS asks every
+/// FILE order for the same Uri (`fileauth.txt`), so two certificates sharing a webroot would
+/// overwrite each other's proof, and one's cleanup would delete the other's: the second waits.
+static CLAIMS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PathBuf, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn claims() -> std::sync::MutexGuard<'static, std::collections::HashMap<PathBuf, String>> {
+    // A panic while holding this lock cannot leave the map inconsistent (single insert/remove).
+    CLAIMS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the challenge for `uri` goes under `webroot` (after `check_uri`).
+pub fn target(webroot: &Path, uri: &str) -> Result<PathBuf, ValidationError> {
+    let name = check_uri(uri)?;
+    Ok(webroot.join(".well-known/pki-validation").join(name))
+}
+
+/// Reserves `path` for `cert`; `Busy` while another certificate's challenge is there.
+pub fn claim(path: &Path, cert: &str) -> Result<(), ValidationError> {
+    let mut c = claims();
+    match c.get(path) {
+        Some(owner) if owner != cert => Err(ValidationError::Busy(format!(
+            "{} is in use by the challenge of certificate {owner:?}",
+            path.display()
+        ))),
+        _ => {
+            c.insert(path.to_path_buf(), cert.to_string());
+            Ok(())
+        }
+    }
+}
+
+/// Releases `path` if `cert` holds it; `false` when another certificate holds it (leave the file).
+pub fn release(path: &Path, cert: &str) -> bool {
+    let mut c = claims();
+    match c.get(path) {
+        Some(owner) if owner != cert => false,
+        _ => {
+            c.remove(path);
+            true
+        }
+    }
+}
+
 /// The file name in `uri`, when `uri` is exactly `/.well-known/pki-validation/<safe name>`.
 pub fn check_uri(uri: &str) -> Result<&str, ValidationError> {
     let unsafe_uri = |why: &str| ValidationError::Unsafe(format!("Uri {uri:?}: {why}"));
@@ -294,5 +338,24 @@ mod tests {
             "outside"
         );
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    }
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_certificate_waits_and_cannot_remove_the_first_ones_file() {
+        let p = Path::new("/nonexistent/claim-test/.well-known/pki-validation/fileauth.txt");
+        claim(p, "api").unwrap();
+        // Same certificate again (a re-publish) is fine; another one is told to wait.
+        claim(p, "api").unwrap();
+        assert!(matches!(claim(p, "www"), Err(ValidationError::Busy(_))));
+        // www's cleanup must not delete api's proof.
+        assert!(!release(p, "www"));
+        assert!(release(p, "api"));
+        claim(p, "www").unwrap();
+        assert!(release(p, "www"));
     }
 }

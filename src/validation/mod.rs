@@ -18,6 +18,9 @@ use crate::config::{Hook, Validation};
 pub enum ValidationError {
     #[error("unsafe challenge from CAS: {0}")]
     Unsafe(String),
+    /// Another certificate's challenge occupies the same place: try again later.
+    #[error("waiting: {0}")]
+    Busy(String),
     #[error("challenge type does not fit the configured method: {0}")]
     Mismatch(String),
     #[error("{op} {path}: {source}")]
@@ -222,6 +225,7 @@ pub async fn present_local(
             else {
                 return Err(mismatch("file", challenge));
             };
+            file::claim(&file::target(webroot, uri)?, cert_name)?;
             Presented::File {
                 path: file::present(webroot, domain, uri, content, domains)?,
             }
@@ -301,6 +305,11 @@ pub async fn cleanup_local(presented: &Presented) -> Result<bool, ValidationErro
 
 /// Removes what `present` published. Idempotent: a missing file or record is not an error.
 pub async fn cleanup(presented: &Presented, ctx: &Ctx<'_>) -> Result<(), ValidationError> {
+    if let Presented::File { path } = presented {
+        if !file::release(path, ctx.cert_name) {
+            return Ok(());
+        }
+    }
     if cleanup_local(presented).await? {
         return Ok(());
     }

@@ -80,14 +80,30 @@ impl Drop for World {
         if !std::thread::panicking() {
             return;
         }
-        eprintln!("--- files: {:?}", std::fs::read_dir(self.dir.path()).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()));
-        let _ = std::process::Command::new("sh").arg("-c").arg(format!("cd {} && cat config.toml && ls -lR live state && wc -c *.log", self.dir.path().display())).status();
+        eprintln!(
+            "--- files: {:?}",
+            std::fs::read_dir(self.dir.path())
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        );
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cd {} && cat config.toml && ls -lR live state && wc -c *.log",
+                self.dir.path().display()
+            ))
+            .status();
         if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
             for e in entries.flatten() {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "log") {
-                    let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
-                    let tail: Vec<&str> = text.lines().filter(|l| !l.contains("\"DEBUG\"")).rev().take(60).collect();
+                    let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default())
+                        .into_owned();
+                    let tail: Vec<&str> = text
+                        .lines()
+                        .filter(|l| !l.contains("\"DEBUG\""))
+                        .rev()
+                        .take(60)
+                        .collect();
                     eprintln!("--- {} (last 60 lines above DEBUG)", p.display());
                     for l in tail.into_iter().rev() {
                         eprintln!("{l}");
