@@ -342,6 +342,7 @@ mod tests {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod claim_tests {
     use super::*;
 
