@@ -254,6 +254,13 @@ async fn poll(
     };
     match state {
         CertificateState::DomainVerify(ch) => match rec.phase.clone() {
+            Phase::Ordered { .. } if webroot_busy(ctx, &rec.name)? => {
+                // CAS names every FILE proof `fileauth.txt`: two certificates sharing a
+                // webroot must take turns, or one overwrites (and cleans up) the other's proof.
+                rec.next_due = now + dur(ctx.poll_min);
+                ctx.store.put(rec)?;
+                Ok(StepOutcome::Waiting(rec.next_due))
+            }
             Phase::Ordered { .. } => {
                 match validation::present(&ctx.cert.validation, &ch, &vctx).await {
                     Ok(presented) => {
@@ -443,6 +450,17 @@ async fn issued(
         Some(now.timestamp()),
     );
     Ok(StepOutcome::Deployed(Box::new(deployed)))
+}
+
+/// True when another certificate has a FILE proof published under our webroot.
+fn webroot_busy(ctx: &StepCtx<'_>, me: &str) -> Result<bool, StoreError> {
+    let Validation::File { webroot } = &ctx.cert.validation else {
+        return Ok(false);
+    };
+    Ok(ctx.store.list()?.into_iter().flatten().any(|r| {
+        r.name != me
+            && matches!(r.phase.presented(), Some(Presented::File { path }) if path.starts_with(webroot))
+    }))
 }
 
 async fn wait_poll(
