@@ -90,7 +90,12 @@ impl World {
             .args(["--zone", "example.test"])
             .args(["--resolve", &format!("example.test={web}")])
             .args(["--resolve", &format!("*.example.test={web}")])
-            .args(["--validation-delay", "1s", "--review-delay", "1s"])
+            .args(["--review-delay", "1s"])
+            .args(if extra_sim_args.contains(&"--validation-delay") {
+                &[][..]
+            } else {
+                &["--validation-delay", "1s"][..]
+            })
             .args(extra_sim_args)
             .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
             .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
