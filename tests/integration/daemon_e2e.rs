@@ -416,3 +416,49 @@ fn sigterm_exits_promptly_and_status_falls_back_to_the_snapshot() {
     assert_eq!(st[0]["name"], "t");
     assert_eq!(st[0]["state"], "deployed");
 }
+
+#[test]
+fn verify_fail_deletes_the_order_records_why_and_leaves_other_certificates_alone() {
+    let w = World::new(&["--reject", "bad.example.test"]);
+    let certs = format!(
+        "{}{}",
+        w.file_cert("bad", "\"bad.example.test\""),
+        w.file_cert("good", "\"good.example.test\"")
+    );
+    let cfg = w.config(&certs);
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for(
+        "bad's order deleted (quota back)",
+        Duration::from_secs(40),
+        || {
+            w.ledger()["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["domains"][0] == "bad.example.test" && o["state"] == "deleted")
+        },
+    );
+    wait_for("good deployed", Duration::from_secs(40), || {
+        w.live("good", "cert.pem").exists()
+    });
+    let st = status_json(&cfg);
+    let bad = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bad")
+        .unwrap()
+        .clone();
+    assert_eq!(bad["state"], "failed", "{bad}");
+    assert!(
+        bad["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("verification failed")),
+        "{bad}"
+    );
+    assert!(!w.live("bad", "cert.pem").exists());
+    // Retried later with backoff, not in a loop: still one order.
+    assert_eq!(w.orders_for("bad.example.test"), 1);
+    let log = std::fs::read_to_string(w.p("daemon.log")).unwrap();
+    assert!(log.contains("cert.verify_failed"));
+}
