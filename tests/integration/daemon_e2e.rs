@@ -462,3 +462,49 @@ fn verify_fail_deletes_the_order_records_why_and_leaves_other_certificates_alone
     let log = std::fs::read_to_string(w.p("daemon.log")).unwrap();
     assert!(log.contains("cert.verify_failed"));
 }
+
+#[test]
+fn check_reports_quota_and_renew_force_reorders_while_running() {
+    let w = World::new(&[]);
+    let cfg = w.config(&w.file_cert("r", "\"r.example.test\""));
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("symantec-free-1-free:") && stdout.contains("left"),
+        "{stdout}"
+    );
+
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for("deployment", Duration::from_secs(40), || {
+        w.live("r", "cert.pem").exists()
+    });
+    let first = std::fs::read_to_string(w.live("r", "cert.pem")).unwrap();
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["renew", "r", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for("forced renewal deployed", Duration::from_secs(40), || {
+        std::fs::read_to_string(w.live("r", "cert.pem")).is_ok_and(|c| c != first)
+    });
+    assert_eq!(w.orders_for("r.example.test"), 2);
+    assert_key_matches_and_private(&w, "r");
+    // An unknown name is refused.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["renew", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
