@@ -322,6 +322,14 @@ impl State {
                 error,
             } => {
                 self.running.remove(&name);
+                if let Ok(Some(r)) = self.store.get(&name) {
+                    self.services.metrics.set_certificate(
+                        &name,
+                        r.deployed.as_ref().map(|d| d.info.not_after.timestamp()),
+                        r.phase.name(),
+                        r.last_success.map(|t| t.timestamp()),
+                    );
+                }
                 if let Some(e) = error {
                     error!(cert = %name, error = %e, "state store failure");
                 }
