@@ -140,6 +140,8 @@ pub async fn run(
     );
 
     tokio::pin!(shutdown);
+    // An interval, not a per-iteration sleep: a busy loop must not starve the watchdog.
+    let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut need_check = true;
     loop {
         if need_check {
@@ -150,7 +152,6 @@ pub async fn run(
         }
         let wake = st.next_wake();
         let sleep = tokio::time::sleep(wake);
-        let wd = tokio::time::sleep(watchdog.unwrap_or(Duration::from_secs(3600)));
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick_rx.recv() => need_check = true,
@@ -168,7 +169,7 @@ pub async fn run(
                 need_check = true;
             }
             _ = sleep => need_check = true,
-            _ = wd, if watchdog.is_some() => st.services.notifier.watchdog(),
+            _ = wd_tick.tick(), if watchdog.is_some() => st.services.notifier.watchdog(),
         }
     }
 
@@ -322,6 +323,14 @@ impl State {
                 error,
             } => {
                 self.running.remove(&name);
+                if let Ok(Some(r)) = self.store.get(&name) {
+                    self.services.metrics.set_certificate(
+                        &name,
+                        r.deployed.as_ref().map(|d| d.info.not_after.timestamp()),
+                        r.phase.name(),
+                        r.last_success.map(|t| t.timestamp()),
+                    );
+                }
                 if let Some(e) = error {
                     error!(cert = %name, error = %e, "state store failure");
                 }

@@ -110,6 +110,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
         csr_fingerprint,
     };
     ctx.store.put_durable(rec).await?;
+    failpoint("after_intent");
 
     let renew_from = rec
         .deployed
@@ -142,6 +143,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
     };
     match result {
         Ok(order_id) => {
+            failpoint("after_create");
             rec.phase = Phase::Ordered {
                 order_id,
                 created_at: now,
@@ -456,6 +458,17 @@ async fn issued(
         Some(now.timestamp()),
     );
     Ok(StepOutcome::Deployed(Box::new(deployed)))
+}
+
+/// Crash points for the reliability tests (feature `failpoints`): the process aborts, as a
+/// power cut would, when `CAS_CERTD_FAILPOINT` names this point.
+fn failpoint(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if std::env::var("CAS_CERTD_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+    let _ = name;
 }
 
 async fn wait_poll(

@@ -209,6 +209,10 @@ reload = ["sh", "-c", "echo reload $CERT_NAME >> {hooklog}"]
     }
 
     fn daemon(&self, config: &Path, log: &str) -> Proc {
+        self.daemon_env(config, log, &[])
+    }
+
+    fn daemon_env(&self, config: &Path, log: &str, env: &[(&str, &str)]) -> Proc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -222,6 +226,7 @@ reload = ["sh", "-c", "echo reload $CERT_NAME >> {hooklog}"]
                 .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
                 .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
                 .env("RUST_LOG", "debug")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -457,4 +462,146 @@ fn sigterm_exits_promptly_and_status_falls_back_to_the_snapshot() {
     let st = status_json(&cfg);
     assert_eq!(st[0]["name"], "t");
     assert_eq!(st[0]["state"], "deployed");
+}
+
+#[test]
+fn verify_fail_deletes_the_order_records_why_and_leaves_other_certificates_alone() {
+    let w = World::new(&["--reject", "bad.example.test"]);
+    let certs = format!(
+        "{}{}",
+        w.file_cert("bad", "\"bad.example.test\""),
+        w.file_cert("good", "\"good.example.test\"")
+    );
+    let cfg = w.config(&certs);
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for(
+        "bad's order deleted (quota back)",
+        Duration::from_secs(40),
+        || {
+            w.ledger()["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["domains"][0] == "bad.example.test" && o["state"] == "deleted")
+        },
+    );
+    wait_for("good deployed", Duration::from_secs(40), || {
+        w.live("good", "cert.pem").exists()
+    });
+    let st = status_json(&cfg);
+    let bad = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bad")
+        .unwrap()
+        .clone();
+    assert_eq!(bad["state"], "failed", "{bad}");
+    assert!(
+        bad["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("verification failed")),
+        "{bad}"
+    );
+    assert!(!w.live("bad", "cert.pem").exists());
+    // Retried later with backoff, not in a loop: still one order.
+    assert_eq!(w.orders_for("bad.example.test"), 1);
+    let log = std::fs::read_to_string(w.p("daemon.log")).unwrap();
+    assert!(log.contains("cert.verify_failed"));
+}
+
+#[test]
+fn check_reports_quota_and_renew_force_reorders_while_running() {
+    let w = World::new(&[]);
+    let cfg = w.config(&w.file_cert("r", "\"r.example.test\""));
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("symantec-free-1-free:") && stdout.contains("left"),
+        "{stdout}"
+    );
+
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for("deployment", Duration::from_secs(40), || {
+        w.live("r", "cert.pem").exists()
+    });
+    let first = std::fs::read_to_string(w.live("r", "cert.pem")).unwrap();
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["renew", "r", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for("forced renewal deployed", Duration::from_secs(40), || {
+        std::fs::read_to_string(w.live("r", "cert.pem")).is_ok_and(|c| c != first)
+    });
+    assert_eq!(w.orders_for("r.example.test"), 2);
+    assert_key_matches_and_private(&w, "r");
+    // An unknown name is refused.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["renew", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// Crash right after CAS accepted the create but before the OrderId was persisted: the
+/// restarted daemon must find and adopt that order, not buy a second one.
+#[cfg(feature = "failpoints")]
+#[test]
+fn crash_between_create_and_persist_adopts_the_order() {
+    let w = World::new(&[]);
+    let cfg = w.config(&w.file_cert("fp", "\"fp.example.test\""));
+    let mut d = w.daemon_env(
+        &cfg,
+        "daemon.log",
+        &[("CAS_CERTD_FAILPOINT", "after_create")],
+    );
+    let status = d.0.wait().unwrap();
+    assert!(!status.success(), "the failpoint aborts");
+    assert_eq!(w.orders_for("fp.example.test"), 1);
+    let _d2 = w.daemon(&cfg, "daemon2.log");
+    wait_for("deployment after restart", Duration::from_secs(40), || {
+        w.live("fp", "cert.pem").exists()
+    });
+    assert_eq!(
+        w.orders_for("fp.example.test"),
+        1,
+        "a second order was created"
+    );
+    let log = std::fs::read_to_string(w.p("daemon2.log")).unwrap();
+    assert!(log.contains("cert.order_adopted"), "{log}");
+    assert_key_matches_and_private(&w, "fp");
+}
+
+/// Crash after the intent was flushed but before the create was sent: nothing to adopt, so
+/// exactly one create follows.
+#[cfg(feature = "failpoints")]
+#[test]
+fn crash_after_intent_before_create_creates_exactly_once() {
+    let w = World::new(&[]);
+    let cfg = w.config(&w.file_cert("fi", "\"fi.example.test\""));
+    let mut d = w.daemon_env(
+        &cfg,
+        "daemon.log",
+        &[("CAS_CERTD_FAILPOINT", "after_intent")],
+    );
+    assert!(!d.0.wait().unwrap().success());
+    assert_eq!(w.orders_for("fi.example.test"), 0);
+    let _d2 = w.daemon(&cfg, "daemon2.log");
+    wait_for("deployment after restart", Duration::from_secs(40), || {
+        w.live("fi", "cert.pem").exists()
+    });
+    assert_eq!(w.orders_for("fi.example.test"), 1);
 }
