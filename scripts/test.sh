@@ -29,6 +29,9 @@ cargo build --all-targets
 step "cargo test"
 cargo test --all-targets
 
+step "cargo test --features failpoints (crash right after each persisted step)"
+cargo test --features failpoints --test integration -- crash_
+
 step "systemd: verify and security"
 scripts/check-systemd.sh target/debug/cas-certd
 
