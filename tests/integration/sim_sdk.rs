@@ -330,3 +330,127 @@ fn faults_are_injected_before_actions_run() {
     let l = ledger(&addr);
     assert_eq!(l["calls"][0]["code"], "fault:reset");
 }
+
+/// Issue 2's acceptance against the simulator (not only the signing server): `package` and
+/// `orders --all` with both signatures, and eight concurrent `orders` processes that all succeed
+/// although the server throttles ListUserCertificateOrder at 3 calls per second.
+#[test]
+fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
+    use cas_certd::cas::model::{Contact, CreateOrder, ValidateType};
+    use cas_certd::config::{AlidnsSettings, CasSettings, SignatureVersion};
+    use cas_certd::credentials::{AccessKey, Credentials};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sim");
+    let (sim, addr) = start_sim(&data, &[]);
+    let endpoint: url::Url = format!("http://{addr}").parse().unwrap();
+    let settings = CasSettings {
+        endpoint: endpoint.clone(),
+        signature: SignatureVersion::V3,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(10),
+        qps: 50.0,
+        qps_overrides: vec![],
+        max_attempts: 4,
+        max_retry_time: Duration::from_secs(30),
+    };
+    let creds = Credentials::fixed(AccessKey {
+        id: AK.into(),
+        secret: cas_certd::secret::Secret::new(SK),
+        security_token: None,
+        expires: None,
+    });
+    let client =
+        cas_certd::cas::Client::new(&settings, &AlidnsSettings { endpoint }, creds).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for i in 0..7 {
+        rt.block_on(client.create_certificate_for_package(&CreateOrder {
+            product_code: "digicert-free-1-free".into(),
+            domains: vec![format!("o{i}.example.test")],
+            csr: None,
+            validate_type: ValidateType::Dns,
+            contact: Contact {
+                name: "Ops".into(),
+                phone: "13900000000".into(),
+                email: "ops@example.test".into(),
+            },
+            company_name: None,
+            tags: vec![],
+        }))
+        .unwrap();
+    }
+    drop(sim);
+    // Same books, now with a tight server-side limit on the list action.
+    let (_sim, addr) = start_sim(
+        &data,
+        &["--qps".into(), "ListUserCertificateOrder=3".into()],
+    );
+    let cli = |args: &[&str], sig: &str| {
+        Command::new(support::bin())
+            .args(args)
+            .args([
+                "--endpoint",
+                &format!("http://{addr}"),
+                "--signature",
+                sig,
+                "--json",
+            ])
+            .arg("--config")
+            .arg(dir.path().join("none.toml"))
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for sig in ["v1", "v3"] {
+        let out = cli(&["package", "--product", "digicert-free-1-free"], sig)
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "package {sig}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("digicert-free-1-free"), "{text}");
+        assert!(text.contains('7'), "used count 7 expected: {text}");
+    }
+    // Eight at once, alternating signatures, three orders per page (so three pages each).
+    let kids: Vec<_> = (0..8)
+        .map(|i| {
+            cli(
+                &["orders", "--all", "--page-size", "3"],
+                if i % 2 == 0 { "v1" } else { "v3" },
+            )
+        })
+        .collect();
+    for (i, k) in kids.into_iter().enumerate() {
+        let out = k.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "orders #{i}: {out:?}");
+        for n in 0..7 {
+            assert!(
+                text.contains(&format!("o{n}.example.test")),
+                "orders #{i}: {text}"
+            );
+        }
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(SK));
+    }
+    // The server really throttled: the limit was exercised, and every call still ended OK.
+    let calls = ledger(&addr)["calls"].as_array().unwrap().clone();
+    let list_ok = calls
+        .iter()
+        .filter(|c| c["action"] == "ListUserCertificateOrder" && c["code"] == "OK")
+        .count();
+    assert_eq!(list_ok, 8 * 3, "8 processes × 3 pages");
+    let throttled = calls
+        .iter()
+        .filter(|c| {
+            c["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("Throttling"))
+        })
+        .count();
+    assert!(
+        throttled > 0,
+        "the server limit was never reached: {calls:?}"
+    );
+}
