@@ -120,44 +120,7 @@ impl World {
         let webroot = dir.path().join("webroot");
         std::fs::create_dir_all(&webroot).unwrap();
         let web = serve_webroot(webroot);
-        let ready = dir.path().join("sim.ready");
-        // Default delays unless the test sets its own (clap refuses a flag given twice).
-        let mut delays = Vec::new();
-        for flag in ["--validation-delay", "--review-delay"] {
-            if !extra_sim_args.contains(&flag) {
-                delays.extend([flag, "1s"]);
-            }
-        }
-        let sim = Command::new(bin())
-            .args(["simulate", "--listen", "127.0.0.1:0", "--admin"])
-            .arg("--data-dir")
-            .arg(dir.path().join("sim"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(["--zone", "example.test"])
-            .args(["--resolve", &format!("example.test={web}")])
-            .args(["--resolve", &format!("*.example.test={web}")])
-            .args(&delays)
-            .args(extra_sim_args)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let sim = Proc(sim);
-        let t0 = Instant::now();
-        let sim_addr = loop {
-            if let Ok(s) = std::fs::read_to_string(&ready) {
-                if s.ends_with('\n') {
-                    break s.trim().to_string();
-                }
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "simulator not ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let (sim, sim_addr) = spawn_sim(dir.path(), web, "127.0.0.1:0", extra_sim_args);
         World {
             dir,
             sim_addr,
@@ -252,9 +215,62 @@ reload = ["sh", "-c", "echo reload $CERT_NAME >> {hooklog}"]
             .count()
     }
 
+    /// Stops the simulator and starts it again on the same address with the same books.
+    fn restart_sim(&mut self, extra_sim_args: &[&str]) {
+        let _ = self._sim.0.kill();
+        let _ = self._sim.0.wait();
+        let (sim, addr) = spawn_sim(self.dir.path(), self.web, &self.sim_addr, extra_sim_args);
+        assert_eq!(addr, self.sim_addr);
+        self._sim = sim;
+    }
+
     fn live(&self, name: &str, f: &str) -> PathBuf {
         self.p("live").join(name).join(f)
     }
+}
+
+/// Starts the simulator on `listen` with its books in `<dir>/sim`; returns it and its address.
+fn spawn_sim(dir: &Path, web: SocketAddr, listen: &str, extra_sim_args: &[&str]) -> (Proc, String) {
+    let ready = dir.join("sim.ready");
+    let _ = std::fs::remove_file(&ready);
+    // Default delays unless the test sets its own (clap refuses a flag given twice).
+    let mut delays = Vec::new();
+    for flag in ["--validation-delay", "--review-delay"] {
+        if !extra_sim_args.contains(&flag) {
+            delays.extend([flag, "1s"]);
+        }
+    }
+    let sim = Command::new(bin())
+        .args(["simulate", "--listen", listen, "--admin"])
+        .arg("--data-dir")
+        .arg(dir.join("sim"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--zone", "example.test"])
+        .args(["--resolve", &format!("example.test={web}")])
+        .args(["--resolve", &format!("*.example.test={web}")])
+        .args(&delays)
+        .args(extra_sim_args)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sim = Proc(sim);
+    let t0 = Instant::now();
+    let sim_addr = loop {
+        if let Ok(s) = std::fs::read_to_string(&ready) {
+            if s.ends_with('\n') {
+                break s.trim().to_string();
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "simulator not ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (sim, sim_addr)
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -604,4 +620,58 @@ fn crash_after_intent_before_create_creates_exactly_once() {
         w.live("fi", "cert.pem").exists()
     });
     assert_eq!(w.orders_for("fi.example.test"), 1);
+}
+
+/// A renewal whose validation fails keeps the deployed certificate, gives the quota back, and
+/// is retried later by itself; once validation passes again the new certificate is deployed.
+#[test]
+fn a_failed_renewal_keeps_the_old_certificate_and_is_retried() {
+    let mut w = World::new(&[]);
+    let cfg = w.config(&w.file_cert("v", "\"v.example.test\""));
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for("first deployment", Duration::from_secs(40), || {
+        w.live("v", "cert.pem").exists()
+    });
+    let first = std::fs::read_to_string(w.live("v", "cert.pem")).unwrap();
+    // The CA now refuses the domain; ask for a renewal.
+    w.restart_sim(&["--reject", "v.example.test"]);
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["renew", "v", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for(
+        "the failed renewal's order deleted",
+        Duration::from_secs(40),
+        || {
+            w.ledger()["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["domains"][0] == "v.example.test" && o["state"] == "deleted")
+        },
+    );
+    // The old pair is still what readers get, intact.
+    assert_eq!(
+        std::fs::read_to_string(w.live("v", "cert.pem")).unwrap(),
+        first
+    );
+    assert_key_matches_and_private(&w, "v");
+    let log = std::fs::read_to_string(w.p("daemon.log")).unwrap();
+    assert!(
+        log.contains("cert.verify_failed"),
+        "no cert.verify_failed event"
+    );
+    // The CA accepts the domain again: the daemon retries on its own (backoff), no operator.
+    w.restart_sim(&[]);
+    wait_for(
+        "the retried renewal deployed",
+        Duration::from_secs(150),
+        || std::fs::read_to_string(w.live("v", "cert.pem")).is_ok_and(|c| c != first),
+    );
+    assert_key_matches_and_private(&w, "v");
+    // First order, the failed one (deleted), the retry: nothing more.
+    assert_eq!(w.orders_for("v.example.test"), 3);
 }
