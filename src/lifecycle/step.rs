@@ -160,6 +160,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
             // The order may exist: stay in Intent so the next step looks for it first.
             ErrorClass::OutcomeUnknown => {
                 warn!(event = "cert.renew_failed", cert = %rec.name, error = %e,
+                    days_left = rec.days_left(now),
                     "create outcome unknown; will look for the order before creating again");
                 rec.last_error = Some(e.to_string());
                 rec.next_due = now + dur(ctx.poll_min);
@@ -401,6 +402,7 @@ async fn issued(
         Ok(i) => i,
         Err(e) => {
             error!(event = "cert.renew_failed", cert = %rec.name, order_id = %order_id,
+                days_left = rec.days_left(now),
                 error = %e, "issued certificate failed the checks; not deployed");
             return fail(ctx, rec, format!("order {order_id}: {e}"), false).await;
         }
@@ -492,6 +494,7 @@ async fn api_failure(
     rec.last_error = Some(e.to_string());
     rec.next_due = ctx.now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
     warn!(event = "cert.renew_failed", cert = %rec.name, domains = ?rec.domains, error = %e,
+        days_left = rec.days_left(ctx.now),
         permanent, retry_at = %rec.next_due, "API call failed");
     ctx.metrics.renewal_failed(&rec.name);
     ctx.store.put_durable(rec).await?;
@@ -522,7 +525,7 @@ async fn fail(
     rec.pending_key = None;
     rec.pending_csr = None;
     warn!(event = "cert.renew_failed", cert = %rec.name, domains = ?rec.domains,
-        error = %reason, retry_at = %rec.next_due, "attempt failed");
+        days_left = rec.days_left(ctx.now), error = %reason, retry_at = %rec.next_due, "attempt failed");
     ctx.metrics.renewal_failed(&rec.name);
     ctx.store.put_durable(rec).await?;
     Ok(StepOutcome::Waiting(rec.next_due))

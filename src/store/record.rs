@@ -147,6 +147,14 @@ pub struct CertRecord {
 }
 
 impl CertRecord {
+    /// Whole days until the deployed certificate expires (negative once expired); `None` when
+    /// nothing is deployed. Logged with `cert.renew_failed` so alerts can key on it.
+    pub fn days_left(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.deployed
+            .as_ref()
+            .map(|d| (d.info.not_after - now).num_days())
+    }
+
     pub fn new(name: &str, domains: Vec<String>) -> CertRecord {
         CertRecord {
             v: RECORD_VERSION,

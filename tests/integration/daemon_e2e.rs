@@ -664,6 +664,12 @@ fn a_failed_renewal_keeps_the_old_certificate_and_is_retried() {
         log.contains("cert.verify_failed"),
         "no cert.verify_failed event"
     );
+    // Alerts key on how long the live certificate has left (README's events table).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cert.renew_failed") && l.contains("\"days_left\":")),
+        "cert.renew_failed without days_left"
+    );
     // The CA accepts the domain again: the daemon retries on its own (backoff), no operator.
     w.restart_sim(&[]);
     wait_for(
