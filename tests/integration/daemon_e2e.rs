@@ -224,6 +224,15 @@ reload = ["sh", "-c", "echo reload $CERT_NAME >> {hooklog}"]
         self._sim = sim;
     }
 
+    /// Whether the simulator has a deleted order (quota given back) for `domain`.
+    fn has_deleted_order(&self, domain: &str) -> bool {
+        self.ledger()["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["domains"][0] == domain && o["state"] == "deleted")
+    }
+
     fn live(&self, name: &str, f: &str) -> PathBuf {
         self.p("live").join(name).join(f)
     }
@@ -493,13 +502,7 @@ fn verify_fail_deletes_the_order_records_why_and_leaves_other_certificates_alone
     wait_for(
         "bad's order deleted (quota back)",
         Duration::from_secs(40),
-        || {
-            w.ledger()["orders"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|o| o["domains"][0] == "bad.example.test" && o["state"] == "deleted")
-        },
+        || w.has_deleted_order("bad.example.test"),
     );
     wait_for("good deployed", Duration::from_secs(40), || {
         w.live("good", "cert.pem").exists()
@@ -645,13 +648,7 @@ fn a_failed_renewal_keeps_the_old_certificate_and_is_retried() {
     wait_for(
         "the failed renewal's order deleted",
         Duration::from_secs(40),
-        || {
-            w.ledger()["orders"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|o| o["domains"][0] == "v.example.test" && o["state"] == "deleted")
-        },
+        || w.has_deleted_order("v.example.test"),
     );
     // The old pair is still what readers get, intact.
     assert_eq!(
