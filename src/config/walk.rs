@@ -17,6 +17,21 @@ impl Errors {
         self.list.push((span, key.to_string(), reason.into()));
     }
 
+    /// `key` holds a value of the wrong type: "expected `expected`, found <its type>".
+    pub(crate) fn wrong_type(
+        &mut self,
+        span: Range<usize>,
+        key: &str,
+        expected: &str,
+        found: &DeValue<'_>,
+    ) {
+        self.push(
+            span,
+            key,
+            format!("expected {expected}, found {}", found.type_str()),
+        );
+    }
+
     /// `path:line:col: key: reason`, sorted by position.
     pub(crate) fn render(mut self, text: &str, source: &str) -> Vec<String> {
         self.list.sort_by_key(|(s, _, _)| s.start);
@@ -114,11 +129,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
         match v.get_ref() {
             DeValue::String(s) => Some((s.to_string(), v.span())),
             other => {
-                errs.push(
-                    v.span(),
-                    &self.key(k),
-                    format!("expected a string, found {}", other.type_str()),
-                );
+                errs.wrong_type(v.span(), &self.key(k), "a string", other);
                 None
             }
         }
@@ -135,11 +146,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
                 }
             },
             other => {
-                errs.push(
-                    v.span(),
-                    &self.key(k),
-                    format!("expected an integer, found {}", other.type_str()),
-                );
+                errs.wrong_type(v.span(), &self.key(k), "an integer", other);
                 None
             }
         }
@@ -163,11 +170,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
                 }
             },
             other => {
-                errs.push(
-                    v.span(),
-                    &self.key(k),
-                    format!("expected a number, found {}", other.type_str()),
-                );
+                errs.wrong_type(v.span(), &self.key(k), "a number", other);
                 None
             }
         }
@@ -178,11 +181,7 @@ impl<'a, 'i> Tbl<'a, 'i> {
         match v.get_ref() {
             DeValue::Table(t) => Some(Tbl::new(t, &self.key(k), v.span())),
             other => {
-                errs.push(
-                    v.span(),
-                    &self.key(k),
-                    format!("expected a table, found {}", other.type_str()),
-                );
+                errs.wrong_type(v.span(), &self.key(k), "a table", other);
                 None
             }
         }
@@ -210,22 +209,14 @@ pub(crate) fn str_list_of(
                     DeValue::String(s) => out.push((s.to_string(), item.span())),
                     other => {
                         ok = false;
-                        errs.push(
-                            item.span(),
-                            &format!("{key}[{i}]"),
-                            format!("expected a string, found {}", other.type_str()),
-                        );
+                        errs.wrong_type(item.span(), &format!("{key}[{i}]"), "a string", other);
                     }
                 }
             }
             ok.then_some((out, v.span()))
         }
         other => {
-            errs.push(
-                v.span(),
-                key,
-                format!("expected an array of strings, found {}", other.type_str()),
-            );
+            errs.wrong_type(v.span(), key, "an array of strings", other);
             None
         }
     }
