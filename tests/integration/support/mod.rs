@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod world;
+
 /// The `cas-certd` binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cas-certd"))
