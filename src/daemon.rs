@@ -355,11 +355,7 @@ impl State {
                             self.hook_retry.remove(n);
                         } else {
                             rec.hook_attempt += 1;
-                            let d = schedule::backoff(
-                                Duration::from_secs(10),
-                                Duration::from_secs(600),
-                                rec.hook_attempt - 1,
-                            );
+                            let d = hook_backoff(rec.hook_attempt);
                             self.hook_retry
                                 .insert(n.clone(), (rec.hook_attempt, now + schedule_dur(d)));
                         }
@@ -410,17 +406,28 @@ impl State {
                 continue;
             };
             let env = hook_env(&self.config.output_dir, &last);
+            // The attempt this run is, and the wait before the next should it fail (the same
+            // rule `finished` applies), so the failure event says when it is retried.
+            let attempt = members
+                .iter()
+                .map(|(_, r)| r.hook_attempt)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let retry_in = hook_backoff(attempt);
             self.hooks_running = true;
             self.tasks.spawn(async move {
                 match crate::hook::run(&hook, &env).await {
                     Ok(out) => {
                         info!(event = "hook.ok", cert = %last.name, certs = ?names,
-                            output = %out.output.trim_end(), "reload hook ran");
+                            output = %log_tail(out.output.trim_end()),
+                            truncated = out.truncated, "reload hook ran");
                         TaskResult::Hook { names, ok: true }
                     }
                     Err(e) => {
                         error!(event = "hook.failed", cert = %last.name, certs = ?names,
-                            error = %e, "reload hook failed; will retry");
+                            error = %e, attempt, retry_in_secs = retry_in.as_secs(),
+                            "reload hook failed; will retry");
                         TaskResult::Hook { names, ok: false }
                     }
                 }
@@ -557,6 +564,30 @@ impl State {
     }
 }
 
+/// Wait after the `attempt`-th failed run of a reload hook: 10 s, doubling, at most 10 min.
+fn hook_backoff(attempt: u32) -> Duration {
+    schedule::backoff(
+        Duration::from_secs(10),
+        Duration::from_secs(600),
+        attempt.saturating_sub(1),
+    )
+}
+
+/// How much of a successful hook's output goes into its log line (the run keeps up to
+/// [`crate::hook::OUTPUT_CAP`]; a log line need not carry all of it).
+const HOOK_LOG_TAIL: usize = 4096;
+
+/// The last [`HOOK_LOG_TAIL`] bytes of `s`, cut at a character boundary, marked when cut.
+fn log_tail(s: &str) -> String {
+    if s.len() <= HOOK_LOG_TAIL {
+        return s.to_string();
+    }
+    let start = (s.len() - HOOK_LOG_TAIL..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    format!("[…] {}", &s[start..])
+}
+
 fn schedule_dur(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
 }
@@ -634,6 +665,22 @@ async fn work(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_backoff_doubles_from_10s_to_10min_and_log_tail_cuts() {
+        assert_eq!(hook_backoff(1), Duration::from_secs(10));
+        assert_eq!(hook_backoff(2), Duration::from_secs(20));
+        assert_eq!(hook_backoff(3), Duration::from_secs(40));
+        assert_eq!(hook_backoff(50), Duration::from_secs(600));
+        assert_eq!(log_tail("short"), "short");
+        let long = "é".repeat(10_000);
+        let t = log_tail(&long);
+        assert!(
+            t.starts_with("[…] ") && t.len() <= HOOK_LOG_TAIL + 8,
+            "{}",
+            t.len()
+        );
+    }
 
     #[test]
     fn hook_env_names_the_live_files() {

@@ -42,7 +42,13 @@ struct Inner {
     limiter: RateLimiter,
     max_attempts: u32,
     max_retry_time: Duration,
+    /// When `api.clock_skew` was last reported; cleared by a call that gets through, so one
+    /// skew incident is one event, however many calls and certificates meet it.
+    skew_reported: std::sync::Mutex<Option<Instant>>,
 }
+
+/// A skew still present this long after it was reported is reported again.
+const SKEW_REPORT_EVERY: Duration = Duration::from_secs(3600);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +152,7 @@ impl Client {
                 limiter: RateLimiter::new(cas.qps, &cas.qps_overrides),
                 max_attempts: cas.max_attempts.max(1),
                 max_retry_time: cas.max_retry_time,
+                skew_reported: std::sync::Mutex::new(None),
             }),
             observer: None,
         })
@@ -184,10 +191,14 @@ impl Client {
         let mut resigned_for: Option<String> = None;
         loop {
             self.inner.limiter.acquire(action).await;
-            let result = self.attempt(api, action, &params).await;
+            let mut server_date = None;
+            let result = self.attempt(api, action, &params, &mut server_date).await;
             let err = match result {
                 Ok(v) => {
                     self.observe(action, "OK");
+                    if let Ok(mut r) = self.inner.skew_reported.lock() {
+                        *r = None;
+                    }
                     return Ok(v);
                 }
                 Err(e) => e,
@@ -206,6 +217,9 @@ impl Client {
                 if resigned_for.as_deref() != Some(c) {
                     resigned_for = Some(c.to_string());
                     continue;
+                }
+                if c == "InvalidTimeStamp.Expired" {
+                    self.report_clock_skew(action, &err, server_date);
                 }
                 return Err(persistent_resign_error(err));
             }
@@ -243,12 +257,50 @@ impl Client {
         }
     }
 
-    /// One signed request and its decoded answer.
+    /// Logs `api.clock_skew` once per incident: the server's time (from its message, else its
+    /// Date header) against ours. The caller's step backs off as for any failed call.
+    fn report_clock_skew(
+        &self,
+        action: &str,
+        err: &ApiError,
+        server_date: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let local = chrono::Utc::now();
+        let server = match err {
+            ApiError::Service { message, .. } => server_time_in_message(message),
+            _ => None,
+        }
+        .or(server_date);
+        let fresh = match self.inner.skew_reported.lock() {
+            Ok(mut r) => {
+                let fresh = r.is_none_or(|t| t.elapsed() >= SKEW_REPORT_EVERY);
+                if fresh {
+                    *r = Some(Instant::now());
+                }
+                fresh
+            }
+            Err(_) => true,
+        };
+        let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let server_time = server.map(fmt).unwrap_or_else(|| "unknown".into());
+        let skew_secs = server.map(|t| (t - local).num_seconds());
+        if fresh {
+            tracing::error!(event = "api.clock_skew", action, server_time = %server_time,
+                local_time = %fmt(local), skew_secs, error = %err,
+                "the server rejected our timestamp twice: the local clock is probably skewed (check NTP); backing off");
+        } else {
+            tracing::debug!(event = "api.clock_skew", action, server_time = %server_time,
+                local_time = %fmt(local), skew_secs, "clock skew persists");
+        }
+    }
+
+    /// One signed request and its decoded answer; `server_date` gets the answer's Date header.
     async fn attempt(
         &self,
         api: Api,
         action: &str,
         business: &[(String, String)],
+        server_date: &mut Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<serde_json::Value, ApiError> {
         let key = self
             .inner
@@ -330,6 +382,12 @@ impl Client {
         };
         let mut resp = request.send().await.map_err(|e| transport(action, &e))?;
         let status = resp.status().as_u16();
+        *server_date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
         let bytes = read_capped(action, &mut resp).await?;
         decode_answer(action, status, &bytes)
     }
@@ -746,6 +804,19 @@ fn one_line(s: &str) -> String {
     out
 }
 
+/// The time in an `InvalidTimeStamp.Expired` message ("... Server time is 2026-11-23T10:00:00Z.").
+fn server_time_in_message(message: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let i = message.find("Server time is ")? + "Server time is ".len();
+    let rest = &message[i..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '+' | '.')))
+        .unwrap_or(rest.len());
+    let t = rest[..end].trim_end_matches('.');
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// The error returned when a re-signed retry met the same code again.
 fn persistent_resign_error(err: ApiError) -> ApiError {
     match err {
@@ -1081,6 +1152,21 @@ mod tests {
             .expect("ok");
         assert_eq!(id, OrderId(9_007_199_254_740_993));
         assert_eq!(nonces.lock().expect("lock").len(), 2);
+    }
+
+    #[test]
+    fn server_time_is_read_from_the_expired_message() {
+        let t = server_time_in_message(
+            "Specified time stamp or date value is expired. Server time is 2026-11-23T20:03:37Z. (see https://x)",
+        );
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-11-23T20:03:37+00:00")
+        );
+        assert_eq!(
+            server_time_in_message("Specified time stamp or date value is expired."),
+            None
+        );
     }
 
     #[tokio::test]

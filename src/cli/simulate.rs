@@ -77,6 +77,17 @@ pub struct SimulateArgs {
     /// Delay added before every answer, e.g. 200ms.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     pub latency: Option<Duration>,
+    /// Fraction of calls that get --latency (default: every call).
+    #[arg(long, value_name = "F")]
+    pub latency_rate: Option<f64>,
+    /// Fraction of calls that ARE performed (a create is charged) but whose answer is lost:
+    /// the connection is closed before the answer.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub lose_rate: f64,
+    /// Run the server clock this far ahead of the host's ("-20m": behind), so requests signed
+    /// with the host's time fail the timestamp check with InvalidTimeStamp.Expired.
+    #[arg(long, value_name = "[-]DUR", value_parser = parse_offset, allow_hyphen_values = true)]
+    pub clock_offset: Option<chrono::TimeDelta>,
     /// Fraction of calls whose connection is dropped without a complete answer (action not run).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub reset_rate: f64,
@@ -102,6 +113,16 @@ fn parse_quota(s: &str) -> Result<(String, i64), String> {
 fn parse_qps(s: &str) -> Result<(String, u32), String> {
     let (a, n) = s.split_once('=').ok_or("expected ACTION=N")?;
     Ok((a.to_string(), n.parse().map_err(|e| format!("{n}: {e}"))?))
+}
+
+fn parse_offset(s: &str) -> Result<chrono::TimeDelta, String> {
+    let (neg, d) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let d = humantime::parse_duration(d).map_err(|e| format!("{s}: {e}"))?;
+    let d = chrono::TimeDelta::from_std(d).map_err(|e| format!("{s}: {e}"))?;
+    Ok(if neg { -d } else { d })
 }
 
 fn credentials(a: &SimulateArgs) -> anyhow::Result<Vec<(String, Secret)>> {
@@ -140,6 +161,8 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
         ("--fail-rate", a.fail_rate),
         ("--reset-rate", a.reset_rate),
         ("--garbage-rate", a.garbage_rate),
+        ("--lose-rate", a.lose_rate),
+        ("--latency-rate", a.latency_rate.unwrap_or(1.0)),
     ] {
         if !(0.0..=1.0).contains(&f) {
             bail!("{name} must be between 0 and 1");
@@ -166,7 +189,10 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
             latency: a.latency,
             reset_rate: a.reset_rate,
             garbage_rate: a.garbage_rate,
+            latency_rate: a.latency_rate,
+            lose_rate: a.lose_rate,
         },
+        clock_offset: a.clock_offset.unwrap_or_default(),
         string_order_ids: a.string_order_ids,
     };
     let handle = sim::start(opts).await?;

@@ -417,7 +417,7 @@ async fn issued(
         ctx.cert.keep_versions,
     ) {
         Ok(d) => d,
-        Err(e) => return fail(ctx, rec, format!("deploy: {e}"), false).await,
+        Err(e) => return deploy_failed(ctx, rec, order_id, presented_at, &e).await,
     };
     if let Some(p) = presented_at {
         let secs = (now - p).num_milliseconds() as f64 / 1000.0;
@@ -460,6 +460,37 @@ async fn issued(
         Some(now.timestamp()),
     );
     Ok(StepOutcome::Deployed(Box::new(deployed)))
+}
+
+/// Writing the new set failed (read-only or full disk): the old set is untouched and no hook
+/// runs. The issued order and our key stay in the record, so the next attempt fetches the
+/// certificate again and retries the write — soon (poll backoff), and without a new order.
+async fn deploy_failed(
+    ctx: &StepCtx<'_>,
+    rec: &mut CertRecord,
+    order_id: OrderId,
+    presented_at: Option<DateTime<Utc>>,
+    e: &deploy::DeployError,
+) -> Result<StepOutcome, StoreError> {
+    let now = ctx.now;
+    rec.failures += 1;
+    rec.last_error = Some(format!("deploy: {e}"));
+    rec.next_due = now + dur(schedule::backoff(ctx.poll_min, ctx.poll_max, rec.failures));
+    // The challenge is already cleaned up: nothing left to present or clean.
+    rec.phase = Phase::Polling {
+        order_id,
+        presented: None,
+        presented_at: presented_at.unwrap_or(now),
+        next_poll: rec.next_due,
+        attempt: 0,
+    };
+    error!(event = "cert.deploy_failed", cert = %rec.name, domains = ?rec.domains,
+        order_id = %order_id, error = %e, days_left = rec.days_left(now),
+        retry_at = %rec.next_due,
+        "cannot write the new certificate set; the old set stays, no reload hook runs; will retry");
+    ctx.metrics.renewal_failed(&rec.name);
+    ctx.store.put_durable(rec).await?;
+    Ok(StepOutcome::Waiting(rec.next_due))
 }
 
 /// Crash points for the reliability tests (feature `failpoints`): the process aborts, as a

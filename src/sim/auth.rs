@@ -1,6 +1,7 @@
 //! Request authentication as Alibaba does it: signature v1 (parameters) or V3 (Authorization
 //! header), the 15-minute clock window and nonce reuse. Canonicalisation is the shared
-//! [`crate::cas::sign`] code, the same the client signs with.
+//! [`crate::cas::sign`] code, the same the client signs with. The server clock may be shifted
+//! (`--clock-offset`) so a client sees a real `InvalidTimeStamp.Expired`, as on a skewed host.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub struct SignedRequest<'a> {
 pub struct Verifier {
     keys: HashMap<String, Secret>,
     nonces: HashMap<String, Instant>,
+    /// Added to the host clock to get the server's clock.
+    clock_offset: chrono::TimeDelta,
 }
 
 fn param<'a>(ps: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -45,7 +48,23 @@ impl Verifier {
         Verifier {
             keys: creds.iter().cloned().collect(),
             nonces: HashMap::new(),
+            clock_offset: chrono::TimeDelta::zero(),
         }
+    }
+
+    /// The server's clock runs `offset` ahead of the host's (behind when negative).
+    pub fn with_clock_offset(mut self, offset: chrono::TimeDelta) -> Verifier {
+        self.clock_offset = offset;
+        self
+    }
+
+    /// The server's idea of now: what timestamps are judged against.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.clock_offset
+    }
+
+    pub fn clock_offset(&self) -> chrono::TimeDelta {
+        self.clock_offset
     }
 
     /// Checks the request; returns the AccessKeyId it was signed with.
@@ -368,5 +387,46 @@ mod tests {
             run_v3(&mut v, &h, &q, b"").unwrap_err().code,
             "SignatureDoesNotMatch"
         );
+    }
+
+    #[test]
+    fn a_shifted_server_clock_rejects_a_current_timestamp_and_says_its_time() {
+        let mut v = verifier().with_clock_offset(chrono::TimeDelta::hours(2));
+        let ps = v1_params(&now_ts(), "s1", "sk");
+        let h = HeaderMap::new();
+        let server_now = v.now();
+        let e = v
+            .verify(
+                &SignedRequest {
+                    method: "GET",
+                    path: "/",
+                    query: &ps,
+                    form: &[],
+                    headers: &h,
+                    body: b"",
+                },
+                server_now,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidTimeStamp.Expired");
+        let told = server_now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        assert!(e.message.contains(&told), "{}", e.message);
+        // 14 minutes off is inside the window.
+        let mut v = verifier().with_clock_offset(chrono::TimeDelta::minutes(-14));
+        let now = v.now();
+        let ps = v1_params(&now_ts(), "s2", "sk");
+        assert!(v
+            .verify(
+                &SignedRequest {
+                    method: "GET",
+                    path: "/",
+                    query: &ps,
+                    form: &[],
+                    headers: &h,
+                    body: b"",
+                },
+                now,
+            )
+            .is_ok());
     }
 }

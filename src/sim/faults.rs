@@ -1,6 +1,7 @@
 //! Fault injection, seeded so a run can be replayed: 5xx, throttling per action, latency,
-//! dropped connections and garbage bodies. Decided before an action runs, so a faulted
-//! create never happened.
+//! dropped connections and garbage bodies, decided before an action runs (so a faulted create
+//! never happened); and lost answers, where the action DOES run and only the answer is dropped
+//! (a create that happened and was charged, which the client must find, not repeat).
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,12 @@ pub struct FaultOptions {
     pub qps: Vec<(String, u32)>,
     pub qps_default: Option<u32>,
     pub latency: Option<Duration>,
+    /// Fraction of calls delayed by `latency` (1.0, every call, when `latency` is set).
+    pub latency_rate: Option<f64>,
     pub reset_rate: f64,
     pub garbage_rate: f64,
+    /// Fraction of calls performed whose answer is then dropped (connection closed).
+    pub lose_rate: f64,
 }
 
 /// What to do to one request.
@@ -31,6 +36,8 @@ pub enum Fault {
     Reset,
     /// 200 with a truncated, non-JSON body.
     Garbage,
+    /// Run the action, then close the connection without the answer.
+    Lost,
 }
 
 #[derive(Debug)]
@@ -50,8 +57,14 @@ impl Faults {
         }
     }
 
-    pub fn latency(&self) -> Option<Duration> {
-        self.opts.latency
+    /// The delay for the next call, if any (rolled only when `latency_rate` is below 1, so
+    /// runs without it draw the same faults as before for a given seed).
+    pub fn latency(&mut self) -> Option<Duration> {
+        let l = self.opts.latency?;
+        match self.opts.latency_rate {
+            Some(r) if r < 1.0 => self.roll(r).then_some(l),
+            _ => Some(l),
+        }
     }
 
     fn limit(&self, action: &str) -> Option<u32> {
@@ -89,6 +102,9 @@ impl Faults {
         if self.roll(self.opts.garbage_rate) {
             return Fault::Garbage;
         }
+        if self.roll(self.opts.lose_rate) {
+            return Fault::Lost;
+        }
         Fault::None
     }
 }
@@ -122,5 +138,40 @@ mod tests {
         let ys: Vec<_> = (0..50).map(|_| b.decide("X")).collect();
         assert_eq!(xs, ys);
         assert!(xs.contains(&Fault::Unavailable) && xs.contains(&Fault::None));
+    }
+
+    #[test]
+    fn lose_rate_loses_about_that_fraction_and_nothing_else() {
+        let mut f = Faults::new(FaultOptions {
+            seed: 7,
+            lose_rate: 0.3,
+            ..Default::default()
+        });
+        let xs: Vec<_> = (0..1000).map(|_| f.decide("X")).collect();
+        let lost = xs.iter().filter(|x| **x == Fault::Lost).count();
+        assert!(
+            (200..400).contains(&lost),
+            "{lost} of 1000 lost at rate 0.3"
+        );
+        assert!(xs.iter().all(|x| matches!(x, Fault::Lost | Fault::None)));
+    }
+
+    #[test]
+    fn latency_rate_delays_only_a_fraction() {
+        let l = Duration::from_millis(5);
+        let mut all = Faults::new(FaultOptions {
+            latency: Some(l),
+            ..Default::default()
+        });
+        assert!((0..20).all(|_| all.latency() == Some(l)));
+        let mut some = Faults::new(FaultOptions {
+            seed: 3,
+            latency: Some(l),
+            latency_rate: Some(0.25),
+            ..Default::default()
+        });
+        let n = (0..1000).filter(|_| some.latency().is_some()).count();
+        assert!((150..350).contains(&n), "{n} of 1000 delayed at rate 0.25");
+        assert_eq!(Faults::new(FaultOptions::default()).latency(), None);
     }
 }

@@ -63,6 +63,9 @@ pub struct SimOptions {
     /// Per-product TotalCount overrides (default [`DEFAULT_QUOTA`]).
     pub quota: Vec<(String, i64)>,
     pub faults: faults::FaultOptions,
+    /// The server clock runs this far ahead of the host's (behind when negative): requests
+    /// signed with the host's time are then judged by the real timestamp check.
+    pub clock_offset: chrono::TimeDelta,
     /// Answer every OrderId as a JSON string.
     pub string_order_ids: bool,
 }
@@ -139,7 +142,9 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
         .map_err(|source| SimError::Listen { addr, source })?;
     let root_pem = ca.root_path.clone();
     let sim = Arc::new(Sim {
-        verifier: std::sync::Mutex::new(auth::Verifier::new(&opts.credentials)),
+        verifier: std::sync::Mutex::new(
+            auth::Verifier::new(&opts.credentials).with_clock_offset(opts.clock_offset),
+        ),
         faults: std::sync::Mutex::new(faults::Faults::new(opts.faults.clone())),
         opts,
         state: tokio::sync::Mutex::new(st),

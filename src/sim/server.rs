@@ -95,6 +95,28 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut resp = answer(&sim, method, uri, headers, body).await;
+    // A shifted server clock shows in the Date header too (hyper would send the host's).
+    let offset = sim.verifier.lock().map(|v| v.clock_offset()).ok();
+    if let Some(off) = offset.filter(|o| !o.is_zero()) {
+        let date = (chrono::Utc::now() + off)
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&date) {
+            resp.headers_mut().insert(axum::http::header::DATE, v);
+        }
+    }
+    resp
+}
+
+async fn answer(
+    sim: &Arc<Sim>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let sim = sim.clone();
     if method != Method::GET && method != Method::POST {
         return reject_response(&Reject::new(
             405,
@@ -129,7 +151,7 @@ async fn handle(
         .or_else(|| params.get("Version").cloned())
         .unwrap_or_default();
 
-    if let Some(l) = sim.faults.lock().map(|f| f.latency()).unwrap_or(None) {
+    if let Some(l) = sim.faults.lock().map(|mut f| f.latency()).unwrap_or(None) {
         tokio::time::sleep(l).await;
     }
     let verified = {
@@ -142,7 +164,10 @@ async fn handle(
             body: &body,
         };
         match sim.verifier.lock() {
-            Ok(mut v) => v.verify(&req, chrono::Utc::now()),
+            Ok(mut v) => {
+                let now = v.now();
+                v.verify(&req, now)
+            }
             Err(_) => Err(Reject::new(500, "InternalError", "verifier poisoned")),
         }
     };
@@ -177,13 +202,10 @@ async fn handle(
         }
         Fault::Reset => {
             record(&sim, &action, "fault:reset", None).await;
-            // axum gives a handler no socket to close; a body that fails on its first
-            // chunk makes hyper abort the connection without a complete answer.
-            let s = futures_util::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::other("simulated connection reset"))
-            });
-            return Response::new(Body::from_stream(s));
+            return dropped_connection();
         }
+        // Decided now, acted on after the action ran (below).
+        Fault::Lost => {}
         Fault::Garbage => {
             record(&sim, &action, "fault:garbage", None).await;
             return (
@@ -204,6 +226,15 @@ async fn handle(
             format!("Specified parameter Version is not valid: {version}"),
         )),
     };
+    if fault == Fault::Lost {
+        // The action happened (a create is charged); only the answer never arrives.
+        let order = match &result {
+            Ok((_, order)) => *order,
+            Err(_) => params.get("OrderId").and_then(|s| s.parse().ok()),
+        };
+        record(&sim, &action, "fault:lost", order).await;
+        return dropped_connection();
+    }
     match result {
         Ok((mut v, order)) => {
             record(&sim, &action, "OK", order).await;
@@ -218,6 +249,15 @@ async fn handle(
             reject_response(&r)
         }
     }
+}
+
+/// axum gives a handler no socket to close; a body that fails on its first chunk makes hyper
+/// abort the connection without a complete answer.
+fn dropped_connection() -> Response {
+    let s = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("simulated connection reset"))
+    });
+    Response::new(Body::from_stream(s))
 }
 
 /// Appends to the ledger and persists.
