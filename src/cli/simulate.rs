@@ -84,6 +84,9 @@ pub struct SimulateArgs {
     /// the connection is closed before the answer.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub lose_rate: f64,
+    /// Limit --lose-rate to this action (e.g. CreateCertificateForPackageRequest). Repeatable.
+    #[arg(long, value_name = "ACTION")]
+    pub lose_only: Vec<String>,
     /// Run the server clock this far ahead of the host's ("-20m": behind), so requests signed
     /// with the host's time fail the timestamp check with InvalidTimeStamp.Expired.
     #[arg(long, value_name = "[-]DUR", value_parser = parse_offset, allow_hyphen_values = true)]
@@ -191,6 +194,7 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
             garbage_rate: a.garbage_rate,
             latency_rate: a.latency_rate,
             lose_rate: a.lose_rate,
+            lose_only: a.lose_only.clone(),
         },
         clock_offset: a.clock_offset.unwrap_or_default(),
         string_order_ids: a.string_order_ids,

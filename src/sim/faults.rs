@@ -22,6 +22,8 @@ pub struct FaultOptions {
     pub garbage_rate: f64,
     /// Fraction of calls performed whose answer is then dropped (connection closed).
     pub lose_rate: f64,
+    /// Actions `lose_rate` applies to; empty: every action.
+    pub lose_only: Vec<String>,
 }
 
 /// What to do to one request.
@@ -102,7 +104,9 @@ impl Faults {
         if self.roll(self.opts.garbage_rate) {
             return Fault::Garbage;
         }
-        if self.roll(self.opts.lose_rate) {
+        let losable =
+            self.opts.lose_only.is_empty() || self.opts.lose_only.iter().any(|a| a == action);
+        if losable && self.roll(self.opts.lose_rate) {
             return Fault::Lost;
         }
         Fault::None
@@ -154,6 +158,17 @@ mod tests {
             "{lost} of 1000 lost at rate 0.3"
         );
         assert!(xs.iter().all(|x| matches!(x, Fault::Lost | Fault::None)));
+        let mut only = Faults::new(FaultOptions {
+            lose_rate: 1.0,
+            lose_only: vec!["Create".into()],
+            ..Default::default()
+        });
+        assert_eq!(only.decide("Create"), Fault::Lost);
+        assert_eq!(
+            only.decide("List"),
+            Fault::None,
+            "other actions are answered"
+        );
     }
 
     #[test]

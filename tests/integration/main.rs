@@ -7,6 +7,7 @@ mod client_interop;
 mod config_errors;
 mod daemon_e2e;
 mod deploy_files;
+mod faults;
 mod fuzz;
 mod service;
 mod sim_sdk;
