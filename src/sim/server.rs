@@ -95,7 +95,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut resp = answer(&sim, method, uri, headers, body).await;
+    let mut resp = answer(sim.clone(), method, uri, headers, body).await;
     // A shifted server clock shows in the Date header too (hyper would send the host's).
     let offset = sim.verifier.lock().map(|v| v.clock_offset()).ok();
     if let Some(off) = offset.filter(|o| !o.is_zero()) {
@@ -110,13 +110,12 @@ async fn handle(
 }
 
 async fn answer(
-    sim: &Arc<Sim>,
+    sim: Arc<Sim>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let sim = sim.clone();
     if method != Method::GET && method != Method::POST {
         return reject_response(&Reject::new(
             405,

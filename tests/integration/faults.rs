@@ -174,11 +174,17 @@ fn bad_day_at_the_api_every_certificate_deploys_with_one_paid_order_and_bounded_
         .count();
     let lines = log_lines(&w, "daemon.log");
     let adopted = events(&lines, "cert.order_adopted").len();
+    let loud: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR" || l.is_string())
+        .collect();
     eprintln!(
         "bad day: {} certificates deployed in {took:?}; {} calls ({faulted} faulted): {by_code:?}; \
-         {lost_creates} creates performed but unanswered, {adopted} orders adopted",
+         {lost_creates} creates performed but unanswered, {adopted} orders adopted; \
+         {} WARN/ERROR lines",
         names.len(),
-        calls.len()
+        calls.len(),
+        loud.len()
     );
 
     // Exactly one paid create per certificate: a create whose answer was lost is adopted.
@@ -203,10 +209,6 @@ fn bad_day_at_the_api_every_certificate_deploys_with_one_paid_order_and_bounded_
 
     // One log line per incident, not a flood: warnings and errors at most one per faulted
     // call (plus a few), and no identical line repeated within a second.
-    let loud: Vec<&serde_json::Value> = lines
-        .iter()
-        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR" || l.is_string())
-        .collect();
     assert!(
         loud.len() <= faulted + 5,
         "{} WARN/ERROR lines for {faulted} faulted calls",
