@@ -8,5 +8,6 @@ mod config_errors;
 mod daemon_e2e;
 mod deploy_files;
 mod fuzz;
+mod hostile;
 mod service;
 mod sim_sdk;
