@@ -383,12 +383,14 @@ fn issue(sim: &Sim, st: &mut State, o: &mut Order) -> Result<(), Reject> {
             // A key of the CA's choosing. With a CSR the answer also carries that key, as if
             // inviting the client to use it instead of its own; without one, it carries a key
             // that is not the certificate's.
-            sim.ca.issue(&o.domains, None, lifetime, cert_id).and_then(|mut i| {
-                if o.csr.is_none() {
-                    i.key_pem = Some(rcgen::KeyPair::generate()?.serialize_pem());
-                }
-                Ok(i)
-            })
+            sim.ca
+                .issue(&o.domains, None, lifetime, cert_id)
+                .and_then(|mut i| {
+                    if o.csr.is_none() {
+                        i.key_pem = Some(rcgen::KeyPair::generate()?.serialize_pem());
+                    }
+                    Ok(i)
+                })
         }
         Some(hostile::Mode::Expired) => {
             let now = time::OffsetDateTime::now_utc();
@@ -400,7 +402,9 @@ fn issue(sim: &Sim, st: &mut State, o: &mut Order) -> Result<(), Reject> {
                 cert_id,
             )
         }
-        _ => sim.ca.issue(&o.domains, o.csr.as_deref(), lifetime, cert_id),
+        _ => sim
+            .ca
+            .issue(&o.domains, o.csr.as_deref(), lifetime, cert_id),
     }
     .map_err(ca_err)?;
     o.state = OrderState::Certificate;

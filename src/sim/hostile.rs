@@ -89,8 +89,12 @@ pub fn file_uri(mode: Mode, data_dir: &Path) -> Option<String> {
             let abs = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
             Some(abs.join("pwned-absolute.txt").display().to_string())
         }
-        Mode::UriPercent => Some(format!("{P}%2e%2e%2f%2e%2e%2f%2e%2e%2fcanary%2fpwned-percent.txt")),
-        Mode::UriNul => Some(format!("{P}fileauth.txt\u{0}/../../../canary/pwned-nul.txt")),
+        Mode::UriPercent => Some(format!(
+            "{P}%2e%2e%2f%2e%2e%2f%2e%2e%2fcanary%2fpwned-percent.txt"
+        )),
+        Mode::UriNul => Some(format!(
+            "{P}fileauth.txt\u{0}/../../../canary/pwned-nul.txt"
+        )),
         _ => None,
     }
 }

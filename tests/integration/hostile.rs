@@ -105,7 +105,11 @@ const CASES: &[(&str, Option<&str>, &[&str])] = &[
     (
         "percent",
         Some("uri-percent"),
-        &["unsafe challenge from CAS: Uri", "%2e%2e", "may only contain"],
+        &[
+            "unsafe challenge from CAS: Uri",
+            "%2e%2e",
+            "may only contain",
+        ],
     ),
     (
         "nul",
@@ -120,7 +124,9 @@ const CASES: &[(&str, Option<&str>, &[&str])] = &[
     (
         "wrongdomain",
         Some("wrong-domain"),
-        &[r#"the certificate names ["hostile-other.example.net"], the configuration asks for ["wrongdomain.example.test"]"#],
+        &[
+            r#"the certificate names ["hostile-other.example.net"], the configuration asks for ["wrongdomain.example.test"]"#,
+        ],
     ),
     (
         "wrongkey",
@@ -268,9 +274,9 @@ fn hostile_answers_are_refused_nothing_escapes_and_the_rest_still_deploys() {
         .iter()
         .filter(|o| {
             let d = o["domains"][0].as_str().unwrap_or_default();
-            CASES
-                .iter()
-                .any(|(n, m, _)| d == format!("{n}.example.test") && m.is_none_or(|m| m.starts_with("uri-")))
+            CASES.iter().any(|(n, m, _)| {
+                d == format!("{n}.example.test") && m.is_none_or(|m| m.starts_with("uri-"))
+            })
         })
         .map(|o| o["challenge"].as_str().unwrap().to_string())
         .collect();
@@ -286,7 +292,10 @@ fn hostile_answers_are_refused_nothing_escapes_and_the_rest_still_deploys() {
         }
         let body = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
         for t in &tokens {
-            assert!(!body.contains(t.as_str()), "{name} holds a refused challenge");
+            assert!(
+                !body.contains(t.as_str()),
+                "{name} holds a refused challenge"
+            );
         }
     }
 
@@ -375,7 +384,11 @@ fn a_hostile_renewal_keeps_the_old_set_live() {
         assert_eq!(w.orders_for("site.example.test"), i + 2, "{mode}: orders");
     }
     let hooks = std::fs::read_to_string(w.p("hook.log")).unwrap_or_default();
-    assert_eq!(hooks.lines().count(), 1, "hook ran for a refused set: {hooks}");
+    assert_eq!(
+        hooks.lines().count(),
+        1,
+        "hook ran for a refused set: {hooks}"
+    );
 }
 
 /// Part 7 (a): under `umask 000`, every file and directory the daemon writes has a safe mode
@@ -430,12 +443,16 @@ fn files_are_private_and_ours_under_umask_000() {
             problems.push(format!("{shown}: world-writable ({mode:04o})"));
         }
         if secret_tree && mode & 0o077 != 0 {
-            problems.push(format!("{shown}: group/other bits in the state dir ({mode:04o})"));
+            problems.push(format!(
+                "{shown}: group/other bits in the state dir ({mode:04o})"
+            ));
         }
         if md.is_file() {
             let body = std::fs::read(p).unwrap();
             if String::from_utf8_lossy(&body).contains("PRIVATE KEY") && mode & 0o077 != 0 {
-                problems.push(format!("{shown}: private key readable by others ({mode:04o})"));
+                problems.push(format!(
+                    "{shown}: private key readable by others ({mode:04o})"
+                ));
             }
             if p.file_name().is_some_and(|n| n == "privkey.pem") && mode != 0o600 {
                 problems.push(format!("{shown}: key mode {mode:04o}"));
@@ -470,7 +487,11 @@ fn files_are_private_and_ours_under_umask_000() {
     assert_eq!(sock_mode, 0o600, "control socket mode");
     // The public parts stay readable: nginx and the CA's fetcher need them.
     for f in ["cert.pem", "chain.pem", "fullchain.pem"] {
-        let m = std::fs::metadata(w.live("web", f)).unwrap().permissions().mode() & 0o777;
+        let m = std::fs::metadata(w.live("web", f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(m, 0o644, "{f}");
     }
     let wk = std::fs::metadata(w.p("webroot/.well-known/pki-validation"))
@@ -478,7 +499,10 @@ fn files_are_private_and_ours_under_umask_000() {
         .permissions()
         .mode()
         & 0o777;
-    assert_eq!(wk, 0o755, "challenge directory must stay traversable by the web server");
+    assert_eq!(
+        wk, 0o755,
+        "challenge directory must stay traversable by the web server"
+    );
     eprintln!("umask 000: checked {checked} files and directories");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -527,7 +551,10 @@ fn a_credentials_file_readable_by_others_is_refused() {
             assert!(!err.contains(KEY_SECRET), "secret printed");
         }
     }
-    assert!(!w.p("state").exists(), "the daemon started with unsafe credentials");
+    assert!(
+        !w.p("state").exists(),
+        "the daemon started with unsafe credentials"
+    );
     // The same file at 0600 is accepted (so the refusal above is about the mode).
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = run(&["check"]);
