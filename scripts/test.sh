@@ -17,6 +17,9 @@ else
   export CAS_CERTD_PYTHON="$PWD/.venv/bin/python"
 fi
 
+# Logs kept by the tests for the secret scan below: start empty, so stale logs never count.
+rm -rf "${CARGO_TARGET_DIR:-target}/test-logs"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -31,6 +34,10 @@ cargo test --all-targets
 
 step "cargo test --features failpoints (crash right after each persisted step)"
 cargo test --features failpoints --test integration -- crash_
+
+# Every log the tests above kept (daemon, simulator, CLI output): no test secret, no PRIVATE KEY.
+step "logs: scripts/scan-logs.sh"
+scripts/scan-logs.sh
 
 step "systemd: verify and security"
 scripts/check-systemd.sh target/debug/cas-certd

@@ -319,8 +319,10 @@ fn hostile_answers_are_refused_nothing_escapes_and_the_rest_still_deploys() {
     eprintln!(
         "hostile: all refused after {refused_after:?}; {huge_calls} answers of 100 MB; daemon peak RSS {peak_mib} MiB"
     );
+    // Measured about 53 MiB (debug build, 12 certificates); a daemon that buffered one answer
+    // would be past 100 MiB.
     assert!(
-        peak_mib < 64,
+        peak_mib < 90,
         "daemon peak RSS {peak_mib} MiB after 100 MB answers"
     );
     // No private key and no secret in what the daemon logged.
