@@ -11,6 +11,9 @@
 //! so a CA that keeps answering badly costs at most one order per backoff step, never a loop.
 //!
 //! Part 7: files under `umask 000`, and a credentials file readable by others is refused.
+//!
+//! `cargo test --test integration hostile::` takes about 20 s; `CAS_CERTD_HOSTILE_SOAK_SECS=N`
+//! keeps the hostile CA running N seconds more and checks the order count follows the backoff.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -342,6 +345,28 @@ fn hostile_answers_are_refused_nothing_escapes_and_the_rest_still_deploys() {
     // No private key and no secret in what the daemon logged.
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("PRIVATE KEY") && !text.contains(KEY_SECRET));
+
+    // Opt-in soak (`CAS_CERTD_HOSTILE_SOAK_SECS=600`): the CA stays hostile; retries follow the
+    // backoff (60 s, 120 s, 240 s, ...), so after T seconds a certificate has used at most
+    // 1 + log2(T/60 + 1) orders, however often the daemon checks.
+    let soak: u64 = std::env::var("CAS_CERTD_HOSTILE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if soak > 0 {
+        std::thread::sleep(Duration::from_secs(soak));
+        assert!(d.0.try_wait().unwrap().is_none(), "daemon exited");
+        let t = t0.elapsed().as_secs_f64();
+        let bound = 1 + (t / 60.0 + 1.0).log2().floor() as usize;
+        for (name, _, _) in CASES {
+            let n = w.orders_for(&format!("{name}.example.test"));
+            eprintln!("soak {t:.0} s: {name}: {n} orders (bound {bound})");
+            assert!(n <= bound, "{name}: {n} orders in {t:.0} s (bound {bound})");
+        }
+        for n in ["good", "gooddns"] {
+            assert_eq!(w.orders_for(&format!("{n}.example.test")), 1, "{n}: orders");
+        }
+    }
 }
 
 /// A renewal answered badly leaves the live set exactly as it was, for each kind of bad answer
