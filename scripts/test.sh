@@ -17,6 +17,10 @@ else
   export CAS_CERTD_PYTHON="$PWD/.venv/bin/python"
 fi
 
+# Logs kept by the tests for the secret scan below: start empty, so stale logs never count.
+logs="${CARGO_TARGET_DIR:-target}/test-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -27,10 +31,14 @@ step "cargo build"
 cargo build --all-targets
 
 step "cargo test"
-cargo test --all-targets
+cargo test --all-targets 2>&1 | tee "$logs/cargo-test.log"   # what children print goes to the scan too
 
 step "cargo test --features failpoints (crash right after each persisted step)"
-cargo test --features failpoints --test integration -- crash_
+cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/cargo-test-failpoints.log"
+
+# Every log the tests above kept (daemon, simulator, CLI output): no test secret, no PRIVATE KEY.
+step "logs: scripts/scan-logs.sh"
+scripts/scan-logs.sh
 
 step "systemd: verify and security"
 scripts/check-systemd.sh target/debug/cas-certd

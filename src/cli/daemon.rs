@@ -66,8 +66,10 @@ fn make_client(cfg: &Config, metrics: &Metrics) -> anyhow::Result<Result<Client,
     let creds = match Credentials::resolve(&cfg.credentials) {
         Ok(c) => c,
         Err(e) => {
+            // Exit 3 like the operator commands (README: "configuration or credentials file
+            // invalid"); 4 is for keys CAS rejects.
             eprintln!("cas-certd: {e}");
-            return Ok(Err(ExitCode::from(exit::AUTH)));
+            return Ok(Err(ExitCode::from(exit::CONFIG)));
         }
     };
     let mut client = Client::new(&cfg.cas, &cfg.alidns, creds).context("API client")?;
@@ -104,7 +106,21 @@ async fn shutdown_signal() {
     });
 }
 
+/// The daemon never relies on the umask it was started with (`umask 000` would make the store
+/// and the output directory world-writable): everything is private unless given a mode
+/// explicitly (deployed certificates, directories the web server must traverse, the challenge).
+/// The same value as the unit's `UMask=0077`; hooks inherit it there too.
+#[allow(unsafe_code)]
+fn private_umask() {
+    // SAFETY: umask(2) only swaps the process's file-mode mask; it has no memory-safety
+    // preconditions and cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 pub async fn run(cli: &super::Cli, _a: &RunArgs) -> anyhow::Result<ExitCode> {
+    private_umask();
     let cfg = match load_config(cli) {
         Ok(c) => c,
         Err(code) => return Ok(code),

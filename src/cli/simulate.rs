@@ -100,6 +100,12 @@ pub struct SimulateArgs {
     /// Answer every OrderId as a JSON string (by default only where the seed shows a string).
     #[arg(long)]
     pub string_order_ids: bool,
+    /// Play a CA gone bad for orders whose first domain matches (all orders without a
+    /// pattern). MODE: uri-dotdot, uri-absolute, uri-percent, uri-nul (FILE challenge Uri),
+    /// wrong-domain, wrong-key, expired (issued certificate), huge-body (100 MB
+    /// DescribeCertificateState answer). Repeatable; the first matching rule wins.
+    #[arg(long, value_name = "MODE[=DOMAIN_PATTERN]", value_parser = sim::hostile::parse)]
+    pub hostile: Vec<sim::hostile::Rule>,
 }
 
 fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
@@ -198,6 +204,7 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
         },
         clock_offset: a.clock_offset.unwrap_or_default(),
         string_order_ids: a.string_order_ids,
+        hostile: a.hostile.clone(),
     };
     let handle = sim::start(opts).await?;
     eprintln!(

@@ -161,7 +161,14 @@ pub(crate) fn install(
     }
     let (uid, gid) = ids(files)?;
 
-    fs::create_dir_all(output_dir).map_err(io("mkdir", output_dir))?;
+    // Made here only if missing; 0755 whatever the umask, so the web server can traverse it
+    // (the keys are protected by their own mode).
+    if fs::symlink_metadata(output_dir).is_err() {
+        if let Some(parent) = output_dir.parent() {
+            fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
+        }
+        mkdir(output_dir, 0o755)?;
+    }
     let dir = output_dir.join(name);
     mkdir(&dir, 0o755)?;
     let versions = dir.join("versions");

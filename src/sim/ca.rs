@@ -164,6 +164,23 @@ impl Ca {
         lifetime: std::time::Duration,
         serial: u64,
     ) -> Result<Issued, CaError> {
+        let now = time::OffsetDateTime::now_utc();
+        // Backdate a minute so a just-issued certificate is valid on a slightly slow clock.
+        let not_before = now - time::Duration::minutes(1);
+        let life = time::Duration::try_from(lifetime).unwrap_or(time::Duration::days(90));
+        self.issue_window(domains, csr, not_before, now + life, serial)
+    }
+
+    /// As [`Ca::issue`] with an explicit validity window (the hostile `expired` mode issues
+    /// one that already ended).
+    pub fn issue_window(
+        &self,
+        domains: &[String],
+        csr: Option<&str>,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+        serial: u64,
+    ) -> Result<Issued, CaError> {
         let issuer = Issuer::from_ca_cert_pem(&self.root_pem, &self.key)?;
         let mut params = CertificateParams::new(domains.to_vec())?;
         let mut dn = DistinguishedName::new();
@@ -178,11 +195,6 @@ impl Ca {
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
-        let now = time::OffsetDateTime::now_utc();
-        // Backdate a minute so a just-issued certificate is valid on a slightly slow clock.
-        let not_before = now - time::Duration::minutes(1);
-        let life = time::Duration::try_from(lifetime).unwrap_or(time::Duration::days(90));
-        let not_after = now + life;
         params.not_before = not_before;
         params.not_after = not_after;
         let (cert, key_pem) = match csr {

@@ -3,6 +3,7 @@
 //! renew makes a new order (not for free products).
 use serde_json::{json, Value};
 
+use super::hostile;
 use super::reject::Reject;
 use super::server::Params;
 use super::state::{Order, OrderState, State};
@@ -371,10 +372,41 @@ fn issue(sim: &Sim, st: &mut State, o: &mut Order) -> Result<(), Reject> {
     };
     st.next_cert += 1;
     let cert_id = 20_000_000 + st.next_cert;
-    let issued = sim
-        .ca
-        .issue(&o.domains, o.csr.as_deref(), lifetime, cert_id)
-        .map_err(|e| Reject::new(500, "InternalError", format!("test CA: {e}")))?;
+    let ca_err = |e| Reject::new(500, "InternalError", format!("test CA: {e}"));
+    let first = o.domains.first().map(String::as_str).unwrap_or_default();
+    let issued = match hostile::mode_for(&sim.opts.hostile, first) {
+        Some(hostile::Mode::WrongDomain) => {
+            let other = vec!["hostile-other.example.net".to_string()];
+            sim.ca.issue(&other, o.csr.as_deref(), lifetime, cert_id)
+        }
+        Some(hostile::Mode::WrongKey) => {
+            // A key of the CA's choosing. With a CSR the answer also carries that key, as if
+            // inviting the client to use it instead of its own; without one, it carries a key
+            // that is not the certificate's.
+            sim.ca
+                .issue(&o.domains, None, lifetime, cert_id)
+                .and_then(|mut i| {
+                    if o.csr.is_none() {
+                        i.key_pem = Some(rcgen::KeyPair::generate()?.serialize_pem());
+                    }
+                    Ok(i)
+                })
+        }
+        Some(hostile::Mode::Expired) => {
+            let now = time::OffsetDateTime::now_utc();
+            sim.ca.issue_window(
+                &o.domains,
+                o.csr.as_deref(),
+                now - time::Duration::days(91),
+                now - time::Duration::days(1),
+                cert_id,
+            )
+        }
+        _ => sim
+            .ca
+            .issue(&o.domains, o.csr.as_deref(), lifetime, cert_id),
+    }
+    .map_err(ca_err)?;
     o.state = OrderState::Certificate;
     o.issued_ms = Some(now_ms());
     o.cert_start_ms = Some(issued.not_before_ms);
@@ -396,9 +428,14 @@ async fn describe(sim: &Sim, p: &Params) -> Answer {
     let o = st.order(id).ok_or_else(Reject::no_order)?;
     let domain = o.domains.first().cloned().unwrap_or_default();
     let v = match o.state {
-        OrderState::DomainVerify if o.validate_type == "FILE" => json!({
+        OrderState::DomainVerify if o.validate_type == "FILE" => {
+            let uri = hostile::mode_for(&sim.opts.hostile, &domain)
+                .and_then(|m| hostile::file_uri(m, &sim.opts.data_dir))
+                .unwrap_or_else(|| validate::FILE_URI.to_string());
+            json!({
             "Type": "domain_verify", "ValidateType": "FILE", "Domain": domain,
-            "Uri": validate::FILE_URI, "Content": o.challenge}),
+            "Uri": uri, "Content": o.challenge})
+        }
         OrderState::DomainVerify => json!({
             "Type": "domain_verify", "ValidateType": "DNS", "Domain": domain,
             "RecordDomain": validate::record_domain(&sim.opts.zones, &domain),

@@ -3,12 +3,14 @@
 //!
 //! Modules: [`server`] (HTTP, routing, faults, ledger endpoint), [`auth`] (v1/V3 signatures),
 //! [`cas`] and [`dns`] (the actions), [`state`] (books, persisted), [`ca`] (test CA),
-//! [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault injection).
+//! [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault injection), [`hostile`]
+//! (answers from a CA gone bad).
 pub mod auth;
 pub mod ca;
 pub mod cas;
 pub mod dns;
 pub mod faults;
+pub mod hostile;
 pub mod reject;
 pub mod server;
 pub mod state;
@@ -68,6 +70,8 @@ pub struct SimOptions {
     pub clock_offset: chrono::TimeDelta,
     /// Answer every OrderId as a JSON string.
     pub string_order_ids: bool,
+    /// Hostile answers for matching orders (see [`hostile`]).
+    pub hostile: Vec<hostile::Rule>,
 }
 
 impl SimOptions {

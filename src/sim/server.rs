@@ -237,6 +237,13 @@ async fn answer(
     match result {
         Ok((mut v, order)) => {
             record(&sim, &action, "OK", order).await;
+            let domain = v.get("Domain").and_then(Value::as_str).unwrap_or_default();
+            if action == "DescribeCertificateState"
+                && super::hostile::mode_for(&sim.opts.hostile, domain)
+                    == Some(super::hostile::Mode::HugeBody)
+            {
+                return super::hostile::huge_body();
+            }
             if let Value::Object(m) = &mut v {
                 m.insert("RequestId".into(), Value::String(request_id()));
             }

@@ -108,7 +108,13 @@ impl Store {
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        // Not `flush_async`: in sled 0.34 concurrent `flush_async` calls deadlock (sled
+        // #1241/#1308, fixed only on its unreleased main), which froze the daemon for good when
+        // several certificates stepped at once. A blocking flush on the blocking pool is safe.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Db(format!("flush task: {e}")))??;
         Ok(())
     }
 
@@ -219,6 +225,41 @@ fn write_file_sync(path: &Path, body: &[u8]) -> Result<(), StoreError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Many certificates persisting at once (sled #1308 made this hang forever). The work runs
+    /// on its own thread and runtime so that a deadlock fails the test instead of hanging it.
+    #[test]
+    fn concurrent_durable_puts_all_complete() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s2 = s.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in 0..64 {
+                    let s = s2.clone();
+                    tasks.spawn(async move {
+                        let r =
+                            CertRecord::new(&format!("c{i}"), vec![format!("c{i}.example.com")]);
+                        for _ in 0..5 {
+                            s.put_durable(&r).await.unwrap();
+                        }
+                    });
+                }
+                while tasks.join_next().await.is_some() {}
+            });
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("64 concurrent put_durable calls did not finish in 30 s (flush deadlock)");
+        assert_eq!(s.list().unwrap().len(), 64);
+    }
 
     #[test]
     fn ewma_starts_with_first_observation_then_moves_toward_new_ones() {

@@ -104,21 +104,29 @@ fn open_subdir(
     shown: &Path,
     create: bool,
 ) -> Result<File, ValidationError> {
+    let mut created = false;
     if create {
         match fs::DirBuilder::new().mode(0o755).create(at(dir, name)) {
-            Ok(()) => {}
+            Ok(()) => created = true,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io("mkdir", shown)(e)),
         }
     }
-    OpenOptions::new()
+    let d = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(at(dir, name))
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) | Some(libc::ENOTDIR) => unsafe_component(shown),
             _ => io("open", shown)(e),
-        })
+        })?;
+    // The web server must traverse what we made, whatever the daemon's umask (0077 under
+    // systemd would leave it 0700). Set through the opened descriptor: no symlink race.
+    if created {
+        d.set_permissions(fs::Permissions::from_mode(0o755))
+            .map_err(io("chmod", shown))?;
+    }
+    Ok(d)
 }
 
 /// The challenge directory under `webroot`, opened without following symlinks inside it.

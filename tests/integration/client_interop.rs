@@ -89,7 +89,9 @@ pub fn run(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("run cas-certd")
+    let out = c.output().expect("run cas-certd");
+    crate::support::world::keep_output("cas-certd", &out);
+    out
 }
 
 const KEY: [(&str, &str); 2] = [

@@ -9,5 +9,6 @@ mod daemon_e2e;
 mod deploy_files;
 mod faults;
 mod fuzz;
+mod hostile;
 mod service;
 mod sim_sdk;

@@ -150,6 +150,7 @@ fn has_line(msg: &str, line: &str) -> bool {
 #[test]
 fn daemon_speaks_sd_notify_and_serves_metrics() {
     let dir = tempfile::tempdir().unwrap();
+    let _logs = crate::support::world::KeepLogs(dir.path().to_path_buf());
     let d = dir.path();
     let (_sim, sim_addr) = start_sim(d);
     let metrics_addr = format!("127.0.0.1:{}", free_port());

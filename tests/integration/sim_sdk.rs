@@ -150,6 +150,7 @@ fn official_sdks_drive_a_whole_lifecycle() {
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
         .output()
         .unwrap();
+    crate::support::world::keep_output("sim_lifecycle_py", &out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -408,6 +409,7 @@ fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
         let out = cli(&["package", "--product", "digicert-free-1-free"], sig)
             .wait_with_output()
             .unwrap();
+        crate::support::world::keep_output("package", &out);
         assert!(out.status.success(), "package {sig}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("digicert-free-1-free"), "{text}");
@@ -424,6 +426,7 @@ fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
         .collect();
     for (i, k) in kids.into_iter().enumerate() {
         let out = k.wait_with_output().unwrap();
+        crate::support::world::keep_output("orders", &out);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "orders #{i}: {out:?}");
         for n in 0..7 {

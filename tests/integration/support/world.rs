@@ -73,9 +73,11 @@ pub struct World {
     pub web: SocketAddr,
 }
 
-/// On a failing test, show what the daemons logged: the temp dir is gone afterwards.
+/// Keeps every log for the suite-wide secret scan (`scripts/scan-logs.sh`), pass or fail; on a
+/// failing test, also shows what the daemons logged: the temp dir is gone afterwards.
 impl Drop for World {
     fn drop(&mut self) {
+        keep_logs(self.dir.path());
         if !std::thread::panicking() {
             return;
         }
@@ -322,4 +324,63 @@ pub fn status_json(config: &Path) -> serde_json::Value {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+// ---- Logs kept for the secret scan (issue 6 part 7) -------------------------------------------
+
+/// Where test logs are kept: `<target>/test-logs/` (next to `CARGO_TARGET_TMPDIR`, so it follows
+/// `CARGO_TARGET_DIR`). `scripts/test.sh` wipes it first and `scripts/scan-logs.sh` reads it.
+pub fn test_logs_root() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("test-logs")
+}
+
+/// A fresh directory under [`test_logs_root`] named after the running test.
+fn test_logs_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let test: String = std::thread::current()
+        .name()
+        .unwrap_or("test")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = test_logs_root().join(format!("{test}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Copies every `*.log` and `*.out` file directly in `dir` to a fresh test-logs directory.
+pub fn keep_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let logs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "log" || x == "out"))
+        .collect();
+    if logs.is_empty() {
+        return;
+    }
+    let dest = test_logs_dir();
+    for p in logs {
+        let _ = std::fs::copy(&p, dest.join(p.file_name().unwrap()));
+    }
+}
+
+/// Keeps what a command printed (stdout and stderr) for the secret scan.
+pub fn keep_output(label: &str, out: &std::process::Output) {
+    let dest = test_logs_dir();
+    let _ = std::fs::write(dest.join(format!("{label}.stdout.log")), &out.stdout);
+    let _ = std::fs::write(dest.join(format!("{label}.stderr.log")), &out.stderr);
+}
+
+/// Calls [`keep_logs`] on drop: declare it after the temp dir it watches (drops run in reverse).
+pub struct KeepLogs(pub PathBuf);
+impl Drop for KeepLogs {
+    fn drop(&mut self) {
+        keep_logs(&self.0);
+    }
 }
