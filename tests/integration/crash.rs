@@ -468,6 +468,24 @@ fn reader(out: PathBuf, names: Vec<String>, stop: Arc<AtomicBool>) -> ReaderFigu
     f
 }
 
+/// On a failure, copies the world (logs, books, state, live sets) to
+/// `$TMPDIR/cas-certd-crash-<seed>` before the temp dir goes: a random run is hard to replay.
+struct KeepOnFailure(PathBuf, u64);
+impl Drop for KeepOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let to = std::env::temp_dir().join(format!("cas-certd-crash-{}", self.1));
+            let ok = Command::new("cp")
+                .arg("-a")
+                .arg(&self.0)
+                .arg(&to)
+                .status()
+                .is_ok_and(|s| s.success());
+            eprintln!("world kept in {} ({ok})", to.display());
+        }
+    }
+}
+
 fn env_num(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
         v.parse()
@@ -497,6 +515,7 @@ fn sigkill_at_random_instants_pays_once_and_readers_never_see_a_mismatched_pair(
     // Long enough that renewals fall inside the kill window of the long run.
     let lifetime = format!("{}s", (kills / 5).max(12));
     let w = World::new(&["--first-cert-lifetime", &lifetime]);
+    let _keep = KeepOnFailure(w.dir.path().to_path_buf(), seed);
     let names: Vec<String> = (0..ncerts).map(|i| format!("c{i:02}")).collect();
     let domain = |i: usize| format!("c{i:02}.example.test");
     let block = |i: usize| {
