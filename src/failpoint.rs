@@ -20,6 +20,8 @@ pub const NAMES: &[&str] = &[
     "after_adopted",
     // After a crash in Intent: no order was found, KeyReady stored again.
     "after_no_order_found",
+    // The challenge is published (file written, TXT record added); Presented not yet stored.
+    "after_publish",
     // The challenge is published and Presented stored.
     "after_presented",
     // A poll result (still domain_verify, or process) is stored with the next poll time.

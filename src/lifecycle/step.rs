@@ -266,6 +266,7 @@ async fn poll(
             Phase::Ordered { .. } => {
                 match validation::present(&ctx.cert.validation, &ch, &vctx).await {
                     Ok(presented) => {
+                        failpoint::hit("after_publish");
                         if let Presented::Manual { instructions } = &presented {
                             warn!(cert = %rec.name, order_id = %order_id,
                             "manual validation: publish this: {instructions}");

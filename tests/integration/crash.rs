@@ -154,6 +154,8 @@ mod failpoints {
         chain: &'static [&'static str],
         /// Crash in the renewal: the first certificate is deployed by a clean run first.
         renewal: bool,
+        /// Alidns TXT validation instead of a webroot file.
+        dns: bool,
         sim: Sim,
         /// Orders the simulator must hold for the domain right after the first crash.
         orders_after_crash: Option<usize>,
@@ -165,6 +167,7 @@ mod failpoints {
         Case {
             chain,
             renewal,
+            dns: false,
             sim: Sim::Normal,
             orders_after_crash: None,
             expect_event: None,
@@ -191,7 +194,18 @@ mod failpoints {
                 orders_after_crash: Some(0),
                 ..case(&["after_intent", "after_no_order_found"], false)
             },
+            case(&["after_publish"], false),
+            Case {
+                // The TXT record was added but not recorded: adding it again is refused as a
+                // duplicate, which must not fail the attempt (and cost a new order).
+                dns: true,
+                ..case(&["after_publish"], false)
+            },
             case(&["after_presented"], false),
+            Case {
+                dns: true,
+                ..case(&["after_presented"], false)
+            },
             case(&["after_poll"], false),
             Case {
                 sim: Sim::FailAll,
@@ -214,6 +228,7 @@ mod failpoints {
             &["after_ordered"],
             &["after_create", "after_adopted"],
             &["after_intent", "after_no_order_found"],
+            &["after_publish"],
             &["after_presented"],
             &["after_poll"],
             &["after_install"],
@@ -221,6 +236,7 @@ mod failpoints {
             &["after_hook"],
         ] {
             v.push(Case {
+                dns: chain == ["after_publish"],
                 // The adoption's own event is logged after its failpoint, so only a lone
                 // after_create crash is sure to log it.
                 expect_event: (chain == ["after_create"]).then_some("cert.order_adopted"),
@@ -247,7 +263,13 @@ mod failpoints {
         } else {
             &first_args[..]
         });
-        let cfg = w.config(&w.file_cert("fp", &format!("\"{domain}\"")));
+        let cfg = w.config(&if c.dns {
+            format!(
+                "[[certificate]]\nname = \"fp\"\ndomains = [\"{domain}\"]\nvalidation = {{ method = \"alidns\" }}\n"
+            )
+        } else {
+            w.file_cert("fp", &format!("\"{domain}\""))
+        });
         if c.renewal {
             let mut d = w.daemon(&cfg, "first.log");
             wait_running(&w, &d);
@@ -377,8 +399,9 @@ mod failpoints {
         }
         let label = |c: &Case| {
             format!(
-                "{}{}",
+                "{}{}{}",
                 if c.renewal { "renewal " } else { "issuance " },
+                if c.dns { "(alidns) " } else { "" },
                 c.chain.join(" then ")
             )
         };
