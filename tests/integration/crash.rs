@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::bin;
 use crate::support::world::*;
 
 /// The public key bits in a PEM private key (None when it does not parse).
@@ -94,16 +93,6 @@ fn orders(w: &World, domain: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Waits until the daemon has written its first status snapshot (so it handles SIGTERM).
-fn wait_running(w: &World, d: &Proc) {
-    let pid = format!("\"daemon_pid\": {}", d.0.id());
-    wait_for(
-        "the daemon's first snapshot",
-        Duration::from_secs(20),
-        || std::fs::read_to_string(w.p("state/status.json")).is_ok_and(|s| s.contains(&pid)),
-    );
-}
-
 fn sigterm_and_wait(p: &mut Proc) -> ExitStatus {
     assert!(Command::new("kill")
         .args(["-TERM", &p.0.id().to_string()])
@@ -138,6 +127,17 @@ fn log_tail(path: &Path) -> String {
 #[cfg(feature = "failpoints")]
 mod failpoints {
     use super::*;
+    use crate::support::bin;
+
+    /// Waits until the daemon has written its first status snapshot (so it handles SIGTERM).
+    fn wait_running(w: &World, d: &Proc) {
+        let pid = format!("\"daemon_pid\": {}", d.0.id());
+        wait_for(
+            "the daemon's first snapshot",
+            Duration::from_secs(20),
+            || std::fs::read_to_string(w.p("state/status.json")).is_ok_and(|s| s.contains(&pid)),
+        );
+    }
 
     /// What the simulator does during the run that crashes.
     #[derive(Clone, Copy, PartialEq, Debug)]
