@@ -3,7 +3,8 @@
 //! would, the first time the point `NAME` is reached; `NAME:N` aborts at its N-th hit (with
 //! one certificate, `after_key_ready:2` is the start of the first renewal). Each point sits
 //! right after a step the lifecycle made durable (or right after an external effect that is
-//! not yet recorded), so a restart must carry on from exactly that state.
+//! not yet recorded, or inside the deploy's symlink swap), so a restart must carry on from
+//! exactly that state.
 
 /// Every crash point, in lifecycle order. The failpoint test walks this list, so a point added
 /// here without a test case fails that test.
@@ -30,6 +31,9 @@ pub const NAMES: &[&str] = &[
     "after_create_unknown",
     // An attempt failed (e.g. the CA refused: order deleted, quota back); Failed stored.
     "after_failed",
+    // Inside the install: a temporary symlink exists, not yet renamed over its link (hit 1 is
+    // `live` of the first set).
+    "mid_swap",
     // The issued set is installed on disk (live swapped); Deployed is not yet stored.
     "after_install",
     // Deployed is stored (hook pending).

@@ -216,6 +216,8 @@ mod failpoints {
                 sim: Sim::Reject,
                 ..case(&["after_failed"], false)
             },
+            // Killed between a temporary link and its rename: the link must not stay behind.
+            case(&["mid_swap"], false),
             case(&["after_install"], false),
             case(&["after_deployed"], false),
             case(&["after_hook"], false),
@@ -231,6 +233,7 @@ mod failpoints {
             &["after_publish"],
             &["after_presented"],
             &["after_poll"],
+            &["mid_swap"],
             &["after_install"],
             &["after_deployed"],
             &["after_hook"],
