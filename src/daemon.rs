@@ -362,6 +362,9 @@ impl State {
                         if let Err(e) = self.store.put_durable(&rec).await {
                             error!(cert = %n, error = %e, "state store failure");
                         }
+                        if ok {
+                            crate::failpoint::hit("after_hook");
+                        }
                     }
                 }
                 if ok {

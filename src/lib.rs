@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
 //! - [`validation`]: proving control of a domain — webroot file, Alidns TXT, command, manual.
 //! - [`deploy`]: atomic PEM sets (versioned directory + symlink swap), permissions, key/cert match.
+//! - [`failpoint`]: crash points for the reliability suite (feature `failpoints`).
 //! - [`keys`]: private keys and CSRs made locally.
 //! - [`hook`]: running reload hooks (argv, timeout, process group, capped output).
 //! - [`daemon`]: the event loop — schedule, signals, reload, shutdown.
@@ -25,6 +26,7 @@ pub mod control;
 pub mod credentials;
 pub mod daemon;
 pub mod deploy;
+pub mod failpoint;
 pub mod hook;
 pub mod keys;
 pub mod lifecycle;

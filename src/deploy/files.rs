@@ -122,6 +122,7 @@ fn swap_symlink(dir: &Path, link: &str, target: &Path) -> Result<(), DeployError
         uuid::Uuid::new_v4().simple()
     ));
     std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
+    crate::failpoint::hit("mid_swap");
     let dst = dir.join(link);
     fs::rename(&tmp, &dst).map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -171,6 +172,7 @@ pub(crate) fn install(
     }
     let dir = output_dir.join(name);
     mkdir(&dir, 0o755)?;
+    remove_stale_links(&dir)?;
     let versions = dir.join("versions");
     mkdir(&versions, 0o755)?;
 
@@ -227,6 +229,21 @@ pub(crate) fn install(
         dir,
         info,
     })
+}
+
+/// Removes temporary links a crash left between their creation and their rename (one daemon
+/// per state dir installs one set at a time, so none of them is in use).
+fn remove_stale_links(dir: &Path) -> Result<(), DeployError> {
+    for entry in fs::read_dir(dir).map_err(io("list", dir))? {
+        let entry = entry.map_err(io("list", dir))?;
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_symlink())
+        {
+            let p = entry.path();
+            fs::remove_file(&p).map_err(io("remove", &p))?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes all but the newest `keep` old versions (never `live`) and leftover temporaries.

@@ -12,6 +12,7 @@ use crate::cas::model::{CertificateState, CreateOrder, ListOrders, OrderId, Vali
 use crate::cas::{ApiError, Client, ErrorClass};
 use crate::config::{Certificate, KeyKind, Validation};
 use crate::deploy::{self, PemSet};
+use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::store::{CertRecord, DeployedCert, Phase, Store, StoreError};
 use crate::validation::{self, Presented};
@@ -94,6 +95,7 @@ async fn make_key(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome
     }
     rec.phase = Phase::KeyReady;
     ctx.store.put_durable(rec).await?;
+    failpoint::hit("after_key_ready");
     Ok(StepOutcome::Progressed)
 }
 
@@ -110,7 +112,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
         csr_fingerprint,
     };
     ctx.store.put_durable(rec).await?;
-    failpoint("after_intent");
+    failpoint::hit("after_intent");
 
     let renew_from = rec
         .deployed
@@ -143,7 +145,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
     };
     match result {
         Ok(order_id) => {
-            failpoint("after_create");
+            failpoint::hit("after_create");
             rec.phase = Phase::Ordered {
                 order_id,
                 created_at: now,
@@ -151,6 +153,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
             rec.next_due = now;
             rec.last_error = None;
             ctx.store.put_durable(rec).await?;
+            failpoint::hit("after_ordered");
             ctx.metrics.order_created(&rec.name);
             info!(event = "cert.ordered", cert = %rec.name, domains = ?rec.domains,
                 order_id = %order_id, renewal = renew_from.is_some(), "order created");
@@ -165,6 +168,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
                 rec.last_error = Some(e.to_string());
                 rec.next_due = now + dur(ctx.poll_min);
                 ctx.store.put_durable(rec).await?;
+                failpoint::hit("after_create_unknown");
                 Ok(StepOutcome::Waiting(rec.next_due))
             }
             class => {
@@ -216,6 +220,7 @@ async fn adopt(
             };
             rec.next_due = now;
             ctx.store.put_durable(rec).await?;
+            failpoint::hit("after_adopted");
             info!(event = "cert.order_adopted", cert = %rec.name, domains = ?rec.domains,
                 order_id = %order_id, "adopted the order an interrupted create made");
         }
@@ -223,6 +228,7 @@ async fn adopt(
             // No order was made: creating now cannot double-spend.
             rec.phase = Phase::KeyReady;
             ctx.store.put_durable(rec).await?;
+            failpoint::hit("after_no_order_found");
         }
     }
     Ok(StepOutcome::Progressed)
@@ -260,6 +266,7 @@ async fn poll(
             Phase::Ordered { .. } => {
                 match validation::present(&ctx.cert.validation, &ch, &vctx).await {
                     Ok(presented) => {
+                        failpoint::hit("after_publish");
                         if let Presented::Manual { instructions } = &presented {
                             warn!(cert = %rec.name, order_id = %order_id,
                             "manual validation: publish this: {instructions}");
@@ -278,6 +285,7 @@ async fn poll(
                         rec.next_due = now + dur(d);
                         rec.last_error = None;
                         ctx.store.put_durable(rec).await?;
+                        failpoint::hit("after_presented");
                         info!(event = "cert.challenge_presented", cert = %rec.name,
                         domains = ?rec.domains, order_id = %order_id, "challenge published");
                         Ok(StepOutcome::Progressed)
@@ -419,6 +427,7 @@ async fn issued(
         Ok(d) => d,
         Err(e) => return deploy_failed(ctx, rec, order_id, presented_at, &e).await,
     };
+    failpoint::hit("after_install");
     if let Some(p) = presented_at {
         let secs = (now - p).num_milliseconds() as f64 / 1000.0;
         ctx.store.observe_issue_time(secs.max(0.0))?;
@@ -451,6 +460,7 @@ async fn issued(
     rec.hook_attempt = 0;
     rec.next_due = plan.at;
     ctx.store.put_durable(rec).await?;
+    failpoint::hit("after_deployed");
     info!(event = "cert.deployed", cert = %rec.name, domains = ?rec.domains, order_id = %order_id,
         dir = %deployed.dir.display(), renew_at = %plan.at, "certificate deployed");
     ctx.metrics.set_certificate(
@@ -493,17 +503,6 @@ async fn deploy_failed(
     Ok(StepOutcome::Waiting(rec.next_due))
 }
 
-/// Crash points for the reliability tests (feature `failpoints`): the process aborts, as a
-/// power cut would, when `CAS_CERTD_FAILPOINT` names this point.
-fn failpoint(name: &str) {
-    #[cfg(feature = "failpoints")]
-    if std::env::var("CAS_CERTD_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
-    }
-    let _ = name;
-}
-
 async fn wait_poll(
     ctx: &StepCtx<'_>,
     rec: &mut CertRecord,
@@ -511,6 +510,7 @@ async fn wait_poll(
 ) -> Result<StepOutcome, StoreError> {
     rec.next_due = ctx.now + dur(schedule::backoff(ctx.poll_min, ctx.poll_max, attempt));
     ctx.store.put_durable(rec).await?;
+    failpoint::hit("after_poll");
     Ok(StepOutcome::Waiting(rec.next_due))
 }
 
@@ -559,6 +559,7 @@ async fn fail(
         days_left = rec.days_left(ctx.now), error = %reason, retry_at = %rec.next_due, "attempt failed");
     ctx.metrics.renewal_failed(&rec.name);
     ctx.store.put_durable(rec).await?;
+    failpoint::hit("after_failed");
     Ok(StepOutcome::Waiting(rec.next_due))
 }
 

@@ -107,16 +107,50 @@ pub async fn present(
         None => find_zone(client, &base).await?,
     };
     let rr = relative_rr(record_domain, &zone)?;
-    let id = client
+    let added = client
         .add_domain_record(&AddRecord {
             domain_name: zone.clone(),
             rr: rr.clone(),
-            record_type,
+            record_type: record_type.clone(),
             value: value.to_string(),
             ttl: Some(600),
         })
-        .await?;
+        .await;
+    let id = match added {
+        Ok(id) => id,
+        // The same record is there already: an earlier run added it and crashed (or lost the
+        // answer) before recording it. It is ours (the value is this order's token): use it,
+        // rather than failing the attempt and paying for a new order.
+        Err(e) if code(&e) == "DomainRecordDuplicate" => {
+            existing_record(client, &zone, &rr, &record_type, value)
+                .await?
+                .ok_or_else(|| ValidationError::from(e))?
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((zone, rr, id))
+}
+
+/// The id of the record `rr` `record_type` `value` in `zone`, if it exists.
+async fn existing_record(
+    client: &Client,
+    zone: &str,
+    rr: &str,
+    record_type: &str,
+    value: &str,
+) -> Result<Option<String>, ValidationError> {
+    let page = client
+        .describe_domain_records(zone, Some(rr), 1, 500)
+        .await?;
+    Ok(page
+        .records
+        .into_iter()
+        .find(|r| {
+            r.rr.eq_ignore_ascii_case(rr)
+                && r.record_type.eq_ignore_ascii_case(record_type)
+                && r.value.trim_matches('"') == value
+        })
+        .map(|r| r.record_id))
 }
 
 pub async fn cleanup(client: &Client, record_id: &str) -> Result<(), ValidationError> {

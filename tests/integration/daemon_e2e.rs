@@ -265,56 +265,6 @@ fn check_reports_quota_and_renew_force_reorders_while_running() {
     assert!(!out.status.success());
 }
 
-/// Crash right after CAS accepted the create but before the OrderId was persisted: the
-/// restarted daemon must find and adopt that order, not buy a second one.
-#[cfg(feature = "failpoints")]
-#[test]
-fn crash_between_create_and_persist_adopts_the_order() {
-    let w = World::new(&[]);
-    let cfg = w.config(&w.file_cert("fp", "\"fp.example.test\""));
-    let mut d = w.daemon_env(
-        &cfg,
-        "daemon.log",
-        &[("CAS_CERTD_FAILPOINT", "after_create")],
-    );
-    let status = d.0.wait().unwrap();
-    assert!(!status.success(), "the failpoint aborts");
-    assert_eq!(w.orders_for("fp.example.test"), 1);
-    let _d2 = w.daemon(&cfg, "daemon2.log");
-    wait_for("deployment after restart", Duration::from_secs(40), || {
-        w.live("fp", "cert.pem").exists()
-    });
-    assert_eq!(
-        w.orders_for("fp.example.test"),
-        1,
-        "a second order was created"
-    );
-    let log = std::fs::read_to_string(w.p("daemon2.log")).unwrap();
-    assert!(log.contains("cert.order_adopted"), "{log}");
-    assert_key_matches_and_private(&w, "fp");
-}
-
-/// Crash after the intent was flushed but before the create was sent: nothing to adopt, so
-/// exactly one create follows.
-#[cfg(feature = "failpoints")]
-#[test]
-fn crash_after_intent_before_create_creates_exactly_once() {
-    let w = World::new(&[]);
-    let cfg = w.config(&w.file_cert("fi", "\"fi.example.test\""));
-    let mut d = w.daemon_env(
-        &cfg,
-        "daemon.log",
-        &[("CAS_CERTD_FAILPOINT", "after_intent")],
-    );
-    assert!(!d.0.wait().unwrap().success());
-    assert_eq!(w.orders_for("fi.example.test"), 0);
-    let _d2 = w.daemon(&cfg, "daemon2.log");
-    wait_for("deployment after restart", Duration::from_secs(40), || {
-        w.live("fi", "cert.pem").exists()
-    });
-    assert_eq!(w.orders_for("fi.example.test"), 1);
-}
-
 /// A renewal whose validation fails keeps the deployed certificate, gives the quota back, and
 /// is retried later by itself; once validation passes again the new certificate is deployed.
 #[test]
