@@ -202,10 +202,7 @@ async fn adopt(
             return api_failure(ctx, rec, &e, permanent).await;
         }
     };
-    let mut known: Vec<OrderId> = rec.orders_to_clean.clone();
-    if let Some(d) = &rec.deployed {
-        known.push(d.order_id);
-    }
+    let known = rec.known_orders();
     let query = AdoptQuery {
         domains: &ctx.cert.domains,
         product_code: &ctx.cert.product_code,
@@ -442,6 +439,9 @@ async fn issued(
         warn!(cert = %rec.name, "renew_before is longer than most of the certificate's lifetime; \
             renewing with a third of the lifetime left instead, to avoid a renewal loop");
     }
+    if let Some(old) = rec.deployed.as_ref().map(|d| d.order_id) {
+        rec.retire(old);
+    }
     rec.deployed = Some(DeployedCert {
         order_id,
         info: info.clone(),
@@ -544,6 +544,7 @@ async fn fail(
     rec.last_error = Some(reason.clone());
     rec.next_due = ctx.now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
     if let Some(order_id) = rec.phase.open_order() {
+        rec.retire(order_id);
         if !rec.orders_to_clean.contains(&order_id) {
             rec.orders_to_clean.push(order_id);
         }
@@ -580,6 +581,7 @@ async fn cleanup_presented(ctx: &StepCtx<'_>, rec: &CertRecord) {
 /// be deleted now is remembered in `orders_to_clean`.
 async fn abandon(ctx: &StepCtx<'_>, rec: &mut CertRecord, order_id: OrderId) {
     cleanup_presented(ctx, rec).await;
+    rec.retire(order_id);
     if !cancel_and_delete(ctx.client, order_id).await && !rec.orders_to_clean.contains(&order_id) {
         rec.orders_to_clean.push(order_id);
     }

@@ -144,7 +144,16 @@ pub struct CertRecord {
     /// Consecutive failures, for backoff.
     #[serde(default)]
     pub failures: u32,
+    /// Orders this certificate is done with (abandoned, deleted, undeletable, or replaced by a
+    /// renewal), newest last, at most [`RETIRED_KEEP`]. Adoption after a crash must never pick
+    /// one of them: its certificate is not for our current key.
+    #[serde(default)]
+    pub retired_orders: Vec<OrderId>,
 }
+
+/// How many retired orders a record remembers: adoption only looks at orders bought within
+/// minutes of the intent, so a few are plenty.
+pub const RETIRED_KEEP: usize = 16;
 
 impl CertRecord {
     /// Whole days until the deployed certificate expires (negative once expired); `None` when
@@ -172,7 +181,25 @@ impl CertRecord {
             hook_attempt: 0,
             orders_to_clean: Vec::new(),
             failures: 0,
+            retired_orders: Vec::new(),
         }
+    }
+
+    /// Remembers that `order_id` is finished with, so adoption never picks it again.
+    pub fn retire(&mut self, order_id: OrderId) {
+        if !self.retired_orders.contains(&order_id) {
+            self.retired_orders.push(order_id);
+        }
+        let excess = self.retired_orders.len().saturating_sub(RETIRED_KEEP);
+        self.retired_orders.drain(..excess);
+    }
+
+    /// Orders adoption must skip: still to clean, retired, or the one deployed now.
+    pub fn known_orders(&self) -> Vec<OrderId> {
+        let mut known = self.orders_to_clean.clone();
+        known.extend(self.retired_orders.iter().copied());
+        known.extend(self.deployed.as_ref().map(|d| d.order_id));
+        known
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
@@ -279,6 +306,31 @@ fn ser_opt_secret<S: Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S:
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retired_orders_are_known_to_adoption_and_bounded() {
+        let mut r = CertRecord::new("a", vec!["a.test".into()]);
+        r.orders_to_clean.push(OrderId(1));
+        for id in 10..10 + RETIRED_KEEP as u64 + 3 {
+            r.retire(OrderId(id));
+        }
+        r.retire(OrderId(20)); // already retired: no duplicate
+        assert_eq!(r.retired_orders.len(), RETIRED_KEEP);
+        assert_eq!(
+            r.retired_orders.first(),
+            Some(&OrderId(13)),
+            "oldest dropped first"
+        );
+        let known = r.known_orders();
+        assert!(known.contains(&OrderId(1)));
+        assert!(known.contains(&OrderId(10 + RETIRED_KEEP as u64 + 2)));
+        assert!(!known.contains(&OrderId(10)));
+        // An old record without the field still decodes.
+        let mut v: serde_json::Value = serde_json::from_slice(&r.encode().unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("retired_orders");
+        let back = CertRecord::decode("a", &serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(back.retired_orders.is_empty());
+    }
 
     /// A record exactly as version 1 wrote it must keep decoding in later versions.
     #[test]
