@@ -406,10 +406,9 @@ async fn issued(
     let info = match deploy::check(&set, &ctx.cert.domains, now) {
         Ok(i) => i,
         Err(e) => {
-            error!(event = "cert.renew_failed", cert = %rec.name, order_id = %order_id,
-                days_left = rec.days_left(now),
-                error = %e, "issued certificate failed the checks; not deployed");
-            return fail(ctx, rec, format!("order {order_id}: {e}"), false).await;
+            // A CA answer we refuse is an error, not a routine retry: one line, at error level.
+            let reason = format!("order {order_id}: issued certificate refused: {e}");
+            return fail_at(ctx, rec, reason, false, true).await;
         }
     };
     info!(event = "cert.issued", cert = %rec.name, domains = ?rec.domains, order_id = %order_id,
@@ -540,6 +539,17 @@ async fn fail(
     reason: String,
     permanent: bool,
 ) -> Result<StepOutcome, StoreError> {
+    fail_at(ctx, rec, reason, permanent, false).await
+}
+
+/// [`fail`], logged at error level when `severe` (a refused certificate).
+async fn fail_at(
+    ctx: &StepCtx<'_>,
+    rec: &mut CertRecord,
+    reason: String,
+    permanent: bool,
+    severe: bool,
+) -> Result<StepOutcome, StoreError> {
     rec.failures += 1;
     rec.last_error = Some(reason.clone());
     rec.next_due = ctx.now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
@@ -556,8 +566,15 @@ async fn fail(
     };
     rec.pending_key = None;
     rec.pending_csr = None;
-    warn!(event = "cert.renew_failed", cert = %rec.name, domains = ?rec.domains,
-        days_left = rec.days_left(ctx.now), error = %reason, retry_at = %rec.next_due, "attempt failed");
+    if severe {
+        error!(event = "cert.renew_failed", cert = %rec.name, domains = ?rec.domains,
+            days_left = rec.days_left(ctx.now), error = %reason, retry_at = %rec.next_due,
+            "attempt failed");
+    } else {
+        warn!(event = "cert.renew_failed", cert = %rec.name, domains = ?rec.domains,
+            days_left = rec.days_left(ctx.now), error = %reason, retry_at = %rec.next_due,
+            "attempt failed");
+    }
     ctx.metrics.renewal_failed(&rec.name);
     ctx.store.put_durable(rec).await?;
     failpoint::hit("after_failed");
