@@ -94,8 +94,6 @@ async fn make_key(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome
         }
     }
     rec.phase = Phase::KeyReady;
-    // A forced renewal got here before its retry time: the create must not wait for it either.
-    rec.next_due = rec.next_due.min(ctx.now);
     ctx.store.put_durable(rec).await?;
     failpoint::hit("after_key_ready");
     Ok(StepOutcome::Progressed)
