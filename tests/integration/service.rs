@@ -8,19 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::bin;
+use crate::support::world::Proc;
+use crate::support::{bin, free_port};
 
 const KEY_ID: &str = "LTAI5tServiceTestKeyId";
 const KEY_SECRET: &str = "svc-test-secret-9f8e7d6c5b4a";
-
-/// Kills the child when the test ends, however it ends.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn signal(child: &Child, sig: &str) {
     let st = Command::new("kill")
@@ -78,14 +70,6 @@ fn start_sim(dir: &Path) -> (Proc, String) {
         Duration::from_secs(60),
     );
     (child, addr)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plain HTTP/1.0 GET: enough for the metrics endpoint, no client library in the way.

@@ -4,29 +4,15 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support;
+use crate::support::free_port;
+use crate::support::world::Proc;
 
 const AK: &str = "LTAI-sim-test";
 const SK: &str = "sim-test-secret";
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for(path: &Path) -> String {
     let start = Instant::now();
@@ -45,7 +31,7 @@ fn wait_for(path: &Path) -> String {
     }
 }
 
-fn start_sim(data: &Path, extra: &[String]) -> (Kill, String) {
+fn start_sim(data: &Path, extra: &[String]) -> (Proc, String) {
     let ready = data.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
     let child = Command::new(support::bin())
@@ -66,7 +52,7 @@ fn start_sim(data: &Path, extra: &[String]) -> (Kill, String) {
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
         .spawn()
         .unwrap();
-    let child = Kill(child);
+    let child = Proc(child);
     let addr = wait_for(&ready);
     (child, addr)
 }
@@ -97,7 +83,7 @@ fn official_sdks_drive_a_whole_lifecycle() {
     std::fs::create_dir(&webroot).unwrap();
     let web_port = free_port();
     let py = support::python();
-    let web = Kill(
+    let web = Proc(
         Command::new(&py)
             .args([
                 "-m",
@@ -211,7 +197,7 @@ fn ledger_is_404_without_admin() {
         format!("[default]\naccess_key_id = {AK}\naccess_key_secret = {SK}\n"),
     )
     .unwrap();
-    let _child = Kill(
+    let _child = Proc(
         Command::new(support::bin())
             .args(["simulate", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")

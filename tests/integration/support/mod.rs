@@ -29,3 +29,13 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// A port free on loopback right now (bound and released).
+pub fn free_port() -> u16 {
+    #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
