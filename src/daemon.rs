@@ -71,9 +71,53 @@ enum TaskResult {
     },
 }
 
+/// What the loop needs of one record, kept in memory: reading and decoding every record on
+/// every wake-up (each finished step) made the loop O(N²) at thousands of certificates.
+/// Refreshed from the store whenever the loop learns that a record changed.
+struct Entry {
+    next_due: DateTime<Utc>,
+    /// Idle, Deployed or Failed: nothing in flight, so a forced renewal may skip the wait.
+    resting: bool,
+    force_renew: bool,
+    hook_pending: bool,
+    row: StatusRow,
+}
+
+impl Entry {
+    fn of(r: &CertRecord) -> Entry {
+        Entry {
+            next_due: r.next_due,
+            resting: matches!(
+                r.phase,
+                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+            ),
+            force_renew: r.force_renew,
+            hook_pending: r.hook_pending,
+            row: StatusRow::from_record(r),
+        }
+    }
+
+    /// When this certificate next needs a step.
+    fn due_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.force_renew && self.resting {
+            now
+        } else {
+            self.next_due
+        }
+    }
+}
+
+/// status.json is rewritten at most this often while steps are running (and at once when idle).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+
 struct State {
     config: Arc<Config>,
     store: Store,
+    /// One entry per configured certificate (see [`Entry`]).
+    index: HashMap<String, Entry>,
+    last_snapshot: Option<std::time::Instant>,
+    /// Something changed since status.json was last written.
+    snapshot_dirty: bool,
     services: Services,
     running: HashSet<String>,
     hooks_running: bool,
@@ -124,6 +168,9 @@ pub async fn run(
         sem: Arc::new(Semaphore::new(config.concurrency.max(1))),
         config: Arc::new(config),
         store,
+        index: HashMap::new(),
+        last_snapshot: None,
+        snapshot_dirty: true,
         services,
         running: HashSet::new(),
         hooks_running: false,
@@ -132,6 +179,7 @@ pub async fn run(
         tasks: JoinSet::new(),
     };
     st.forget_unconfigured().await;
+    st.refresh_all();
     st.restore_live();
     st.services.notifier.ready();
     info!(
@@ -147,7 +195,7 @@ pub async fn run(
         if need_check {
             st.start_due();
             st.maybe_run_hooks();
-            st.snapshot();
+            st.maybe_snapshot();
             need_check = false;
         }
         let wake = st.next_wake();
@@ -187,6 +235,7 @@ pub async fn run(
         warn!("steps still running after the drain timeout; abandoning them (state is persisted)");
         st.tasks.abort_all();
     }
+    st.refresh_all();
     st.snapshot();
     st.store.flush().await?;
     ctl_task.abort();
@@ -247,6 +296,25 @@ impl State {
         }
     }
 
+    /// Re-reads one record into the index (after the loop learns it changed).
+    fn refresh(&mut self, name: &str) {
+        let Some(c) = self.cert(name) else {
+            self.index.remove(name);
+            return;
+        };
+        let e = Entry::of(&self.record(c));
+        self.index.insert(name.to_string(), e);
+    }
+
+    /// Rebuilds the index from the store (start, reload).
+    fn refresh_all(&mut self) {
+        let mut index = HashMap::with_capacity(self.config.certificates.len());
+        for c in &self.config.certificates {
+            index.insert(c.name.clone(), Entry::of(&self.record(c)));
+        }
+        self.index = index;
+    }
+
     fn restore_live(&self) {
         for c in &self.config.certificates {
             let r = self.record(c);
@@ -257,19 +325,20 @@ impl State {
     /// Spawns a task for every due certificate not already running.
     fn start_due(&mut self) {
         let now = Utc::now();
-        let certs: Vec<Certificate> = self.config.certificates.clone();
-        for cert in certs {
+        let config = self.config.clone();
+        for cert in &config.certificates {
             if self.running.contains(&cert.name) {
                 continue;
             }
-            let r = self.record(&cert);
-            let resting = matches!(
-                r.phase,
-                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
-            );
-            if r.next_due > now && !(r.force_renew && resting) {
-                continue;
+            // A certificate missing from the index has never been read: read it now.
+            if !self.index.contains_key(&cert.name) {
+                self.refresh(&cert.name);
             }
+            match self.index.get(&cert.name) {
+                Some(e) if e.due_at(now) <= now => {}
+                _ => continue,
+            }
+            let cert = cert.clone();
             self.running.insert(cert.name.clone());
             let client = self.services.client.clone();
             let store = self.store.clone();
@@ -287,21 +356,21 @@ impl State {
     fn next_wake(&self) -> Duration {
         let now = Utc::now();
         let mut earliest: Option<DateTime<Utc>> = None;
-        for c in &self.config.certificates {
-            if self.running.contains(&c.name) {
+        for (name, e) in &self.index {
+            if self.running.contains(name) {
                 continue;
             }
-            let r = self.record(c);
-            let resting = matches!(
-                r.phase,
-                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
-            );
-            let t = if r.force_renew && resting {
-                now
-            } else {
-                r.next_due
-            };
+            let t = e.due_at(now);
             earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+        if self.snapshot_pending() {
+            if let Some(t) = self
+                .last_snapshot
+                .and_then(|l| chrono::TimeDelta::from_std(SNAPSHOT_EVERY - l.elapsed()).ok())
+            {
+                let t = now + t;
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
         }
         if !self.hooks_running {
             for (_, at) in self.hook_retry.values() {
@@ -323,6 +392,7 @@ impl State {
                 error,
             } => {
                 self.running.remove(&name);
+                self.snapshot_dirty = true;
                 if let Ok(Some(r)) = self.store.get(&name) {
                     self.services.metrics.set_certificate(
                         &name,
@@ -330,6 +400,9 @@ impl State {
                         r.phase.name(),
                         r.last_success.map(|t| t.timestamp()),
                     );
+                    if self.cert(&name).is_some() {
+                        self.index.insert(name.clone(), Entry::of(&r));
+                    }
                 }
                 if let Some(e) = error {
                     error!(cert = %name, error = %e, "state store failure");
@@ -366,6 +439,7 @@ impl State {
                         if let Err(e) = self.store.put_durable(&rec).await {
                             error!(cert = %n, error = %e, "state store failure");
                         }
+                        self.refresh(n);
                     }
                 }
                 if ok {
@@ -387,6 +461,9 @@ impl State {
         let mut groups: Vec<(Hook, Vec<(Certificate, CertRecord)>)> = Vec::new();
         for c in &self.config.certificates {
             let Some(h) = &c.reload else { continue };
+            if !self.index.get(&c.name).is_some_and(|e| e.hook_pending) {
+                continue;
+            }
             let r = self.record(c);
             if !r.hook_pending {
                 continue;
@@ -428,6 +505,7 @@ impl State {
         }
     }
 
+    /// Status rows read from the store (exact, for the control socket).
     fn rows(&self) -> Vec<StatusRow> {
         self.config
             .certificates
@@ -436,8 +514,38 @@ impl State {
             .collect()
     }
 
-    fn snapshot(&self) {
-        let rows = self.rows();
+    /// Status rows from the index (what the loop last saw; for status.json).
+    fn index_rows(&self) -> Vec<StatusRow> {
+        self.config
+            .certificates
+            .iter()
+            .filter_map(|c| self.index.get(&c.name).map(|e| e.row.clone()))
+            .collect()
+    }
+
+    fn snapshot_pending(&self) -> bool {
+        self.snapshot_dirty
+    }
+
+    /// Writes status.json when something changed: at once when no step runs, otherwise at most
+    /// every [`SNAPSHOT_EVERY`] (each write is O(N)).
+    fn maybe_snapshot(&mut self) {
+        if !self.snapshot_dirty {
+            return;
+        }
+        let recent = self
+            .last_snapshot
+            .is_some_and(|l| l.elapsed() < SNAPSHOT_EVERY);
+        if recent && !self.running.is_empty() {
+            return;
+        }
+        self.snapshot();
+    }
+
+    fn snapshot(&mut self) {
+        self.snapshot_dirty = false;
+        self.last_snapshot = Some(std::time::Instant::now());
+        let rows = self.index_rows();
         let now = Utc::now();
         let due = rows.iter().filter(|r| r.next_due <= now).count();
         let next = rows.iter().map(|r| r.next_due).filter(|t| *t > now).min();
@@ -480,6 +588,8 @@ impl State {
                                 message: e.to_string(),
                             };
                         }
+                        self.refresh(&name);
+                        self.snapshot_dirty = true;
                         Response::Ok {
                             message: format!("renewal of {name} scheduled now"),
                         }
@@ -523,6 +633,8 @@ impl State {
                     }
                 }
                 self.config = Arc::new(new);
+                self.refresh_all();
+                self.snapshot_dirty = true;
             }
         }
         self.services.notifier.ready();

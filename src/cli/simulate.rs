@@ -86,6 +86,10 @@ pub struct SimulateArgs {
     /// Answer every OrderId as a JSON string (by default only where the seed shows a string).
     #[arg(long)]
     pub string_order_ids: bool,
+    /// Write the books at most this often (and at shutdown) instead of after every change;
+    /// for benchmarks with thousands of orders. 0s (default): after every change.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub persist_interval: Duration,
 }
 
 fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
@@ -168,6 +172,7 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
             garbage_rate: a.garbage_rate,
         },
         string_order_ids: a.string_order_ids,
+        persist_interval: a.persist_interval,
     };
     let handle = sim::start(opts).await?;
     eprintln!(
