@@ -235,24 +235,33 @@ class Daemon:
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         self.pid = self.proc.pid
         self.ready_at = None
+        self.ready = threading.Event()
+        threading.Thread(target=self._drain_notify, daemon=True).start()
         self.reader = open(self.log_path, "rb")
         self.buf = b""
         self.deployed = {}  # name -> wall time first seen
 
-    def wait_ready(self, timeout=120):
-        self.notify.settimeout(0.05)
-        end = time.time() + timeout
-        while time.time() < end:
+    def _drain_notify(self):
+        # Like systemd, read every datagram: a full queue would block the daemon's sends.
+        while True:
             try:
-                msg = self.notify.recv(4096).decode()
-            except socket.timeout:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"daemon exited early (see {self.log_path})")
-                continue
-            if "READY=1" in msg.split("\n"):
+                msg = self.notify.recv(4096).decode(errors="replace")
+            except OSError:
+                return
+            if not msg:
+                return
+            if "READY=1" in msg.split("\n") and not self.ready.is_set():
                 self.ready_at = time.time()
-                return self.ready_at - self.t0
-        raise SystemExit(f"daemon not ready after {timeout}s (see {self.log_path})")
+                self.ready.set()
+
+    def wait_ready(self, timeout=120):
+        end = time.time() + timeout
+        while not self.ready.wait(0.05):
+            if self.proc.poll() is not None:
+                raise SystemExit(f"daemon exited early (see {self.log_path})")
+            if time.time() > end:
+                raise SystemExit(f"daemon not ready after {timeout}s (see {self.log_path})")
+        return self.ready_at - self.t0
 
     def poll_log(self):
         """Reads new log lines; counts cert.deployed events (a name deployed twice counts once

@@ -97,13 +97,44 @@ impl Entry {
         }
     }
 
-    /// When this certificate next needs a step.
-    fn due_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+    /// When this certificate next needs a step (a forced renewal at rest: now).
+    fn due_key(&self) -> DateTime<Utc> {
         if self.force_renew && self.resting {
-            now
+            DateTime::<Utc>::MIN_UTC
         } else {
             self.next_due
         }
+    }
+}
+
+/// The entries, and the same certificates ordered by when they are due, so finding the next
+/// due ones costs O(log N) rather than a scan of every certificate.
+#[derive(Default)]
+struct Index {
+    entries: HashMap<String, Entry>,
+    queue: std::collections::BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Index {
+    fn insert(&mut self, name: &str, e: Entry) {
+        self.remove(name);
+        self.queue.insert((e.due_key(), name.to_string()));
+        self.entries.insert(name.to_string(), e);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.entries.remove(name) {
+            self.queue.remove(&(old.due_key(), name.to_string()));
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// Names in due order with their due time.
+    fn by_due(&self) -> impl Iterator<Item = &(DateTime<Utc>, String)> {
+        self.queue.iter()
     }
 }
 
@@ -114,7 +145,10 @@ struct State {
     config: Arc<Config>,
     store: Store,
     /// One entry per configured certificate (see [`Entry`]).
-    index: HashMap<String, Entry>,
+    index: Index,
+    /// Position of each certificate in `config.certificates` (a linear search per step was
+    /// O(N) per step at thousands of certificates).
+    cert_pos: HashMap<String, usize>,
     last_snapshot: Option<std::time::Instant>,
     /// Something changed since status.json was last written.
     snapshot_dirty: bool,
@@ -168,7 +202,8 @@ pub async fn run(
         sem: Arc::new(Semaphore::new(config.concurrency.max(1))),
         config: Arc::new(config),
         store,
-        index: HashMap::new(),
+        index: Index::default(),
+        cert_pos: HashMap::new(),
         last_snapshot: None,
         snapshot_dirty: true,
         services,
@@ -178,9 +213,10 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         tasks: JoinSet::new(),
     };
+    st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
-    st.refresh_all();
-    st.restore_live();
+    // One read of each record at start: the index, and the live files checked (restored).
+    st.refresh_all_and(true);
     st.services.notifier.ready();
     info!(
         certificates = st.config.certificates.len(),
@@ -269,7 +305,12 @@ async fn start_cron(
 
 impl State {
     fn cert(&self, name: &str) -> Option<&Certificate> {
-        self.config.certificates.iter().find(|c| c.name == name)
+        let quick = self
+            .cert_pos
+            .get(name)
+            .and_then(|&i| self.config.certificates.get(i))
+            .filter(|c| c.name == name);
+        quick.or_else(|| self.config.certificates.iter().find(|c| c.name == name))
     }
 
     fn record(&self, cert: &Certificate) -> CertRecord {
@@ -285,12 +326,13 @@ impl State {
 
     /// Records of certificates no longer configured (config edited while stopped).
     async fn forget_unconfigured(&mut self) {
-        let Ok(list) = self.store.list() else { return };
-        for r in list.into_iter().flatten() {
-            if self.cert(&r.name).is_none() {
-                if let Err(e) = lifecycle::remove(&self.services.client, &self.store, &r.name).await
-                {
-                    error!(cert = %r.name, error = %e, "cannot forget the record");
+        let Ok(names) = self.store.names() else {
+            return;
+        };
+        for name in names {
+            if self.cert(&name).is_none() {
+                if let Err(e) = lifecycle::remove(&self.services.client, &self.store, &name).await {
+                    error!(cert = %name, error = %e, "cannot forget the record");
                 }
             }
         }
@@ -303,42 +345,47 @@ impl State {
             return;
         };
         let e = Entry::of(&self.record(c));
-        self.index.insert(name.to_string(), e);
+        self.index.insert(name, e);
     }
 
     /// Rebuilds the index from the store (start, reload).
     fn refresh_all(&mut self) {
-        let mut index = HashMap::with_capacity(self.config.certificates.len());
-        for c in &self.config.certificates {
-            index.insert(c.name.clone(), Entry::of(&self.record(c)));
-        }
-        self.index = index;
+        self.refresh_all_and(false);
     }
 
-    fn restore_live(&self) {
+    /// Rebuilds the index; with `restore`, also puts back deployed files missing on disk.
+    fn refresh_all_and(&mut self, restore: bool) {
+        let mut index = Index::default();
         for c in &self.config.certificates {
             let r = self.record(c);
-            lifecycle::restore_live(c, &self.config.output_dir, &r);
+            if restore {
+                lifecycle::restore_live(c, &self.config.output_dir, &r);
+            }
+            index.insert(&c.name, Entry::of(&r));
         }
+        self.index = index;
+        self.cert_pos = positions(&self.config);
     }
 
-    /// Spawns a task for every due certificate not already running.
+    /// Spawns a task for due certificates not already running, at most `concurrency` at once:
+    /// a task per due certificate up front (10 000 in a renewal storm) would hold every task's
+    /// memory while it waits for its turn.
     fn start_due(&mut self) {
         let now = Utc::now();
-        let config = self.config.clone();
-        for cert in &config.certificates {
-            if self.running.contains(&cert.name) {
+        let limit = self.config.concurrency.max(1);
+        let mut due = Vec::new();
+        for (at, name) in self.index.by_due() {
+            if *at > now || self.running.len() + due.len() >= limit {
+                break;
+            }
+            if !self.running.contains(name) {
+                due.push(name.clone());
+            }
+        }
+        for name in due {
+            let Some(cert) = self.cert(&name).cloned() else {
                 continue;
-            }
-            // A certificate missing from the index has never been read: read it now.
-            if !self.index.contains_key(&cert.name) {
-                self.refresh(&cert.name);
-            }
-            match self.index.get(&cert.name) {
-                Some(e) if e.due_at(now) <= now => {}
-                _ => continue,
-            }
-            let cert = cert.clone();
+            };
             self.running.insert(cert.name.clone());
             let client = self.services.client.clone();
             let store = self.store.clone();
@@ -356,18 +403,18 @@ impl State {
     fn next_wake(&self) -> Duration {
         let now = Utc::now();
         let mut earliest: Option<DateTime<Utc>> = None;
-        for (name, e) in &self.index {
-            if self.running.contains(name) {
-                continue;
+        // Running certificates stay in the queue (at most `concurrency` of them): skip them.
+        // With every slot busy, the next finished step wakes the loop anyway.
+        if self.running.len() < self.config.concurrency.max(1) {
+            if let Some((at, _)) = self.index.by_due().find(|(_, n)| !self.running.contains(n)) {
+                let t = (*at).max(now);
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
-            let t = e.due_at(now);
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
         }
         if self.snapshot_pending() {
-            if let Some(t) = self
-                .last_snapshot
-                .and_then(|l| chrono::TimeDelta::from_std(SNAPSHOT_EVERY - l.elapsed()).ok())
-            {
+            if let Some(t) = self.last_snapshot.and_then(|l| {
+                chrono::TimeDelta::from_std(SNAPSHOT_EVERY.saturating_sub(l.elapsed())).ok()
+            }) {
                 let t = now + t;
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
@@ -401,7 +448,7 @@ impl State {
                         r.last_success.map(|t| t.timestamp()),
                     );
                     if self.cert(&name).is_some() {
-                        self.index.insert(name.clone(), Entry::of(&r));
+                        self.index.insert(&name, Entry::of(&r));
                     }
                 }
                 if let Some(e) = error {
@@ -667,6 +714,15 @@ impl State {
             error!(cert = %c.name, error = %e, "state store failure");
         }
     }
+}
+
+fn positions(config: &Config) -> HashMap<String, usize> {
+    config
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect()
 }
 
 fn schedule_dur(d: Duration) -> chrono::TimeDelta {

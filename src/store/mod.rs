@@ -122,6 +122,15 @@ impl Store {
         Ok(())
     }
 
+    /// The names of every record, without decoding them (cheap at thousands of records).
+    pub fn names(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.certs.iter().keys() {
+            out.push(String::from_utf8_lossy(&k?).into_owned());
+        }
+        Ok(out)
+    }
+
     /// Every record; undecodable ones are returned as errors next to the good ones.
     pub fn list(&self) -> Result<Vec<Result<CertRecord, StoreError>>, StoreError> {
         let mut out = Vec::new();
