@@ -97,12 +97,15 @@ impl Entry {
         }
     }
 
-    /// When this certificate next needs a step (a forced renewal at rest: now).
-    fn due_key(&self) -> DateTime<Utc> {
+    /// Where this certificate sits in the queue: orders in flight first, then those at rest
+    /// (new orders, renewals), each by due time (a forced renewal at rest: at once). In-flight
+    /// first, because a poll that waits behind thousands of due creates is polled late, and
+    /// the time-to-issue the daemon learns would be the queue, not the CA.
+    fn due_key(&self) -> (bool, DateTime<Utc>) {
         if self.force_renew && self.resting {
-            DateTime::<Utc>::MIN_UTC
+            (true, DateTime::<Utc>::MIN_UTC)
         } else {
-            self.next_due
+            (self.resting, self.next_due)
         }
     }
 }
@@ -112,7 +115,7 @@ impl Entry {
 #[derive(Default)]
 struct Index {
     entries: HashMap<String, Entry>,
-    queue: std::collections::BTreeSet<(DateTime<Utc>, String)>,
+    queue: std::collections::BTreeSet<((bool, DateTime<Utc>), String)>,
 }
 
 impl Index {
@@ -132,9 +135,24 @@ impl Index {
         self.entries.get(name)
     }
 
-    /// Names in due order with their due time.
-    fn by_due(&self) -> impl Iterator<Item = &(DateTime<Utc>, String)> {
-        self.queue.iter()
+    /// One class (in flight, or at rest) by due time, due no later than `until`.
+    fn class(
+        &self,
+        rest: bool,
+        until: DateTime<Utc>,
+    ) -> impl Iterator<Item = (DateTime<Utc>, &String)> {
+        use std::ops::Bound::{Excluded, Included};
+        let end = until.checked_add_signed(chrono::TimeDelta::nanoseconds(1));
+        let end = match end {
+            Some(e) => Excluded(((rest, e), String::new())),
+            None => Included(((rest, until), String::from(char::MAX))),
+        };
+        self.queue
+            .range((
+                Included(((rest, DateTime::<Utc>::MIN_UTC), String::new())),
+                end,
+            ))
+            .map(|((_, at), n)| (*at, n))
     }
 }
 
@@ -374,12 +392,14 @@ impl State {
         let now = Utc::now();
         let limit = self.config.concurrency.max(1);
         let mut due = Vec::new();
-        for (at, name) in self.index.by_due() {
-            if *at > now || self.running.len() + due.len() >= limit {
-                break;
-            }
-            if !self.running.contains(name) {
-                due.push(name.clone());
+        for rest in [false, true] {
+            for (_, name) in self.index.class(rest, now) {
+                if self.running.len() + due.len() >= limit {
+                    break;
+                }
+                if !self.running.contains(name) {
+                    due.push(name.clone());
+                }
             }
         }
         for name in due {
@@ -406,9 +426,15 @@ impl State {
         // Running certificates stay in the queue (at most `concurrency` of them): skip them.
         // With every slot busy, the next finished step wakes the loop anyway.
         if self.running.len() < self.config.concurrency.max(1) {
-            if let Some((at, _)) = self.index.by_due().find(|(_, n)| !self.running.contains(n)) {
-                let t = (*at).max(now);
-                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            for rest in [false, true] {
+                let first = self
+                    .index
+                    .class(rest, DateTime::<Utc>::MAX_UTC)
+                    .find(|(_, n)| !self.running.contains(*n));
+                if let Some((at, _)) = first {
+                    let t = at.max(now);
+                    earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                }
             }
         }
         if self.snapshot_pending() {
