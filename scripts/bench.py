@@ -193,6 +193,9 @@ def write_config(work, sim_addr, n):
         "[cas.qps_per_action]",
     ]
     lines += [f"{a} = {q * CLIENT_MARGIN}" for a, q in SIM_QPS.items()]
+    if ARGS.concurrency:
+        # Top-level keys must come before the first table.
+        lines.insert(3, f"concurrency = {ARGS.concurrency}")
     lines += [
         "[alidns]",
         f'endpoint = "http://{sim_addr}"',
@@ -576,11 +579,17 @@ def main():
     ap.add_argument("--steady", type=float, default=60, help="steady-state window, seconds")
     ap.add_argument("--smoke", action="store_true", help="CI: fail only on gross regressions")
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    ap.add_argument("--concurrency", type=int, default=0,
+                    help="the daemon's `concurrency` (default: the daemon's own default, 8)")
     ARGS = ap.parse_args()
     sizes = [int(x) for x in ARGS.sizes.split(",") if x]
     t0 = time.time()
     naive = run_naive(ARGS.naive) if ARGS.naive > 0 else None
-    results = [run_size(ARGS.bin, n, ARGS.steady, ARGS.keep) for n in sizes]
+    results = []
+    for n in sizes:
+        results.append(run_size(ARGS.bin, n, ARGS.steady, ARGS.keep))
+        # The table so far, in case a later size does not finish.
+        log(table(results, naive))
     print(f"sim limits: {', '.join(f'{a} {q}/s' for a, q in SIM_QPS.items())}, others "
           f"{SIM_QPS_DEFAULT}/s; daemon configured at {int(CLIENT_MARGIN * 100)} % of them; "
           f"CA: validation {VALIDATION_DELAY:g}s + review {REVIEW_DELAY:g}s; FILE validation; "

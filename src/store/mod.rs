@@ -50,6 +50,12 @@ pub struct Store {
     certs: sled::Tree,
     meta: sled::Tree,
     dir: PathBuf,
+    /// One flush at a time. sled runs each `flush_async` on its small IO thread pool, where
+    /// it waits for other IO threads to write the buffers; with more concurrent flushes than
+    /// threads every thread waits and nothing writes (the daemon hung for good in a
+    /// 10 000-certificate renewal storm). One flush makes everything before it durable, so
+    /// waiting for the one in progress and then flushing again loses nothing.
+    flush_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -80,6 +86,7 @@ impl Store {
             certs,
             meta,
             dir: state_dir.to_path_buf(),
+            flush_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -108,6 +115,7 @@ impl Store {
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.flush_lock.lock().await;
         self.db.flush_async().await?;
         Ok(())
     }
