@@ -244,6 +244,45 @@ mod tests {
         assert!((v - 130.0).abs() < 1e-9, "{v}");
     }
 
+    /// More concurrent durable writes than sled has IO threads (the daemon's steps plus a
+    /// burst of control requests in a renewal storm) must all finish, not hang. The writes run
+    /// on their own thread and runtime: a hang blocks that runtime's threads inside sled, so
+    /// only a timeout outside it can report the failure.
+    #[test]
+    fn many_concurrent_durable_writes_finish() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = s.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for i in 0..64 {
+                    let s = writer.clone();
+                    tasks.push(tokio::spawn(async move {
+                        for j in 0..20 {
+                            let name = format!("c{i}-{j}");
+                            let r = CertRecord::new(&name, vec!["example.com".into()]);
+                            s.put_durable(&r).await.unwrap();
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("concurrent durable writes hung (sled flush deadlock)");
+        assert_eq!(s.list().unwrap().len(), 64 * 20);
+    }
+
     #[tokio::test]
     async fn put_get_list_remove_and_ewma_persist_across_reopen() {
         let d = tempfile::tempdir().unwrap();
