@@ -40,6 +40,12 @@ cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/
 step "logs: scripts/scan-logs.sh"
 scripts/scan-logs.sh
 
+# Benchmark smoke (docs/BENCHMARKS.md): 100 certificates through the debug daemon and
+# simulator; fails only on gross regressions (not all deployed, > 5 calls per certificate,
+# any throttling, > 200 MB RSS, calls in steady state), never on timing.
+step "bench smoke: scripts/bench.py --smoke (N=100)"
+"$CAS_CERTD_PYTHON" scripts/bench.py --bin target/debug/cas-certd --sizes 100 --naive 0 --steady 10 --smoke
+
 step "systemd: verify and security"
 scripts/check-systemd.sh target/debug/cas-certd
 

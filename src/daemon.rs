@@ -71,9 +71,105 @@ enum TaskResult {
     },
 }
 
+/// What the loop needs of one record, kept in memory: reading and decoding every record on
+/// every wake-up (each finished step) made the loop O(N²) at thousands of certificates.
+/// Refreshed from the store whenever the loop learns that a record changed.
+struct Entry {
+    next_due: DateTime<Utc>,
+    /// Idle, Deployed or Failed: nothing in flight, so a forced renewal may skip the wait.
+    resting: bool,
+    force_renew: bool,
+    hook_pending: bool,
+    row: StatusRow,
+}
+
+impl Entry {
+    fn of(r: &CertRecord) -> Entry {
+        Entry {
+            next_due: r.next_due,
+            resting: matches!(
+                r.phase,
+                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+            ),
+            force_renew: r.force_renew,
+            hook_pending: r.hook_pending,
+            row: StatusRow::from_record(r),
+        }
+    }
+
+    /// Where this certificate sits in the queue: orders in flight first, then those at rest
+    /// (new orders, renewals), each by due time (a forced renewal at rest: at once). In-flight
+    /// first, because a poll that waits behind thousands of due creates is polled late, and
+    /// the time-to-issue the daemon learns would be the queue, not the CA.
+    fn due_key(&self) -> (bool, DateTime<Utc>) {
+        if self.force_renew && self.resting {
+            (true, DateTime::<Utc>::MIN_UTC)
+        } else {
+            (self.resting, self.next_due)
+        }
+    }
+}
+
+/// The entries, and the same certificates ordered by when they are due, so finding the next
+/// due ones costs O(log N) rather than a scan of every certificate.
+#[derive(Default)]
+struct Index {
+    entries: HashMap<String, Entry>,
+    queue: std::collections::BTreeSet<((bool, DateTime<Utc>), String)>,
+}
+
+impl Index {
+    fn insert(&mut self, name: &str, e: Entry) {
+        self.remove(name);
+        self.queue.insert((e.due_key(), name.to_string()));
+        self.entries.insert(name.to_string(), e);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.entries.remove(name) {
+            self.queue.remove(&(old.due_key(), name.to_string()));
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// One class (in flight, or at rest) by due time, due no later than `until`.
+    fn class(
+        &self,
+        rest: bool,
+        until: DateTime<Utc>,
+    ) -> impl Iterator<Item = (DateTime<Utc>, &String)> {
+        use std::ops::Bound::{Excluded, Included};
+        let end = until.checked_add_signed(chrono::TimeDelta::nanoseconds(1));
+        let end = match end {
+            Some(e) => Excluded(((rest, e), String::new())),
+            None => Included(((rest, until), String::from(char::MAX))),
+        };
+        self.queue
+            .range((
+                Included(((rest, DateTime::<Utc>::MIN_UTC), String::new())),
+                end,
+            ))
+            .map(|((_, at), n)| (*at, n))
+    }
+}
+
+/// status.json is rewritten at most this often while steps are running (and at once when idle).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+
 struct State {
     config: Arc<Config>,
     store: Store,
+    /// One entry per configured certificate (see [`Entry`]).
+    index: Index,
+    /// Position of each certificate in `config.certificates` (a linear search per step was
+    /// O(N) per step at thousands of certificates).
+    cert_pos: HashMap<String, usize>,
+    last_snapshot: Option<std::time::Instant>,
+    /// Something changed since status.json was last written.
+    snapshot_dirty: bool,
     services: Services,
     running: HashSet<String>,
     hooks_running: bool,
@@ -124,6 +220,10 @@ pub async fn run(
         sem: Arc::new(Semaphore::new(config.concurrency.max(1))),
         config: Arc::new(config),
         store,
+        index: Index::default(),
+        cert_pos: HashMap::new(),
+        last_snapshot: None,
+        snapshot_dirty: true,
         services,
         running: HashSet::new(),
         hooks_running: false,
@@ -131,8 +231,10 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         tasks: JoinSet::new(),
     };
+    st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
-    st.restore_live();
+    // One read of each record at start: the index, and the live files checked (restored).
+    st.refresh_all_and(true);
     st.services.notifier.ready();
     info!(
         certificates = st.config.certificates.len(),
@@ -147,7 +249,7 @@ pub async fn run(
         if need_check {
             st.start_due();
             st.maybe_run_hooks();
-            st.snapshot();
+            st.maybe_snapshot();
             need_check = false;
         }
         let wake = st.next_wake();
@@ -187,6 +289,7 @@ pub async fn run(
         warn!("steps still running after the drain timeout; abandoning them (state is persisted)");
         st.tasks.abort_all();
     }
+    st.refresh_all();
     st.snapshot();
     st.store.flush().await?;
     ctl_task.abort();
@@ -220,7 +323,12 @@ async fn start_cron(
 
 impl State {
     fn cert(&self, name: &str) -> Option<&Certificate> {
-        self.config.certificates.iter().find(|c| c.name == name)
+        let quick = self
+            .cert_pos
+            .get(name)
+            .and_then(|&i| self.config.certificates.get(i))
+            .filter(|c| c.name == name);
+        quick.or_else(|| self.config.certificates.iter().find(|c| c.name == name))
     }
 
     fn record(&self, cert: &Certificate) -> CertRecord {
@@ -236,40 +344,68 @@ impl State {
 
     /// Records of certificates no longer configured (config edited while stopped).
     async fn forget_unconfigured(&mut self) {
-        let Ok(list) = self.store.list() else { return };
-        for r in list.into_iter().flatten() {
-            if self.cert(&r.name).is_none() {
-                if let Err(e) = lifecycle::remove(&self.services.client, &self.store, &r.name).await
-                {
-                    error!(cert = %r.name, error = %e, "cannot forget the record");
+        let Ok(names) = self.store.names() else {
+            return;
+        };
+        for name in names {
+            if self.cert(&name).is_none() {
+                if let Err(e) = lifecycle::remove(&self.services.client, &self.store, &name).await {
+                    error!(cert = %name, error = %e, "cannot forget the record");
                 }
             }
         }
     }
 
-    fn restore_live(&self) {
-        for c in &self.config.certificates {
-            let r = self.record(c);
-            lifecycle::restore_live(c, &self.config.output_dir, &r);
-        }
+    /// Re-reads one record into the index (after the loop learns it changed).
+    fn refresh(&mut self, name: &str) {
+        let Some(c) = self.cert(name) else {
+            self.index.remove(name);
+            return;
+        };
+        let e = Entry::of(&self.record(c));
+        self.index.insert(name, e);
     }
 
-    /// Spawns a task for every due certificate not already running.
+    /// Rebuilds the index from the store (start, reload).
+    fn refresh_all(&mut self) {
+        self.refresh_all_and(false);
+    }
+
+    /// Rebuilds the index; with `restore`, also puts back deployed files missing on disk.
+    fn refresh_all_and(&mut self, restore: bool) {
+        let mut index = Index::default();
+        for c in &self.config.certificates {
+            let r = self.record(c);
+            if restore {
+                lifecycle::restore_live(c, &self.config.output_dir, &r);
+            }
+            index.insert(&c.name, Entry::of(&r));
+        }
+        self.index = index;
+        self.cert_pos = positions(&self.config);
+    }
+
+    /// Spawns a task for due certificates not already running, at most `concurrency` at once:
+    /// a task per due certificate up front (10 000 in a renewal storm) would hold every task's
+    /// memory while it waits for its turn.
     fn start_due(&mut self) {
         let now = Utc::now();
-        let certs: Vec<Certificate> = self.config.certificates.clone();
-        for cert in certs {
-            if self.running.contains(&cert.name) {
-                continue;
+        let limit = self.config.concurrency.max(1);
+        let mut due = Vec::new();
+        for rest in [false, true] {
+            for (_, name) in self.index.class(rest, now) {
+                if self.running.len() + due.len() >= limit {
+                    break;
+                }
+                if !self.running.contains(name) {
+                    due.push(name.clone());
+                }
             }
-            let r = self.record(&cert);
-            let resting = matches!(
-                r.phase,
-                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
-            );
-            if r.next_due > now && !(r.force_renew && resting) {
+        }
+        for name in due {
+            let Some(cert) = self.cert(&name).cloned() else {
                 continue;
-            }
+            };
             self.running.insert(cert.name.clone());
             let client = self.services.client.clone();
             let store = self.store.clone();
@@ -287,21 +423,27 @@ impl State {
     fn next_wake(&self) -> Duration {
         let now = Utc::now();
         let mut earliest: Option<DateTime<Utc>> = None;
-        for c in &self.config.certificates {
-            if self.running.contains(&c.name) {
-                continue;
+        // Running certificates stay in the queue (at most `concurrency` of them): skip them.
+        // With every slot busy, the next finished step wakes the loop anyway.
+        if self.running.len() < self.config.concurrency.max(1) {
+            for rest in [false, true] {
+                let first = self
+                    .index
+                    .class(rest, DateTime::<Utc>::MAX_UTC)
+                    .find(|(_, n)| !self.running.contains(*n));
+                if let Some((at, _)) = first {
+                    let t = at.max(now);
+                    earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                }
             }
-            let r = self.record(c);
-            let resting = matches!(
-                r.phase,
-                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
-            );
-            let t = if r.force_renew && resting {
-                now
-            } else {
-                r.next_due
-            };
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+        if self.snapshot_pending() {
+            if let Some(t) = self.last_snapshot.and_then(|l| {
+                chrono::TimeDelta::from_std(SNAPSHOT_EVERY.saturating_sub(l.elapsed())).ok()
+            }) {
+                let t = now + t;
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
         }
         if !self.hooks_running {
             for (_, at) in self.hook_retry.values() {
@@ -323,6 +465,7 @@ impl State {
                 error,
             } => {
                 self.running.remove(&name);
+                self.snapshot_dirty = true;
                 if let Ok(Some(r)) = self.store.get(&name) {
                     self.services.metrics.set_certificate(
                         &name,
@@ -330,6 +473,9 @@ impl State {
                         r.phase.name(),
                         r.last_success.map(|t| t.timestamp()),
                     );
+                    if self.cert(&name).is_some() {
+                        self.index.insert(&name, Entry::of(&r));
+                    }
                 }
                 if let Some(e) = error {
                     error!(cert = %name, error = %e, "state store failure");
@@ -365,6 +511,7 @@ impl State {
                         if ok {
                             crate::failpoint::hit("after_hook");
                         }
+                        self.refresh(n);
                     }
                 }
                 if ok {
@@ -386,6 +533,9 @@ impl State {
         let mut groups: Vec<(Hook, Vec<(Certificate, CertRecord)>)> = Vec::new();
         for c in &self.config.certificates {
             let Some(h) = &c.reload else { continue };
+            if !self.index.get(&c.name).is_some_and(|e| e.hook_pending) {
+                continue;
+            }
             let r = self.record(c);
             if !r.hook_pending {
                 continue;
@@ -438,6 +588,7 @@ impl State {
         }
     }
 
+    /// Status rows read from the store (exact, for the control socket).
     fn rows(&self) -> Vec<StatusRow> {
         self.config
             .certificates
@@ -446,8 +597,38 @@ impl State {
             .collect()
     }
 
-    fn snapshot(&self) {
-        let rows = self.rows();
+    /// Status rows from the index (what the loop last saw; for status.json).
+    fn index_rows(&self) -> Vec<StatusRow> {
+        self.config
+            .certificates
+            .iter()
+            .filter_map(|c| self.index.get(&c.name).map(|e| e.row.clone()))
+            .collect()
+    }
+
+    fn snapshot_pending(&self) -> bool {
+        self.snapshot_dirty
+    }
+
+    /// Writes status.json when something changed: at once when no step runs, otherwise at most
+    /// every [`SNAPSHOT_EVERY`] (each write is O(N)).
+    fn maybe_snapshot(&mut self) {
+        if !self.snapshot_dirty {
+            return;
+        }
+        let recent = self
+            .last_snapshot
+            .is_some_and(|l| l.elapsed() < SNAPSHOT_EVERY);
+        if recent && !self.running.is_empty() {
+            return;
+        }
+        self.snapshot();
+    }
+
+    fn snapshot(&mut self) {
+        self.snapshot_dirty = false;
+        self.last_snapshot = Some(std::time::Instant::now());
+        let rows = self.index_rows();
         let now = Utc::now();
         let due = rows.iter().filter(|r| r.next_due <= now).count();
         let next = rows.iter().map(|r| r.next_due).filter(|t| *t > now).min();
@@ -490,6 +671,8 @@ impl State {
                                 message: e.to_string(),
                             };
                         }
+                        self.refresh(&name);
+                        self.snapshot_dirty = true;
                         Response::Ok {
                             message: format!("renewal of {name} scheduled now"),
                         }
@@ -533,6 +716,8 @@ impl State {
                     }
                 }
                 self.config = Arc::new(new);
+                self.refresh_all();
+                self.snapshot_dirty = true;
             }
         }
         self.services.notifier.ready();
@@ -589,6 +774,15 @@ fn log_tail(s: &str) -> String {
         .find(|i| s.is_char_boundary(*i))
         .unwrap_or(s.len());
     format!("[…] {}", &s[start..])
+}
+
+fn positions(config: &Config) -> HashMap<String, usize> {
+    config
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect()
 }
 
 fn schedule_dur(d: Duration) -> chrono::TimeDelta {

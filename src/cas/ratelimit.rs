@@ -2,7 +2,7 @@
 //! client, so a busy daemon stays under each action's QPS instead of earning Throttling.
 //! Callers wait for their turn; they never fail here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,12 @@ struct Bucket {
     /// May go negative: a negative balance is the queue of callers already waiting.
     tokens: f64,
     last: Instant,
+    /// When the last calls (at most ⌊rate⌋) were actually sent, for the window check.
+    sent: VecDeque<Instant>,
 }
+
+/// How Alibaba counts: calls per one-second window.
+const WINDOW: Duration = Duration::from_secs(1);
 
 impl RateLimiter {
     /// `default_qps` applies to every action not named in `overrides`. A rate ≤ 0 or not
@@ -57,6 +62,7 @@ impl RateLimiter {
         let b = buckets.entry(action.to_string()).or_insert(Bucket {
             tokens: capacity,
             last: now,
+            sent: VecDeque::new(),
         });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * rate).min(capacity);
@@ -69,10 +75,54 @@ impl RateLimiter {
         }
     }
 
+    /// The second guard, at send time: how long until a call of `action` sent at `now` keeps
+    /// every trailing one-second window at ⌊rate⌋ calls or fewer; a zero answer records the
+    /// send. The bucket spaces reservations evenly, but tasks that wake late (a busy runtime,
+    /// a loaded machine) then send in a bunch, and a bunch is what earns Throttling.
+    pub fn window_wait(&self, action: &str, now: Instant) -> Duration {
+        let rate = self.rate(action);
+        if !(rate.is_finite() && rate > 0.0) {
+            return Duration::ZERO;
+        }
+        let cap = (rate.floor() as usize).max(1);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let b = buckets.entry(action.to_string()).or_insert(Bucket {
+            tokens: 1.0,
+            last: now,
+            sent: VecDeque::new(),
+        });
+        while b
+            .sent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
+            b.sent.pop_front();
+        }
+        match b.sent.front() {
+            Some(oldest) if b.sent.len() >= cap => {
+                (*oldest + WINDOW).saturating_duration_since(now)
+            }
+            _ => {
+                b.sent.push_back(now);
+                Duration::ZERO
+            }
+        }
+    }
+
     /// Waits until a call of `action` may be made.
     pub async fn acquire(&self, action: &str) {
         let wait = self.reserve(action, Instant::now());
         if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        loop {
+            let wait = self.window_wait(action, Instant::now());
+            if wait.is_zero() {
+                break;
+            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -100,6 +150,21 @@ mod tests {
         // Tokens come back with time.
         let later = t0 + Duration::from_secs(10);
         assert_eq!(l.reserve("A", later), Duration::ZERO);
+    }
+
+    #[test]
+    fn window_holds_late_bunched_sends_to_the_rate() {
+        let l = RateLimiter::new(3.0, &[]);
+        let t0 = Instant::now();
+        // Three tasks woke late and send together: allowed (3 per second)...
+        for _ in 0..3 {
+            assert_eq!(l.window_wait("A", t0), Duration::ZERO);
+        }
+        // ...a fourth in the same second waits until the oldest leaves the window.
+        let t1 = t0 + Duration::from_millis(300);
+        assert_eq!(l.window_wait("A", t1), Duration::from_millis(700));
+        assert_eq!(l.window_wait("A", t0 + WINDOW), Duration::ZERO);
+        assert_eq!(l.window_wait("B", t1), Duration::ZERO, "per action");
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub struct SimulateArgs {
     /// DescribeCertificateState answer). Repeatable; the first matching rule wins.
     #[arg(long, value_name = "MODE[=DOMAIN_PATTERN]", value_parser = sim::hostile::parse)]
     pub hostile: Vec<sim::hostile::Rule>,
+    /// Write the books at most this often (and at shutdown) instead of after every change;
+    /// for benchmarks with thousands of orders. 0s (default): after every change.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub persist_interval: Duration,
 }
 
 fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
@@ -205,6 +209,7 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
         clock_offset: a.clock_offset.unwrap_or_default(),
         string_order_ids: a.string_order_ids,
         hostile: a.hostile.clone(),
+        persist_interval: a.persist_interval,
     };
     let handle = sim::start(opts).await?;
     eprintln!(

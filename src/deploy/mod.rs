@@ -101,3 +101,8 @@ pub fn inspect_live(
 ) -> Result<Option<CertInfo>, DeployError> {
     files::inspect_live(output_dir, name, expected_fingerprint)
 }
+
+/// Whether `<output_dir>/<name>` holds exactly `set`, in the layout [`install`] makes.
+pub fn live_is(output_dir: &Path, name: &str, set: &PemSet) -> Result<bool, DeployError> {
+    files::live_is(output_dir, name, set)
+}

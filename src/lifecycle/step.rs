@@ -674,14 +674,15 @@ pub fn restore_live(cert: &Certificate, output_dir: &Path, rec: &CertRecord) -> 
     let Some(d) = &rec.deployed else {
         return false;
     };
-    match deploy::inspect_live(output_dir, &rec.name, &d.info.fingerprint_sha256) {
-        Ok(Some(_)) => false,
-        Ok(None) | Err(_) => {
-            let set = PemSet {
-                cert_pem: d.cert_pem.clone(),
-                chain_pem: d.chain_pem.clone(),
-                key_pem: d.key_pem.clone(),
-            };
+    let set = PemSet {
+        cert_pem: d.cert_pem.clone(),
+        chain_pem: d.chain_pem.clone(),
+        key_pem: d.key_pem.clone(),
+    };
+    // Byte comparison with the record, not a parse: cheap enough for thousands at start.
+    match deploy::live_is(output_dir, &rec.name, &set) {
+        Ok(true) => false,
+        Ok(false) | Err(_) => {
             match deploy::install(output_dir, &rec.name, &set, &cert.files, cert.keep_versions) {
                 Ok(_) => {
                     warn!(event = "cert.deployed", cert = %rec.name, order_id = %d.order_id,

@@ -230,7 +230,7 @@ pub fn new_order(
 }
 
 async fn save(sim: &Sim, st: &State) -> Result<(), Reject> {
-    st.save(&sim.state_path)
+    sim.persist(st)
         .map_err(|e| Reject::new(500, "InternalError", format!("simulator state: {e}")))
 }
 

@@ -83,7 +83,7 @@ async fn add(sim: &Sim, p: &Params) -> Answer {
         value,
         ttl,
     });
-    st.save(&sim.state_path)
+    sim.persist(&st)
         .map_err(|e| Reject::new(500, "InternalError", format!("simulator state: {e}")))?;
     Ok((json!({"RecordId": id}), None))
 }
@@ -100,7 +100,7 @@ async fn delete(sim: &Sim, p: &Params) -> Answer {
             "The DNS record does not exist or does not belong to you.",
         ));
     }
-    st.save(&sim.state_path)
+    sim.persist(&st)
         .map_err(|e| Reject::new(500, "InternalError", format!("simulator state: {e}")))?;
     Ok((json!({"RecordId": id}), None))
 }

@@ -72,6 +72,10 @@ pub struct SimOptions {
     pub string_order_ids: bool,
     /// Hostile answers for matching orders (see [`hostile`]).
     pub hostile: Vec<hostile::Rule>,
+    /// Zero: the books are written after every change (a SIGKILL loses nothing). Otherwise
+    /// at most this often and at shutdown: writing the whole file per call is O(N) per call,
+    /// which a benchmark with thousands of orders cannot afford.
+    pub persist_interval: Duration,
 }
 
 impl SimOptions {
@@ -93,6 +97,28 @@ pub struct Sim {
     pub verifier: std::sync::Mutex<auth::Verifier>,
     pub faults: std::sync::Mutex<faults::Faults>,
     pub ca: ca::Ca,
+}
+
+impl Sim {
+    /// Writes the books now, or marks them for the next periodic write (`persist_interval`).
+    pub fn persist(&self, st: &state::State) -> Result<(), state::StateError> {
+        if self.opts.persist_interval.is_zero() {
+            st.save(&self.state_path)
+        } else {
+            st.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    /// Writes the books if a change is pending (periodic writer, shutdown).
+    async fn write_if_dirty(&self) {
+        let st = self.state.lock().await;
+        if st.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = st.save(&self.state_path) {
+                tracing::error!("simulator: {e}");
+            }
+        }
+    }
 }
 
 /// A running simulator.
@@ -157,9 +183,23 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
     let ticker = tokio::spawn(tick(sim.clone()));
+    let writer = (!sim.opts.persist_interval.is_zero()).then(|| {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(sim.opts.persist_interval);
+            loop {
+                every.tick().await;
+                sim.write_if_dirty().await;
+            }
+        })
+    });
     let task = tokio::spawn(async move {
-        server::serve(listener, sim, rx).await;
+        server::serve(listener, sim.clone(), rx).await;
         ticker.abort();
+        if let Some(w) = writer {
+            w.abort();
+        }
+        sim.write_if_dirty().await;
     });
     Ok(SimHandle {
         addr: local,

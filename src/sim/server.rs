@@ -266,7 +266,7 @@ fn dropped_connection() -> Response {
     Response::new(Body::from_stream(s))
 }
 
-/// Appends to the ledger and persists.
+/// Appends to the ledger and persists (see `--persist-interval`).
 async fn record(sim: &Sim, action: &str, code: &str, order_id: Option<u64>) {
     let mut st = sim.state.lock().await;
     st.calls.push(Call {
@@ -274,7 +274,7 @@ async fn record(sim: &Sim, action: &str, code: &str, order_id: Option<u64>) {
         code: code.to_string(),
         order_id,
     });
-    if let Err(e) = st.save(&sim.state_path) {
+    if let Err(e) = sim.persist(&st) {
         tracing::error!("simulator: {e}");
     }
 }

@@ -138,6 +138,9 @@ pub struct State {
     pub calls: Vec<Call>,
     /// Domain sets (sorted, joined) that already had a certificate, for --first-cert-lifetime.
     pub issued_sets: Vec<String>,
+    /// Changed since the last write (only used with a persist interval).
+    #[serde(skip)]
+    pub dirty: std::sync::atomic::AtomicBool,
 }
 
 impl State {
