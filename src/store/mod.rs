@@ -256,41 +256,6 @@ fn write_file_sync(path: &Path, body: &[u8]) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
-    /// Many certificates persisting at once (sled #1308 made this hang forever). The work runs
-    /// on its own thread and runtime so that a deadlock fails the test instead of hanging it.
-    #[test]
-    fn concurrent_durable_puts_all_complete() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(d.path()).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let s2 = s.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut tasks = tokio::task::JoinSet::new();
-                for i in 0..64 {
-                    let s = s2.clone();
-                    tasks.spawn(async move {
-                        let r =
-                            CertRecord::new(&format!("c{i}"), vec![format!("c{i}.example.com")]);
-                        for _ in 0..5 {
-                            s.put_durable(&r).await.unwrap();
-                        }
-                    });
-                }
-                while tasks.join_next().await.is_some() {}
-            });
-            let _ = tx.send(());
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(30))
-            .expect("64 concurrent put_durable calls did not finish in 30 s (flush deadlock)");
-        assert_eq!(s.list().unwrap().len(), 64);
-    }
-
     #[test]
     fn ewma_starts_with_first_observation_then_moves_toward_new_ones() {
         assert_eq!(ewma(None, 100.0), 100.0);
@@ -299,7 +264,8 @@ mod tests {
     }
 
     /// More concurrent durable writes than sled has IO threads (the daemon's steps plus a
-    /// burst of control requests in a renewal storm) must all finish, not hang. The writes run
+    /// burst of control requests in a renewal storm) must all finish, not hang (sled
+    /// #1241/#1308: concurrent `flush_async` calls deadlock). The writes run
     /// on their own thread and runtime: a hang blocks that runtime's threads inside sled, so
     /// only a timeout outside it can report the failure.
     #[test]
