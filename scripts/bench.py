@@ -53,6 +53,16 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def stop_process(proc):
+    """SIGTERM, then SIGKILL if it has not exited within a minute."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 # --- the webroot: what nginx would serve, one webroot per site (chosen by Host) -------------
 
 
@@ -159,12 +169,7 @@ class Sim:
         return self.ledger()["calls"]
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def by_action(calls):
@@ -310,12 +315,7 @@ class Daemon:
         return vm_hwm_mb(self.pid)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.notify.close()
         self.reader.close()
         self.log.close()
