@@ -8,6 +8,7 @@ mod config_errors;
 mod crash;
 mod daemon_e2e;
 mod deploy_files;
+mod docs_links;
 mod faults;
 mod fuzz;
 mod hostile;
