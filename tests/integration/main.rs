@@ -7,6 +7,7 @@ mod client_interop;
 mod config_errors;
 mod crash;
 mod daemon_e2e;
+mod demo;
 mod deploy_files;
 mod docs_links;
 mod faults;
