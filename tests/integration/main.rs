@@ -14,4 +14,5 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod service;
+mod sim_fidelity;
 mod sim_sdk;

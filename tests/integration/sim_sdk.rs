@@ -11,8 +11,8 @@ use crate::support;
 use crate::support::free_port;
 use crate::support::world::Proc;
 
-const AK: &str = "LTAI-sim-test";
-const SK: &str = "sim-test-secret";
+pub(crate) const AK: &str = "LTAI-sim-test";
+pub(crate) const SK: &str = "sim-test-secret";
 
 fn wait_for(path: &Path) -> String {
     let start = Instant::now();
@@ -31,7 +31,7 @@ fn wait_for(path: &Path) -> String {
     }
 }
 
-fn start_sim(data: &Path, extra: &[String]) -> (Proc, String) {
+pub(crate) fn start_sim(data: &Path, extra: &[String]) -> (Proc, String) {
     let ready = data.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
     let child = Command::new(support::bin())
