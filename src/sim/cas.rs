@@ -8,10 +8,8 @@ use super::reject::Reject;
 use super::server::Params;
 use super::state::{Order, OrderState, State};
 use super::validate;
-use super::Sim;
+use super::{Sim, DEFAULT_PRODUCT};
 
-/// The seed's default product.
-const DEFAULT_PRODUCT: &str = "symantec-free-1-free";
 const REFUND_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
 type Answer = Result<(Value, Option<u64>), Reject>;
@@ -65,12 +63,20 @@ pub async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
     }
 }
 
+/// The quota of a product the account holds, or the seed's 404 `NotFoundPackage`.
+fn package(sim: &Sim, product: &str) -> Result<i64, Reject> {
+    sim.opts
+        .total_quota(product)
+        .ok_or_else(|| Reject::new(404, "NotFoundPackage", "No package was purchased."))
+}
+
 async fn package_state(sim: &Sim, p: &Params) -> Answer {
     let product = get(p, "ProductCode").unwrap_or(DEFAULT_PRODUCT);
+    let total = package(sim, product)?;
     let st = sim.state.lock().await;
     let u = st.usage.get(product).cloned().unwrap_or_default();
     Ok((
-        json!({"ProductCode": product, "TotalCount": sim.opts.total_quota(product),
+        json!({"ProductCode": product, "TotalCount": total,
                "UsedCount": u.used, "IssuedCount": u.issued}),
         None,
     ))
@@ -197,7 +203,8 @@ pub fn new_order(
     vt: String,
     created_by: &str,
 ) -> Result<u64, Reject> {
-    if !st.consume(product, sim.opts.total_quota(product)) {
+    let total = package(sim, product)?;
+    if !st.consume(product, total) {
         return Err(Reject::new(
             404,
             "NotRemainCount",
@@ -686,6 +693,7 @@ mod tests {
                 validation_delay: std::time::Duration::from_millis(200),
                 review_delay: std::time::Duration::from_millis(200),
                 first_cert_lifetime: Some(std::time::Duration::from_secs(3600)),
+                quota: vec![("p".into(), 10)],
                 ..Default::default()
             },
         );
@@ -762,6 +770,31 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.code, "NotFoundOrder");
+    }
+
+    #[tokio::test]
+    async fn a_product_never_bought_is_not_found_and_costs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sim(dir.path(), SimOptions::default());
+        for product in ["geotrust-ov-w-personal", "no-such-product"] {
+            let e = create(&s, "www.example.com", product).await.unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (404, "NotFoundPackage"));
+            let e = dispatch(
+                &s,
+                "DescribePackageState",
+                &params(&[("ProductCode", product)]),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.code, "NotFoundPackage");
+        }
+        assert!(s.state.lock().await.orders.is_empty());
+        // The free products are held without --quota; no ProductCode means the 2024 default.
+        let (v, _) = dispatch(&s, "DescribePackageState", &params(&[]))
+            .await
+            .unwrap();
+        assert_eq!(v["ProductCode"], "digicert-free-1-free");
+        assert_eq!(v["TotalCount"], crate::sim::DEFAULT_QUOTA);
     }
 
     #[test]

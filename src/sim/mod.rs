@@ -21,8 +21,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Quota of a product nobody configured.
+/// Quota of a bought product whose quota nobody configured.
 pub const DEFAULT_QUOTA: i64 = 1000;
+/// The product CAS assumes when a call names none (the 2024 page; the 2022 seed said
+/// symantec-free-1-free).
+pub const DEFAULT_PRODUCT: &str = "digicert-free-1-free";
+/// Products every simulated account holds: the free DV ones (Alibaba grants free quota). Any
+/// other product is bought only when `--quota` names it; the rest answer `NotFoundPackage`.
+pub const FREE_PRODUCTS: &[&str] = &["digicert-free-1-free", "symantec-free-1-free"];
 /// Certificate lifetime when none is configured.
 pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
@@ -62,7 +68,8 @@ pub struct SimOptions {
     pub cert_lifetime: Option<Duration>,
     /// Lifetime of the first certificate issued for a given domain set.
     pub first_cert_lifetime: Option<Duration>,
-    /// Per-product TotalCount overrides (default [`DEFAULT_QUOTA`]).
+    /// Products bought and their TotalCount; the [`FREE_PRODUCTS`] are bought with
+    /// [`DEFAULT_QUOTA`] unless named here.
     pub quota: Vec<(String, i64)>,
     pub faults: faults::FaultOptions,
     /// The server clock runs this far ahead of the host's (behind when negative): requests
@@ -79,12 +86,14 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
-    pub fn total_quota(&self, product: &str) -> i64 {
+    /// The TotalCount of a product the account holds; `None` when it never bought it (or the
+    /// code is unknown), which CAS answers with `NotFoundPackage`.
+    pub fn total_quota(&self, product: &str) -> Option<i64> {
         self.quota
             .iter()
             .find(|(p, _)| p == product)
             .map(|(_, n)| *n)
-            .unwrap_or(DEFAULT_QUOTA)
+            .or_else(|| FREE_PRODUCTS.contains(&product).then_some(DEFAULT_QUOTA))
     }
 }
 

@@ -42,3 +42,29 @@ fn simulator_answers_match_the_official_sdk_models() {
     // Every case ran (a case list that silently shrank would pass too easily).
     assert!(stdout.contains("30 cases, 0 failed"), "{stdout}");
 }
+
+/// The client's side of `NotFoundPackage`, against the simulator: `package` for a product the
+/// account never bought says so and exits 5 (quota/package), not 7 (refused) or 0.
+#[test]
+fn package_for_a_product_never_bought_exits_5_against_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, addr) = start_sim(&dir.path().join("sim"), &[]);
+    let out = Command::new(support::bin())
+        .args(["package", "--product", "geotrust-ov-w-personal"])
+        .args(["--endpoint", &format!("http://{addr}")])
+        .arg("--config")
+        .arg(dir.path().join("none.toml"))
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", AK)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SK)
+        .output()
+        .unwrap();
+    crate::support::world::keep_output("sim_not_bought", &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(
+            "no package of geotrust-ov-w-personal bought on this account (NotFoundPackage)"
+        ),
+        "{stderr}"
+    );
+}
