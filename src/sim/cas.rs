@@ -451,7 +451,8 @@ async fn describe(sim: &Sim, p: &Params) -> Answer {
             "Type": "certificate", "Domain": domain,
             "Certificate": o.cert_pem.clone().unwrap_or_default(),
             "PrivateKey": o.key_pem.clone().unwrap_or_default(),
-            "CertId": o.cert_id}),
+            // A string in the SDK model (DescribeCertificateStateResponseBody.cert_id).
+            "CertId": o.cert_id.map(|c| c.to_string())}),
         OrderState::Revoked | OrderState::Deleted => json!({"Type": "unknow", "Domain": domain}),
         s => json!({"Type": s.type_str(), "Domain": domain}),
     };
