@@ -9,6 +9,7 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509CertificationRequest};
+use x509_parser::public_key::PublicKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -21,6 +22,9 @@ pub enum CaError {
     Rcgen(#[from] rcgen::Error),
     #[error("invalid CSR: {0}")]
     Csr(String),
+    /// A well-formed CSR whose key CAS does not sign (spec §4: RSA ≥ 2048 or ECC).
+    #[error("the CSR's key cannot be used: {0}")]
+    UnusableKey(String),
 }
 
 /// What a CSR asks for.
@@ -28,6 +32,8 @@ pub enum CaError {
 pub struct CsrInfo {
     pub common_name: Option<String>,
     pub sans: Vec<String>,
+    /// The key algorithm as ListUserCertificateOrder's `Algorithm` names it: RSA or ECC.
+    pub algorithm: &'static str,
 }
 
 /// Reads CN and DNS SANs from a PEM CSR and checks its self-signature.
@@ -35,6 +41,23 @@ pub fn parse_csr(pem: &str) -> Result<CsrInfo, CaError> {
     let block = pem_block(pem).ok_or_else(|| CaError::Csr("not a PEM CSR".into()))?;
     let (_, csr) =
         X509CertificationRequest::from_der(&block).map_err(|e| CaError::Csr(e.to_string()))?;
+    // Before the signature: a weak RSA key's signature is refused by the verifier too, and the
+    // key is what CAS reports.
+    let algorithm = match csr.certification_request_info.subject_pki.parsed() {
+        Ok(PublicKey::RSA(k)) if k.key_size() >= 2048 => "RSA",
+        Ok(PublicKey::RSA(k)) => {
+            return Err(CaError::UnusableKey(format!(
+                "RSA {} bits; at least 2048 are needed",
+                k.key_size()
+            )))
+        }
+        Ok(PublicKey::EC(_)) => "ECC",
+        _ => {
+            return Err(CaError::UnusableKey(
+                "only RSA (2048 bits or more) and ECC keys are signed".into(),
+            ))
+        }
+    };
     csr.verify_signature()
         .map_err(|e| CaError::Csr(format!("signature: {e}")))?;
     let common_name = csr
@@ -56,7 +79,11 @@ pub fn parse_csr(pem: &str) -> Result<CsrInfo, CaError> {
             }
         }
     }
-    Ok(CsrInfo { common_name, sans })
+    Ok(CsrInfo {
+        common_name,
+        sans,
+        algorithm,
+    })
 }
 
 /// Decodes the first PEM block's base64 body.
@@ -240,6 +267,7 @@ mod tests {
         let info = parse_csr(&csr).unwrap();
         assert_eq!(info.common_name.as_deref(), Some("www.example.com"));
         assert_eq!(info.sans, vec!["www.example.com".to_string()]);
+        assert_eq!(info.algorithm, "ECC");
         let d = vec!["www.example.com".to_string()];
         let issued = again
             .issue(&d, Some(&csr), std::time::Duration::from_secs(3600), 7)

@@ -138,8 +138,13 @@ fn split_domains(s: &str) -> Vec<String> {
 fn order_domains(domain: Option<&str>, csr: Option<&str>) -> Result<Vec<String>, Reject> {
     let from_csr = match csr {
         Some(c) => {
-            let info =
-                super::ca::parse_csr(c).map_err(|e| Reject::invalid("Csr", &e.to_string()))?;
+            let info = super::ca::parse_csr(c).map_err(|e| match e {
+                // The seed's 403 for a create CAS will not carry out.
+                super::ca::CaError::UnusableKey(_) => {
+                    Reject::new(403, "CreateCertificateRequestFailed", e.to_string())
+                }
+                _ => Reject::invalid("Csr", &e.to_string()),
+            })?;
             let mut names: Vec<String> = info.common_name.into_iter().collect();
             for s in info.sans {
                 if !names.contains(&s) {
@@ -238,7 +243,7 @@ pub fn new_order(
 
 async fn save(sim: &Sim, st: &State) -> Result<(), Reject> {
     sim.persist(st)
-        .map_err(|e| Reject::new(500, "InternalError", format!("simulator state: {e}")))
+        .map_err(|e| Reject::cas_error(format_args!("simulator state: {e}")))
 }
 
 async fn create_common(
@@ -379,7 +384,7 @@ fn issue(sim: &Sim, st: &mut State, o: &mut Order) -> Result<(), Reject> {
     };
     st.next_cert += 1;
     let cert_id = 20_000_000 + st.next_cert;
-    let ca_err = |e| Reject::new(500, "InternalError", format!("test CA: {e}"));
+    let ca_err = |e| Reject::cas_error(format_args!("test CA: {e}"));
     let first = o.domains.first().map(String::as_str).unwrap_or_default();
     let issued = match hostile::mode_for(&sim.opts.hostile, first) {
         Some(hostile::Mode::WrongDomain) => {

@@ -33,6 +33,10 @@ impl Reject {
     pub fn no_order() -> Reject {
         Reject::new(404, "NotFoundOrder", "The order does not exist.")
     }
+    /// CAS's answer to a failure on its side (seed error table: 500 `Error`).
+    pub fn cas_error(detail: impl std::fmt::Display) -> Reject {
+        Reject::new(500, "Error", format!("An error occurred: {detail}"))
+    }
     pub fn order_state(why: &str) -> Reject {
         Reject::new(403, "OrderStateError", why)
     }

@@ -51,10 +51,20 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
         .into_response()
 }
 
-fn reject_response(r: &Reject) -> Response {
+/// Alibaba's `HostId`: the host name of the product's endpoint (the simulator stands in for
+/// both; an unknown or missing Version is judged by CAS, the simulator's main product).
+fn host_id(version: &str) -> &'static str {
+    if version == DNS_VERSION {
+        "alidns.aliyuncs.com"
+    } else {
+        "cas.aliyuncs.com"
+    }
+}
+
+fn reject_response(r: &Reject, version: &str) -> Response {
     let body = json!({
         "RequestId": request_id(),
-        "HostId": "127.0.0.1",
+        "HostId": host_id(version),
         "Code": r.code,
         "Message": r.message,
         "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}", r.code),
@@ -117,11 +127,14 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     if method != Method::GET && method != Method::POST {
-        return reject_response(&Reject::new(
-            405,
-            "UnsupportedHTTPMethod",
-            "Only GET and POST are supported.",
-        ));
+        return reject_response(
+            &Reject::new(
+                405,
+                "UnsupportedHTTPMethod",
+                "Only GET and POST are supported.",
+            ),
+            "",
+        );
     }
     let query = parse_pairs(uri.query().unwrap_or(""));
     let is_form = headers
@@ -172,7 +185,7 @@ async fn answer(
     };
     if let Err(r) = verified {
         record(&sim, &action, &r.code, None).await;
-        return reject_response(&r);
+        return reject_response(&r, &version);
     }
     let fault = sim
         .faults
@@ -188,7 +201,7 @@ async fn answer(
                 "The request has failed due to a temporary failure of the server.",
             );
             record(&sim, &action, &r.code, None).await;
-            return reject_response(&r);
+            return reject_response(&r, &version);
         }
         Fault::Throttled => {
             let r = Reject::new(
@@ -197,7 +210,7 @@ async fn answer(
                 "Request was denied due to user flow control.",
             );
             record(&sim, &action, &r.code, None).await;
-            return reject_response(&r);
+            return reject_response(&r, &version);
         }
         Fault::Reset => {
             record(&sim, &action, "fault:reset", None).await;
@@ -252,7 +265,7 @@ async fn answer(
         Err(r) => {
             let order = params.get("OrderId").and_then(|s| s.parse().ok());
             record(&sim, &action, &r.code, order).await;
-            reject_response(&r)
+            reject_response(&r, &version)
         }
     }
 }
