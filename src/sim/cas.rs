@@ -10,6 +10,8 @@ use super::state::{Order, OrderState, State};
 use super::validate;
 use super::{Sim, DEFAULT_PRODUCT};
 
+/// ListUserCertificateOrder's `OrderType` values (SDK model), CPACK the default.
+const ORDER_TYPES: &[&str] = &["CPACK", "BUY", "UPLOAD", "CERT"];
 const REFUND_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
 type Answer = Result<(Value, Option<u64>), Reject>;
@@ -572,17 +574,17 @@ fn list_status(o: &Order, now: i64) -> &'static str {
 }
 
 async fn list(sim: &Sim, p: &Params) -> Answer {
-    let page: usize = get(p, "CurrentPage")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let size: usize = get(p, "ShowSize")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50)
-        .clamp(1, 1000);
+    let page = Reject::int_param(get(p, "CurrentPage"), "CurrentPage", 1, 1, usize::MAX)?;
+    let size = Reject::int_param(get(p, "ShowSize"), "ShowSize", 50, 1, 1000)?;
     let keyword = get(p, "Keyword").map(str::to_ascii_lowercase);
     let status = get(p, "Status").map(str::to_ascii_uppercase);
-    let order_type = get(p, "OrderType").unwrap_or("CPACK").to_ascii_uppercase();
+    let order_type = get(p, "OrderType").unwrap_or("CPACK");
+    if !ORDER_TYPES.contains(&order_type) {
+        return Err(Reject::invalid(
+            "OrderType",
+            &format!("{order_type:?}: one of {}", ORDER_TYPES.join(", ")),
+        ));
+    }
     let now = now_ms();
     let st = sim.state.lock().await;
     let mut hits: Vec<&Order> = st

@@ -8,6 +8,20 @@ use super::Sim;
 
 type Answer = Result<(Value, Option<u64>), Reject>;
 
+/// Record types Alidns accepts (AddDomainRecord's `Type`).
+const RECORD_TYPES: &[&str] = &[
+    "A",
+    "NS",
+    "MX",
+    "TXT",
+    "CNAME",
+    "SRV",
+    "AAAA",
+    "CAA",
+    "REDIRECT_URL",
+    "FORWARD_URL",
+];
+
 fn get<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
     p.get(name).map(String::as_str).filter(|v| !v.is_empty())
 }
@@ -59,8 +73,14 @@ async fn add(sim: &Sim, p: &Params) -> Answer {
     let zone = zone(sim, req(p, "DomainName")?)?;
     let rr = req(p, "RR")?.to_ascii_lowercase();
     let rtype = req(p, "Type")?.to_ascii_uppercase();
+    if !RECORD_TYPES.contains(&rtype.as_str()) {
+        return Err(Reject::invalid(
+            "Type",
+            &format!("{rtype:?}: one of {}", RECORD_TYPES.join(", ")),
+        ));
+    }
     let value = req(p, "Value")?.to_string();
-    let ttl = get(p, "TTL").and_then(|t| t.parse().ok()).unwrap_or(600);
+    let ttl = Reject::int_param(get(p, "TTL"), "TTL", 600, 600, 86_400)? as i64;
     let mut st = sim.state.lock().await;
     if st
         .records
@@ -105,15 +125,9 @@ async fn delete(sim: &Sim, p: &Params) -> Answer {
     Ok((json!({"RecordId": id}), None))
 }
 
-fn page(p: &Params, hits: Vec<&Record>) -> Value {
-    let num: usize = get(p, "PageNumber")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let size: usize = get(p, "PageSize")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
-        .clamp(1, 500);
+fn page(p: &Params, hits: Vec<&Record>) -> Result<Value, Reject> {
+    let num = Reject::int_param(get(p, "PageNumber"), "PageNumber", 1, 1, usize::MAX)?;
+    let size = Reject::int_param(get(p, "PageSize"), "PageSize", 20, 1, 500)?;
     let total = hits.len();
     let recs: Vec<Value> = hits
         .into_iter()
@@ -121,14 +135,19 @@ fn page(p: &Params, hits: Vec<&Record>) -> Value {
         .take(size)
         .map(record_json)
         .collect();
-    json!({"TotalCount": total, "PageNumber": num, "PageSize": size, "DomainRecords": {"Record": recs}})
+    Ok(
+        json!({"TotalCount": total, "PageNumber": num, "PageSize": size, "DomainRecords": {"Record": recs}}),
+    )
 }
 
 async fn describe(sim: &Sim, p: &Params) -> Answer {
     let zone = zone(sim, req(p, "DomainName")?)?;
     let rrk = get(p, "RRKeyWord").map(str::to_ascii_lowercase);
     let tk = get(p, "TypeKeyWord").map(str::to_ascii_uppercase);
-    let vk = get(p, "ValueKeyWord");
+    let vk = get(p, "ValueKeyWord").map(str::to_ascii_lowercase);
+    let ty = get(p, "Type").map(str::to_ascii_uppercase);
+    // KeyWord alone is a LIKE search over RR and value (the SDK model's SearchMode default).
+    let kw = get(p, "KeyWord").map(str::to_ascii_lowercase);
     let st = sim.state.lock().await;
     let hits: Vec<&Record> = st
         .records
@@ -136,9 +155,17 @@ async fn describe(sim: &Sim, p: &Params) -> Answer {
         .filter(|r| r.zone == zone)
         .filter(|r| rrk.as_deref().is_none_or(|k| r.rr.contains(k)))
         .filter(|r| tk.as_deref().is_none_or(|k| r.rtype == k))
-        .filter(|r| vk.is_none_or(|k| r.value.contains(k)))
+        .filter(|r| ty.as_deref().is_none_or(|k| r.rtype == k))
+        .filter(|r| {
+            vk.as_deref()
+                .is_none_or(|k| r.value.to_ascii_lowercase().contains(k))
+        })
+        .filter(|r| {
+            kw.as_deref()
+                .is_none_or(|k| r.rr.contains(k) || r.value.to_ascii_lowercase().contains(k))
+        })
         .collect();
-    Ok((page(p, hits), None))
+    Ok((page(p, hits)?, None))
 }
 
 async fn describe_sub(sim: &Sim, p: &Params) -> Answer {
@@ -159,7 +186,7 @@ async fn describe_sub(sim: &Sim, p: &Params) -> Answer {
         .filter(|r| r.fqdn() == sub)
         .filter(|r| tk.as_deref().is_none_or(|k| r.rtype == k))
         .collect();
-    Ok((page(p, hits), None))
+    Ok((page(p, hits)?, None))
 }
 
 /// Splits a name into zone and RR: the longest `--zone` suffix, else the last two labels.

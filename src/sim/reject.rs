@@ -30,6 +30,26 @@ impl Reject {
             format!("The specified parameter \"{name}\" is not valid: {why}"),
         )
     }
+    /// An optional integer parameter in `min..=max` (Alibaba refuses `abc`, 0, and the out of
+    /// range rather than falling back to a default).
+    pub fn int_param(
+        value: Option<&str>,
+        name: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, Reject> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        match v.trim().parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(Reject::invalid(
+                name,
+                &format!("{v:?}: give an integer from {min} to {max}"),
+            )),
+        }
+    }
     pub fn no_order() -> Reject {
         Reject::new(404, "NotFoundOrder", "The order does not exist.")
     }
