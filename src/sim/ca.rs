@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RsaKeySize,
+    SerialNumber,
 };
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509CertificationRequest};
 use x509_parser::public_key::PublicKey;
@@ -84,6 +85,31 @@ pub fn parse_csr(pem: &str) -> Result<CsrInfo, CaError> {
         sans,
         algorithm,
     })
+}
+
+/// An RSA key as PKCS#1 PEM: rcgen writes PKCS#8, whose `privateKey` OCTET STRING is the
+/// PKCS#1 `RSAPrivateKey` (RFC 5208 §5).
+fn pkcs1_pem(key: &KeyPair) -> Result<String, CaError> {
+    use base64::Engine as _;
+    use x509_parser::der_parser::der::parse_der;
+    let der = key.serialize_der();
+    let bad = || CaError::Csr("rcgen wrote an RSA key that is not PKCS#8".into());
+    let (_, info) = parse_der(&der).map_err(|_| bad())?;
+    let pkcs1 = info
+        .as_sequence()
+        .ok()
+        .and_then(|items| items.get(2))
+        .and_then(|o| o.as_slice().ok())
+        .ok_or_else(bad)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs1);
+    let mut pem = String::from("-----BEGIN RSA PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII.
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END RSA PRIVATE KEY-----\n");
+    Ok(pem)
 }
 
 /// Decodes the first PEM block's base64 body.
@@ -183,7 +209,8 @@ impl Ca {
     }
 
     /// Issues a leaf for `domains` (CN = first) valid for `lifetime` from now; the public key
-    /// comes from `csr`, or from a new ECDSA P-256 key returned in `key_pem`.
+    /// comes from `csr`, or from a new key returned in `key_pem` as CAS makes them: RSA 2048,
+    /// PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`, the seed's DescribeCertificateState example).
     pub fn issue(
         &self,
         domains: &[String],
@@ -230,8 +257,8 @@ impl Ca {
                 (params.signed_by(&req.public_key, &issuer)?, None)
             }
             None => {
-                let key = KeyPair::generate()?;
-                (params.signed_by(&key, &issuer)?, Some(key.serialize_pem()))
+                let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)?;
+                (params.signed_by(&key, &issuer)?, Some(pkcs1_pem(&key)?))
             }
         };
         let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;

@@ -560,6 +560,14 @@ async fn renew(sim: &Sim, p: &Params) -> Answer {
     Ok((json!({"OrderId": oid(sim, new, true)}), Some(new)))
 }
 
+/// ListUserCertificateOrder's `Algorithm`: the CSR's key, or RSA for the keys CAS makes.
+fn algorithm(o: &Order) -> &'static str {
+    o.csr
+        .as_deref()
+        .and_then(|c| super::ca::parse_csr(c).ok())
+        .map_or("RSA", |i| i.algorithm)
+}
+
 fn list_status(o: &Order, now: i64) -> &'static str {
     if o.state == OrderState::Certificate {
         let end = o.cert_end_ms.unwrap_or(0);
@@ -615,7 +623,7 @@ async fn list(sim: &Sim, p: &Params) -> Answer {
                 "Sans": o.domains.join(","), "CommonName": first, "DomainCount": o.domains.len(),
                 "Status": list_status(o, now), "ProductCode": o.product_code, "ProductName": o.product_code,
                 "CertType": cert_type, "DomainType": domain_type, "BuyDate": o.created_ms,
-                "Algorithm": "RSA", "Issuer": "cas-certd simulator",
+                "Algorithm": algorithm(o), "Issuer": "cas-certd simulator",
             });
             if let (Some(s), Some(e), Some(m)) = (o.cert_start_ms, o.cert_end_ms, v.as_object_mut()) {
                 m.insert("CertStartTime".into(), json!(s));

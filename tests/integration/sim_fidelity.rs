@@ -68,3 +68,39 @@ fn package_for_a_product_never_bought_exits_5_against_the_simulator() {
         "{stderr}"
     );
 }
+
+/// Issue 17 item 2, the daemon's side: CAS makes RSA 2048 keys in PKCS#1 PEM (`BEGIN RSA
+/// PRIVATE KEY`); a certificate with `key = "cas"` is deployed with that key, which matches.
+#[test]
+fn a_cas_made_pkcs1_rsa_key_is_deployed_and_matches() {
+    use crate::support::world::{assert_key_matches_and_private, openssl, wait_for, World};
+    let w = World::new(&[]);
+    let cfg = w.config(
+        "[[certificate]]\nname = \"casrsa\"\ndomains = [\"casrsa.example.test\"]\nvalidation = { method = \"alidns\" }\nkey = \"cas\"\n",
+    );
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for(
+        "casrsa deployed",
+        std::time::Duration::from_secs(60),
+        || w.live("casrsa", "cert.pem").exists(),
+    );
+    let key = std::fs::read_to_string(w.live("casrsa", "privkey.pem")).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "deployed as CAS made it: {}",
+        &key[..40.min(key.len())]
+    );
+    let text = openssl(&[
+        "pkey",
+        "-in",
+        w.live("casrsa", "privkey.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        text.contains("2048 bit"),
+        "{}",
+        text.lines().next().unwrap_or("")
+    );
+    assert_key_matches_and_private(&w, "casrsa");
+}
