@@ -113,7 +113,7 @@ fn pkcs1_pem(key: &KeyPair) -> Result<String, CaError> {
 }
 
 /// Decodes the first PEM block's base64 body.
-fn pem_block(pem: &str) -> Option<Vec<u8>> {
+pub(super) fn pem_block(pem: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let body: String = pem
         .lines()

@@ -10,17 +10,15 @@ use super::state::{Order, OrderState, State};
 use super::validate;
 use super::{Sim, DEFAULT_PRODUCT};
 
-/// ListUserCertificateOrder's `OrderType` values (SDK model), CPACK the default.
-const ORDER_TYPES: &[&str] = &["CPACK", "BUY", "UPLOAD", "CERT"];
-const REFUND_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+pub(super) const REFUND_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
-type Answer = Result<(Value, Option<u64>), Reject>;
+pub(super) type Answer = Result<(Value, Option<u64>), Reject>;
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn get<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
+pub(super) fn get<'a>(p: &'a Params, name: &str) -> Option<&'a str> {
     p.get(name).map(String::as_str).filter(|v| !v.is_empty())
 }
 
@@ -36,7 +34,7 @@ fn order_id(p: &Params) -> Result<u64, Reject> {
 }
 
 /// OrderId as JSON: a number, or a string where the seed shows one (or with --string-order-ids).
-fn oid(sim: &Sim, id: u64, string: bool) -> Value {
+pub(super) fn oid(sim: &Sim, id: u64, string: bool) -> Value {
     if string || sim.opts.string_order_ids {
         Value::String(id.to_string())
     } else {
@@ -55,7 +53,7 @@ pub async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
         "DeleteCertificateRequest" => delete(sim, p).await,
         "CancelCertificateForPackageRequest" => revoke(sim, p).await,
         "RenewCertificateOrderForPackageRequest" => renew(sim, p).await,
-        "ListUserCertificateOrder" => list(sim, p).await,
+        "ListUserCertificateOrder" => super::list::list(sim, p).await,
         "" => Err(Reject::missing("Action")),
         _ => Err(Reject::new(
             404,
@@ -558,85 +556,6 @@ async fn renew(sim: &Sim, p: &Params) -> Answer {
     }
     save(sim, &st).await?;
     Ok((json!({"OrderId": oid(sim, new, true)}), Some(new)))
-}
-
-/// ListUserCertificateOrder's `Algorithm`: the CSR's key, or RSA for the keys CAS makes.
-fn algorithm(o: &Order) -> &'static str {
-    o.csr
-        .as_deref()
-        .and_then(|c| super::ca::parse_csr(c).ok())
-        .map_or("RSA", |i| i.algorithm)
-}
-
-fn list_status(o: &Order, now: i64) -> &'static str {
-    if o.state == OrderState::Certificate {
-        let end = o.cert_end_ms.unwrap_or(0);
-        if end <= now {
-            return "EXPIRED";
-        }
-        if end - now < REFUND_WINDOW_MS {
-            return "WILLEXPIRED";
-        }
-    }
-    o.state.list_status()
-}
-
-async fn list(sim: &Sim, p: &Params) -> Answer {
-    let page = Reject::int_param(get(p, "CurrentPage"), "CurrentPage", 1, 1, usize::MAX)?;
-    let size = Reject::int_param(get(p, "ShowSize"), "ShowSize", 50, 1, 1000)?;
-    let keyword = get(p, "Keyword").map(str::to_ascii_lowercase);
-    let status = get(p, "Status").map(str::to_ascii_uppercase);
-    let order_type = get(p, "OrderType").unwrap_or("CPACK");
-    if !ORDER_TYPES.contains(&order_type) {
-        return Err(Reject::invalid(
-            "OrderType",
-            &format!("{order_type:?}: one of {}", ORDER_TYPES.join(", ")),
-        ));
-    }
-    let now = now_ms();
-    let st = sim.state.lock().await;
-    let mut hits: Vec<&Order> = st
-        .orders
-        .iter()
-        .filter(|o| o.state != OrderState::Deleted)
-        .filter(|_| order_type == "CPACK" || order_type == "BUY")
-        .filter(|o| {
-            keyword.as_deref().is_none_or(|k| {
-                o.instance_id.to_ascii_lowercase().contains(k)
-                    || o.domains.iter().any(|d| d.contains(k))
-            })
-        })
-        .filter(|o| status.as_deref().is_none_or(|s| list_status(o, now) == s))
-        .collect();
-    hits.sort_by_key(|o| std::cmp::Reverse(o.id));
-    let total = hits.len();
-    let items: Vec<Value> = hits
-        .into_iter()
-        .skip((page - 1) * size)
-        .take(size)
-        .map(|o| {
-            let first = o.domains.first().cloned().unwrap_or_default();
-            let cert_type = if o.product_code.contains("-ov-") { "OV" } else if o.product_code.contains("-ev-") { "EV" } else { "DV" };
-            let domain_type = if o.domains.len() > 1 { "MULTIPLE" } else if first.starts_with("*.") { "WILDCARD" } else { "ONE" };
-            let mut v = json!({
-                "OrderId": oid(sim, o.id, false), "InstanceId": o.instance_id, "Domain": first,
-                "Sans": o.domains.join(","), "CommonName": first, "DomainCount": o.domains.len(),
-                "Status": list_status(o, now), "ProductCode": o.product_code, "ProductName": o.product_code,
-                "CertType": cert_type, "DomainType": domain_type, "BuyDate": o.created_ms,
-                "Algorithm": algorithm(o), "Issuer": "cas-certd simulator",
-            });
-            if let (Some(s), Some(e), Some(m)) = (o.cert_start_ms, o.cert_end_ms, v.as_object_mut()) {
-                m.insert("CertStartTime".into(), json!(s));
-                m.insert("CertEndTime".into(), json!(e));
-                m.insert("CertificateId".into(), json!(o.cert_id));
-            }
-            v
-        })
-        .collect();
-    Ok((
-        json!({"TotalCount": total, "CurrentPage": page, "ShowSize": size, "CertificateOrderList": items}),
-        None,
-    ))
 }
 
 #[cfg(test)]

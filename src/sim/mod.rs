@@ -2,15 +2,16 @@
 //! machine, real domain validation and a local test CA.
 //!
 //! Modules: [`server`] (HTTP, routing, faults, ledger endpoint), [`auth`] (v1/V3 signatures),
-//! [`cas`] and [`dns`] (the actions), [`state`] (books, persisted), [`ca`] (test CA),
-//! [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault injection), [`hostile`]
-//! (answers from a CA gone bad).
+//! [`cas`] and [`dns`] (the actions), [`list`] (ListUserCertificateOrder), [`state`] (books,
+//! persisted), [`ca`] (test CA), [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault
+//! injection), [`hostile`] (answers from a CA gone bad).
 pub mod auth;
 pub mod ca;
 pub mod cas;
 pub mod dns;
 pub mod faults;
 pub mod hostile;
+pub mod list;
 pub mod reject;
 pub mod server;
 pub mod state;
