@@ -4,7 +4,7 @@
 //! Modules: [`server`] (HTTP, routing, faults, ledger endpoint), [`auth`] (v1/V3 signatures),
 //! [`cas`] and [`dns`] (the actions), [`list`] (ListUserCertificateOrder), [`state`] (books,
 //! persisted), [`ca`] (test CA), [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault
-//! injection), [`hostile`] (answers from a CA gone bad).
+//! injection), [`hostile`] (answers from a CA gone bad), [`xml`] (Format=XML).
 pub mod auth;
 pub mod ca;
 pub mod cas;
@@ -16,6 +16,7 @@ pub mod reject;
 pub mod server;
 pub mod state;
 pub mod validate;
+pub mod xml;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -61,7 +61,23 @@ fn host_id(version: &str) -> &'static str {
     }
 }
 
-fn reject_response(r: &Reject, version: &str) -> Response {
+fn xml_response(status: StatusCode, root: &str, v: &Value) -> Response {
+    (
+        status,
+        [("content-type", "application/xml;charset=utf-8")],
+        super::xml::document(root, v),
+    )
+        .into_response()
+}
+
+/// How the caller asked to be answered (`Format`, JSON unless XML is asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Xml,
+}
+
+fn reject_response(r: &Reject, version: &str, format: Format) -> Response {
     let body = json!({
         "RequestId": request_id(),
         "HostId": host_id(version),
@@ -70,7 +86,10 @@ fn reject_response(r: &Reject, version: &str) -> Response {
         "Recommend": format!("https://api.aliyun.com/troubleshoot?q={}", r.code),
     });
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
-    json_response(status, &body)
+    match format {
+        Format::Json => json_response(status, &body),
+        Format::Xml => xml_response(status, "Error", &body),
+    }
 }
 
 async fn ledger(AxState(sim): AxState<Arc<Sim>>) -> Response {
@@ -134,6 +153,7 @@ async fn answer(
                 "Only GET and POST are supported.",
             ),
             "",
+            Format::Json,
         );
     }
     let query = parse_pairs(uri.query().unwrap_or(""));
@@ -162,6 +182,14 @@ async fn answer(
     let version = hdr("x-acs-version")
         .or_else(|| params.get("Version").cloned())
         .unwrap_or_default();
+    let format = if params
+        .get("Format")
+        .is_some_and(|f| f.eq_ignore_ascii_case("XML"))
+    {
+        Format::Xml
+    } else {
+        Format::Json
+    };
 
     if let Some(l) = sim.faults.lock().map(|mut f| f.latency()).unwrap_or(None) {
         tokio::time::sleep(l).await;
@@ -185,7 +213,7 @@ async fn answer(
     };
     if let Err(r) = verified {
         record(&sim, &action, &r.code, None).await;
-        return reject_response(&r, &version);
+        return reject_response(&r, &version, format);
     }
     let fault = sim
         .faults
@@ -201,7 +229,7 @@ async fn answer(
                 "The request has failed due to a temporary failure of the server.",
             );
             record(&sim, &action, &r.code, None).await;
-            return reject_response(&r, &version);
+            return reject_response(&r, &version, format);
         }
         Fault::Throttled => {
             let r = Reject::new(
@@ -210,7 +238,7 @@ async fn answer(
                 "Request was denied due to user flow control.",
             );
             record(&sim, &action, &r.code, None).await;
-            return reject_response(&r, &version);
+            return reject_response(&r, &version, format);
         }
         Fault::Reset => {
             record(&sim, &action, "fault:reset", None).await;
@@ -260,12 +288,15 @@ async fn answer(
             if let Value::Object(m) = &mut v {
                 m.insert("RequestId".into(), Value::String(request_id()));
             }
-            json_response(StatusCode::OK, &v)
+            match format {
+                Format::Json => json_response(StatusCode::OK, &v),
+                Format::Xml => xml_response(StatusCode::OK, &format!("{action}Response"), &v),
+            }
         }
         Err(r) => {
             let order = params.get("OrderId").and_then(|s| s.parse().ok());
             record(&sim, &action, &r.code, order).await;
-            reject_response(&r, &version)
+            reject_response(&r, &version, format)
         }
     }
 }
