@@ -193,10 +193,10 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
 
 /// The rows from the running daemon, else from `status.json`, else from the store itself.
 async fn status_rows(cfg: &Config) -> anyhow::Result<(Vec<StatusRow>, &'static str)> {
-    if let Ok(Response::Status { certificates }) =
-        control::request(&cfg.control_socket, &Request::Status).await
-    {
-        return Ok((certificates, "daemon"));
+    match control::request(cfg, &Request::Status).await {
+        Ok(Response::Status { certificates }) => return Ok((certificates, "daemon")),
+        Err(e @ control::ControlError::Untrusted { .. }) => eprintln!("cas-certd: {e}"),
+        _ => {}
     }
     match Store::open(&cfg.state_dir) {
         Ok(s) => {
@@ -287,7 +287,7 @@ pub async fn renew(cli: &super::Cli, a: &RenewArgs) -> anyhow::Result<ExitCode> 
         name: a.name.clone(),
         force: a.force,
     };
-    match control::request(&cfg.control_socket, &req).await {
+    match control::request(&cfg, &req).await {
         Ok(Response::Ok { message }) => {
             println!("{message}");
             Ok(ExitCode::SUCCESS)
