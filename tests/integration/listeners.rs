@@ -211,6 +211,70 @@ fn idle_metrics_connections_leave_deploys_status_and_reload_working() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Issue 18 item 4: with descriptors gone, the control socket's accept loop retried at once
+/// (`continue` on every error) and spun at 120 % CPU. Here the limit of a running daemon is cut
+/// to what it already uses plus a few, idle metrics connections take those few, and a `status`
+/// waits on the control socket: both accept loops fail with EMFILE and must back off.
+#[test]
+fn accept_loops_back_off_when_descriptors_run_out() {
+    let w = World::new(&[]);
+    let port = free_port();
+    let cfg = w.config(&format!(
+        "{}[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        w.file_cert("e", "\"e.example.test\"")
+    ));
+    let d = w.daemon(&cfg, "daemon.log");
+    let pid = d.0.id();
+    assert!(
+        until(Duration::from_secs(20), || scrape(port).contains(" 200 ")),
+        "metrics endpoint never answered"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = open + 8;
+    let set = Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(set.success(), "prlimit --pid failed");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let _idle: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    let mut status = cli(&cfg, &["status"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let (cpu0, t0) = (cpu_time(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(4));
+    let (cpu, wall) = (cpu_time(pid) - cpu0, t0.elapsed());
+    let _ = status.kill();
+    let _ = status.wait();
+    let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    eprintln!(
+        "{open} descriptors open, limit {limit}: daemon CPU {cpu:?} over {wall:?} ({:.0} %)",
+        share * 100.0
+    );
+    let log = std::fs::read_to_string(w.p("daemon.log")).unwrap();
+    let bursts = log.matches("listener.accept_failed").count();
+    assert!(
+        share < 0.3,
+        "an accept loop spins: {cpu:?} of CPU in {wall:?}"
+    );
+    assert!(
+        (1..=20).contains(&bursts),
+        "{bursts} accept_failed lines (want one per burst)"
+    );
+}
+
 /// One GET /metrics, the whole answer ("" if the connection failed).
 fn scrape(port: u16) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
