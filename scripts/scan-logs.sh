@@ -4,10 +4,10 @@
 # CLI output into <target>/test-logs/<test>-<pid>-<n>/ (tests/integration/support/world.rs:
 # keep_logs, keep_output), pass or fail; scripts/test.sh wipes that directory first.
 #
-# Usage: scripts/scan-logs.sh [DIR]      (default: ${CARGO_TARGET_DIR:-target}/test-logs)
+# Usage: scripts/scan-logs.sh [DIR]      (default: <target-dir>/test-logs, see scripts/target-dir.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir="${1:-${CARGO_TARGET_DIR:-target}/test-logs}"
+dir="${1:-$(scripts/target-dir.sh)/test-logs}"
 
 # The secrets: every test constant named like one (KEY_SECRET, SECRET, SK, ...) and every literal
 # handed to a child as ALIBABA_CLOUD_ACCESS_KEY_SECRET. A new test secret is picked up as long as
