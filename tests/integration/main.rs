@@ -11,5 +11,6 @@ mod deploy_files;
 mod faults;
 mod fuzz;
 mod hostile;
+mod logs;
 mod service;
 mod sim_sdk;
