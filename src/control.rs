@@ -265,11 +265,11 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Resu
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     loop {
-        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut r, MAX_LINE)).await {
-            Err(_) | Ok(Ok(Line::End)) => return Ok(()),
-            Ok(r) => r?,
+        // An idle client is dropped: it holds one of the few connection slots.
+        let Ok(line) = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut r, MAX_LINE)).await else {
+            return Ok(());
         };
-        let resp = match line {
+        let resp = match line? {
             Line::End => return Ok(()),
             Line::TooLong => {
                 let resp = Response::Error {
