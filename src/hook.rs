@@ -202,6 +202,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn children_start_from_an_empty_environment() {
+        // The test process has cargo's variables (and whatever the shell had): none may pass.
+        let out = run(
+            &hook(&["sh", "-c", "env"], 10),
+            &[("CERT_NAME".into(), "www".into())],
+        )
+        .await
+        .unwrap();
+        let lines: Vec<&str> = out.output.lines().collect();
+        assert!(
+            lines.contains(&"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            "{lines:?}"
+        );
+        assert!(lines.contains(&"CERT_NAME=www"), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("LANG=")), "{lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with("CARGO") || l.starts_with("HOME=")),
+            "inherited: {lines:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn failure_carries_status_and_tail() {
         let e = run(&hook(&["sh", "-c", "echo bad thing; exit 3"], 10), &[])
             .await

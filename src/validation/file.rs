@@ -351,6 +351,64 @@ mod tests {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+mod pinned_tests {
+    use super::*;
+
+    const URI: &str = "/.well-known/pki-validation/fileauth.txt";
+
+    fn doms() -> Vec<String> {
+        vec!["example.com".into()]
+    }
+
+    #[test]
+    fn only_fileauth_txt_with_one_line_of_printable_ascii() {
+        let root = tempfile::tempdir().unwrap();
+        for uri in [
+            "/.well-known/pki-validation/.htaccess",
+            "/.well-known/pki-validation/index.php",
+            "/.well-known/pki-validation/f.txt",
+        ] {
+            let e = present(root.path(), "example.com", uri, "x", &doms()).unwrap_err();
+            assert!(
+                e.to_string().contains("fileauth.txt"),
+                "{uri}: {e}"
+            );
+        }
+        for content in [
+            "tok\nAddHandler cgi-script .txt",
+            "tok\r",
+            "tok\u{7f}",
+            "tök",
+            &"a".repeat(1025),
+        ] {
+            let e = present(root.path(), "example.com", URI, content, &doms()).unwrap_err();
+            assert!(matches!(e, ValidationError::Unsafe(_)), "{content:?}: {e}");
+        }
+        assert!(!root.path().join(".well-known").exists(), "something was written");
+        present(root.path(), "example.com", URI, "2024 abc-DEF_123=", &doms()).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_above_the_webroot_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("real/site")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+        let webroot = tmp.path().join("link/site");
+        let e = present(&webroot, "example.com", URI, "tok", &doms()).unwrap_err();
+        assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
+        assert!(
+            e.to_string().contains(&tmp.path().join("link").display().to_string()),
+            "{e}"
+        );
+        assert!(!tmp.path().join("real/site/.well-known").exists());
+        // The webroot itself a symlink: refused too.
+        let e = present(&tmp.path().join("link"), "example.com", URI, "tok", &doms()).unwrap_err();
+        assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod claim_tests {
     use super::*;
 

@@ -13,3 +13,4 @@ mod fuzz;
 mod hostile;
 mod service;
 mod sim_sdk;
+mod validation_safety;
