@@ -110,7 +110,9 @@ pub fn file_uri(mode: Mode, data_dir: &Path) -> Option<String> {
 /// The Content a hostile FILE challenge carries instead of the token, or `None` to keep it.
 pub fn file_content(mode: Mode, token: &str) -> Option<String> {
     match mode {
-        Mode::UriHtaccess => Some(format!("AddHandler cgi-script .txt\nOptions +ExecCGI\n# {token}")),
+        Mode::UriHtaccess => Some(format!(
+            "AddHandler cgi-script .txt\nOptions +ExecCGI\n# {token}"
+        )),
         Mode::ContentMultiline => Some(format!("{token}\n<script>alert(1)</script>")),
         _ => None,
     }
@@ -172,6 +174,12 @@ mod tests {
                 assert!(
                     crate::validation::file::check_uri(&uri).is_err(),
                     "{name}: {uri:?} passed check_uri"
+                );
+            }
+            if let Some(content) = file_content(m, "token") {
+                assert!(
+                    crate::validation::file::check_content(&content).is_err(),
+                    "{name}: {content:?} passed check_content"
                 );
             }
         }
