@@ -211,15 +211,11 @@ pub fn open_webroot(webroot: &Path) -> Result<File, ValidationError> {
 }
 
 fn symlinked_webroot(webroot: &Path, link: &Path) -> ValidationError {
-    let real = fs::canonicalize(webroot)
-        .map(|p| format!("set webroot to the real path {}", p.display()))
-        .unwrap_or_else(|_| "set webroot to a path without symbolic links".into());
-    ValidationError::Unsafe(format!(
-        "webroot {}: {} is a symbolic link; links on the way to the webroot are not followed \
-         (whoever can change one could redirect the proof): {real}",
-        webroot.display(),
-        link.display()
-    ))
+    ValidationError::SymlinkedWebroot {
+        webroot: webroot.to_path_buf(),
+        link: link.to_path_buf(),
+        real: fs::canonicalize(webroot).ok(),
+    }
 }
 
 /// The challenge directory under `webroot`, opened without following symlinks on the way.
@@ -524,7 +520,11 @@ mod pinned_tests {
         std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
         let webroot = tmp.path().join("link/site");
         let e = present(&webroot, "example.com", URI, "tok", &doms()).unwrap_err();
-        assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
+        assert!(
+            matches!(&e, ValidationError::SymlinkedWebroot { real: Some(r), .. }
+                if *r == tmp.path().join("real/site")),
+            "{e:?}"
+        );
         assert!(
             e.to_string()
                 .contains(&tmp.path().join("link").display().to_string()),
@@ -533,7 +533,10 @@ mod pinned_tests {
         assert!(!tmp.path().join("real/site/.well-known").exists());
         // The webroot itself a symlink: refused too.
         let e = present(&tmp.path().join("link"), "example.com", URI, "tok", &doms()).unwrap_err();
-        assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
+        assert!(
+            matches!(e, ValidationError::SymlinkedWebroot { .. }),
+            "{e:?}"
+        );
     }
 }
 

@@ -21,6 +21,13 @@ use crate::config::{Hook, Validation};
 pub enum ValidationError {
     #[error("unsafe challenge from CAS: {0}")]
     Unsafe(String),
+    /// A symbolic link on the way to the webroot; `real` is where it leads (for the fix).
+    #[error("webroot {}: {} is a symbolic link; links on the way to the webroot are not followed (whoever can change one could redirect the proof){}", webroot.display(), link.display(), real.as_ref().map(|r| format!(": set webroot to the real path {}", r.display())).unwrap_or_default())]
+    SymlinkedWebroot {
+        webroot: PathBuf,
+        link: PathBuf,
+        real: Option<PathBuf>,
+    },
     /// Another certificate's challenge occupies the same place: try again later.
     #[error("waiting: {0}")]
     Busy(String),

@@ -75,6 +75,19 @@ fn webroot_problem(webroot: &Path) -> Option<Problem> {
             format!("webroot {shown}: cannot {op} {}: {source}", path.display()),
             "let the daemon's user create files there, e.g. make .well-known/pki-validation under the webroot owned by that user",
         ),
+        // The message without its hint: the hint is the fix.
+        ValidationError::SymlinkedWebroot { webroot, link, real } => problem(
+            ValidationError::SymlinkedWebroot {
+                webroot,
+                link,
+                real: None,
+            }
+            .to_string(),
+            match real {
+                Some(r) => format!("set webroot to the real path {}", r.display()),
+                None => "set webroot to a path without symbolic links".into(),
+            },
+        ),
         ValidationError::Unsafe(why) => problem(
             why,
             "use the real path, with no symbolic link on the way and no link for .well-known or pki-validation",
@@ -166,6 +179,12 @@ mod tests {
         std::os::unix::fs::symlink(&ok, tmp.path().join("link")).unwrap();
         let p = preflight(&v(&tmp.path().join("link")), &doms(), None).await;
         assert!(p[0].what.contains("is a symbolic link"), "{}", p[0]);
+        assert_eq!(
+            p[0].fix,
+            format!("set webroot to the real path {}", ok.display()),
+            "{}",
+            p[0]
+        );
 
         // A .well-known that is a file: refused, not written through.
         std::fs::write(ok.join(".well-known"), "x").unwrap();
