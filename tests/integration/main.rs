@@ -17,3 +17,4 @@ mod listeners;
 mod logs;
 mod service;
 mod sim_sdk;
+mod validation_safety;
