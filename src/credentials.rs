@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::CredentialsSettings;
+use crate::fs_trust;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -341,20 +342,30 @@ fn parse_ecs_answer(text: &str) -> Result<AccessKey, CredentialsError> {
     }
 }
 
-/// Reads a credentials file, refusing one that group or others can read. `Ok(None)` when it
-/// does not exist and was not explicitly asked for.
+/// Reads a credentials file, refusing one that group or others can read, one owned by anyone
+/// but root or the daemon's user, one on a path someone else controls (`fs_trust`), and
+/// anything but a regular file (opened non-blocking, so a FIFO is refused, not waited on).
+/// `Ok(None)` when it does not exist and was not explicitly asked for.
 fn read_private(path: &Path, explicit: bool) -> Result<Option<String>, CredentialsError> {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
     let err = |reason: String| CredentialsError::File {
         path: path.to_path_buf(),
         reason,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
-        Err(e) => return Err(err(format!("cannot read: {e}"))),
+    let uids = fs_trust::daemon_uids();
+    let (mut file, meta) = match fs_trust::open_trusted_file(path, &uids) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() && !explicit => return Ok(None),
+        Err(fs_trust::FsTrustError::Io { source, .. }) => {
+            return Err(err(format!("cannot read: {source}")))
+        }
+        Err(e) => return Err(err(format!("refused: {e}"))),
     };
-    let mode = meta.permissions().mode();
+    let abs = std::path::absolute(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    fs_trust::check_trusted_path(&abs, &uids)
+        .map_err(|e| err(format!("not a safe place for a secret: {e}")))?;
+    let mode = meta.mode();
     if mode & 0o077 != 0 {
         return Err(err(format!(
             "readable by group or others (mode {:04o}); it holds a secret: run `chmod 600 {}`",
@@ -362,9 +373,10 @@ fn read_private(path: &Path, explicit: bool) -> Result<Option<String>, Credentia
             path.display()
         )));
     }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|e| err(format!("cannot read: {e}")))
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    Ok(Some(text))
 }
 
 /// The aliyun CLI `config.json`: the named profile (or `current`), modes AK and StsToken.

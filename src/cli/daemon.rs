@@ -147,6 +147,9 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    for note in &cfg.notes {
+        println!("{note}");
+    }
     println!(
         "{}: OK, {} certificate(s)",
         cli.config.display(),

@@ -325,7 +325,10 @@ fn the_same_name_twice_with_the_same_key_type_is_refused() {
         "name = \"www2\"\nkey = \"ecdsa-p384\"\n",
     );
     let (_dir, path) = config_file(&format!("{t}{BASE}"));
-    assert_eq!(crate::config_safety::check_offline(&path).status.code(), Some(3));
+    assert_eq!(
+        crate::config_safety::check_offline(&path).status.code(),
+        Some(3)
+    );
 }
 
 #[test]

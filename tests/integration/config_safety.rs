@@ -122,7 +122,12 @@ fn output_dir_root_with_name_etc_is_refused() {
     let cfg = s.config("output_dir = \"/\"\n", "etc", "");
     let out = check_offline(&cfg);
     assert_refused(&out, &cfg, "output_dir", &["\"/\"", "system directory"]);
-    assert_refused(&out, &cfg, "certificate[0].name", &["/etc", "system directory"]);
+    assert_refused(
+        &out,
+        &cfg,
+        "certificate[0].name",
+        &["/etc", "system directory"],
+    );
 }
 
 #[test]
@@ -193,8 +198,8 @@ fn a_world_writable_config_is_refused() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(
         err.contains(&cfg.display().to_string())
-            && err.contains("writable by others")
-            && err.contains("chmod o-w"),
+            && err.contains("writable by group and others")
+            && err.contains("chmod go-w"),
         "{err}"
     );
 }
@@ -211,10 +216,7 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
     std::os::unix::fs::chown(&cfg, Some(OTHER_UID), None).unwrap();
     let err = stderr(&check_offline(&cfg));
-    assert!(
-        err.contains(&format!("owned by uid {OTHER_UID}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("owned by uid {OTHER_UID}")), "{err}");
     // Only owned by nobody, mode 0644: still refused.
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = check_offline(&cfg);
@@ -225,7 +227,11 @@ fn files_and_directories_owned_by_another_user_are_refused() {
     // reported in one run, each at its key.
     let s = Site::new();
     let creds = s.p("creds");
-    std::fs::write(&creds, "[default]\naccess_key_id = x\naccess_key_secret = y\n").unwrap();
+    std::fs::write(
+        &creds,
+        "[default]\naccess_key_id = x\naccess_key_secret = y\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(&creds, Some(OTHER_UID), None).unwrap();
     std::fs::create_dir_all(s.p("real/www")).unwrap();
@@ -236,9 +242,10 @@ fn files_and_directories_owned_by_another_user_are_refused() {
         "www",
         "",
     );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(&s.p("www").display().to_string(), &s.p("link/www").display().to_string());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &s.p("www").display().to_string(),
+        &s.p("link/www").display().to_string(),
+    );
     std::fs::write(&cfg, text).unwrap();
     let out = check_offline(&cfg);
     assert_refused(
@@ -271,7 +278,16 @@ fn a_group_writable_output_dir_is_refused_and_all_errors_come_at_once() {
         &out,
         &cfg,
         "output_dir",
-        &[&s.p("out").display().to_string(), "writable by group", "chmod g-w"],
+        &[
+            &s.p("out").display().to_string(),
+            "writable by group",
+            "chmod g-w",
+        ],
     );
-    assert_refused(&out, &cfg, "certificate[0].cert_mode", &["writable by others"]);
+    assert_refused(
+        &out,
+        &cfg,
+        "certificate[0].cert_mode",
+        &["writable by others"],
+    );
 }
