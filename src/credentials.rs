@@ -768,4 +768,52 @@ mod tests {
         assert_eq!(key_of(&c).await.id, "STS.id0");
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_not_waited_on() {
+        let d = tempfile::tempdir().expect("tmp");
+        // A FIFO named as the credentials file: refused at once, not waited on for ever.
+        let fifo = d.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        let s = CredentialsSettings {
+            file: Some(fifo.clone()),
+            ecs_ram_role: None,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Credentials::resolve_with(&s, &env_of(&[])).map(|_| ()));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO hung");
+        let m = r.expect_err("a FIFO was read").to_string();
+        assert!(m.contains("a FIFO, not a regular file"), "{m}");
+    }
+
+    #[test]
+    fn a_file_owned_by_another_user_is_refused() {
+        // Mode 0600, owned by nobody: another user's file is not our secret.
+        let d = tempfile::tempdir().expect("tmp");
+        if fs_trust::daemon_uids() != [0] {
+            eprintln!("skipped the owner case: only root can chown a file to nobody");
+            return;
+        }
+        let p = write(
+            d.path(),
+            "c",
+            0o600,
+            "access_key_id = x\naccess_key_secret = topsecret\n",
+        );
+        std::os::unix::fs::chown(&p, Some(65534), None).expect("chown");
+        let env = env_of(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", p.display().to_string())]);
+        let e = Credentials::resolve_with(&Default::default(), &env).expect_err("refused");
+        let m = e.to_string();
+        assert!(m.contains("owned by uid 65534"), "{m}");
+        assert!(!m.contains("topsecret"), "{m}");
+    }
 }
