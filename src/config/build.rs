@@ -121,9 +121,7 @@ pub(crate) fn build(
 
     let output_span = span_at(doc.get_ref(), &["output_dir"]).unwrap_or(0..0);
     paths::check_output_dir(&output_dir, output_span.clone(), errs);
-    for (c, places) in &certificates {
-        paths::check_cert_dir(&output_dir, &c.name, places, errs);
-    }
+    paths::check_cert_dirs(&output_dir, &certificates, errs);
     overlap::check(&certificates, errs);
     if let Some(uids) = trust {
         let creds = credentials.file.as_deref().map(|f| {

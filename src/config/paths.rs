@@ -108,18 +108,34 @@ pub(super) fn check_output_dir(dir: &Path, span: Range<usize>, errs: &mut Errors
     }
 }
 
-/// `<output_dir>/<name>` is not a system directory.
-pub(super) fn check_cert_dir(output_dir: &Path, name: &str, places: &Places, errs: &mut Errors) {
-    let dir = output_dir.join(name);
-    if is_system_dir(&dir) {
-        errs.push(
-            places.name.clone(),
-            &format!("{}.name", places.key),
-            format!(
-                "the certificate's directory would be {:?}, a system directory: {USE_INSTEAD} as output_dir",
-                dir.display().to_string()
-            ),
-        );
+/// No `<output_dir>/<name>` is a system directory.
+pub(super) fn check_cert_dirs(
+    output_dir: &Path,
+    certs: &[(Certificate, Places)],
+    errs: &mut Errors,
+) {
+    // A name is one path component, so only the system directories right below `output_dir`
+    // can be hit: find those once instead of comparing every certificate with the whole list.
+    let below: Vec<&str> = SYSTEM_DIRS
+        .iter()
+        .map(Path::new)
+        .filter(|s| s.parent() == Some(output_dir))
+        .filter_map(|s| s.file_name()?.to_str())
+        .collect();
+    if below.is_empty() {
+        return;
+    }
+    for (c, places) in certs {
+        if below.contains(&c.name.as_str()) {
+            errs.push(
+                places.name.clone(),
+                &format!("{}.name", places.key),
+                format!(
+                    "the certificate's directory would be {:?}, a system directory: {USE_INSTEAD} as output_dir",
+                    output_dir.join(&c.name).display().to_string()
+                ),
+            );
+        }
     }
 }
 
