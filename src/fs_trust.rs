@@ -53,7 +53,7 @@ pub enum FsTrustError {
     NotDirectory { path: PathBuf },
     #[error("{path}: more than {MAX_LINKS} symbolic links on the way")]
     TooManyLinks { path: PathBuf },
-    #[error("{path} does not exist, and {parent} is writable by others, who could create it first: create it yourself (`mkdir -m 0755 {path}`)")]
+    #[error("{path} does not exist, and {parent} is writable by others, who could create it first: create it yourself, owned by root or the daemon's user")]
     Squattable { path: PathBuf, parent: PathBuf },
     #[error("{path} is {kind}, not a regular file")]
     NotRegular { path: PathBuf, kind: &'static str },

@@ -49,12 +49,14 @@ pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
 fn read_trusted(path: &std::path::Path, uids: &[u32]) -> Result<String, String> {
     use std::io::Read as _;
     let abs = std::path::absolute(path).map_err(|e| format!("cannot read: {e}"))?;
-    crate::fs_trust::check_trusted_path(&abs, uids)
-        .map_err(|e| format!("not a safe place for the configuration: {e}"))?;
+    // Open first, so that a missing file is reported as such; then judge the path it was
+    // opened by, then the open file itself.
     let (mut file, meta) = crate::fs_trust::open_trusted_file(&abs, uids).map_err(|e| match e {
         crate::fs_trust::FsTrustError::Io { source, .. } => format!("cannot read: {source}"),
         e => format!("refused: {e}"),
     })?;
+    crate::fs_trust::check_trusted_path(&abs, uids)
+        .map_err(|e| format!("not a safe place for the configuration: {e}"))?;
     crate::fs_trust::check_not_writable(&abs, &meta)
         .map_err(|e| format!("refused (it names the commands the daemon runs): {e}"))?;
     let mut text = String::new();
