@@ -149,6 +149,25 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let client = match a.offline {
+        true => None,
+        false => match make_client(&cfg, &Metrics::new())? {
+            Ok(c) => Some(c),
+            Err(code) => return Ok(code),
+        },
+    };
+    // What the daemon checks before paying for an order (without the API when offline).
+    let mut unpublishable = false;
+    for c in &cfg.certificates {
+        let v = &c.validation;
+        for p in cas_certd::validation::preflight(v, &c.domains, client.as_ref()).await {
+            eprintln!("{}: certificate {}: {p}", cli.config.display(), c.name);
+            unpublishable = true;
+        }
+    }
+    if unpublishable {
+        return Ok(ExitCode::from(exit::CONFIG));
+    }
     for note in &cfg.notes {
         println!("{note}");
     }
@@ -157,12 +176,8 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         cli.config.display(),
         cfg.certificates.len()
     );
-    if a.offline {
+    let Some(client) = client else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let client = match make_client(&cfg, &Metrics::new())? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
     };
     let mut products: Vec<&str> = cfg
         .certificates

@@ -261,9 +261,18 @@ fn files_and_directories_owned_by_another_user_are_refused() {
         &[&s.p("link").display().to_string(), "owned by uid 65534"],
     );
 
-    // The same symlink owned by root is followed, and the webroot behind it accepted.
+    // Owned by root, the link passes the ownership rule (the preflight of FILE validation still
+    // refuses any link above a webroot: it names the real path as the fix).
     std::os::unix::fs::lchown(s.p("link"), Some(0), None).unwrap();
     std::os::unix::fs::chown(&creds, Some(0), None).unwrap();
+    let err = stderr(&check_offline(&cfg));
+    assert!(!err.contains("owned by uid"), "{err}");
+    // With the real path and the file back to root, the same config passes.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &s.p("link/www").display().to_string(),
+        &s.p("real/www").display().to_string(),
+    );
+    std::fs::write(&cfg, text).unwrap();
     let out = check_offline(&cfg);
     assert!(out.status.success(), "{out:?}");
 }

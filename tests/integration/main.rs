@@ -14,5 +14,7 @@ mod docs_links;
 mod faults;
 mod fuzz;
 mod hostile;
+mod logs;
 mod service;
 mod sim_sdk;
+mod validation_safety;
