@@ -168,6 +168,9 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
     if unpublishable {
         return Ok(ExitCode::from(exit::CONFIG));
     }
+    for note in &cfg.notes {
+        println!("{note}");
+    }
     println!(
         "{}: OK, {} certificate(s)",
         cli.config.display(),

@@ -5,6 +5,7 @@ mod support;
 mod client_cli;
 mod client_interop;
 mod config_errors;
+mod config_safety;
 mod crash;
 mod daemon_e2e;
 mod demo;
