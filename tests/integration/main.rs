@@ -8,6 +8,7 @@ mod config_errors;
 mod crash;
 mod daemon_e2e;
 mod deploy_files;
+mod deploy_race;
 mod faults;
 mod fuzz;
 mod hostile;
