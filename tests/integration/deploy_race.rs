@@ -25,7 +25,10 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
             let mode = md.permissions().mode();
             let rel = p.strip_prefix(root).unwrap().to_path_buf();
             if md.file_type().is_symlink() {
-                out.insert(rel, format!("link -> {:?}", std::fs::read_link(&p).unwrap()));
+                out.insert(
+                    rel,
+                    format!("link -> {:?}", std::fs::read_link(&p).unwrap()),
+                );
             } else if md.is_dir() {
                 out.insert(rel, format!("dir {mode:o}"));
                 walk(root, &p, out);
@@ -62,11 +65,18 @@ fn force_renew(cfg: &Path, name: &str) {
 #[test]
 fn swapping_versions_for_a_symlink_never_reaches_outside() {
     let w = World::new(&[]);
-    let cert = format!("{}keep_versions = 1\n", w.file_cert("race", "\"race.example.test\""));
+    let cert = format!(
+        "{}keep_versions = 1\n",
+        w.file_cert("race", "\"race.example.test\"")
+    );
     let cfg = w.config(&cert);
     // A directory elsewhere whose entries look like old versions to a prune run through a link.
     let outside = w.p("outside");
-    for v in ["20200101T000000Z-aa", "20200102T000000Z-bb", "20200103T000000Z-cc"] {
+    for v in [
+        "20200101T000000Z-aa",
+        "20200102T000000Z-bb",
+        "20200103T000000Z-cc",
+    ] {
         std::fs::create_dir_all(outside.join(v)).unwrap();
         std::fs::write(outside.join(v).join("keep.txt"), v).unwrap();
     }
@@ -128,7 +138,11 @@ fn swapping_versions_for_a_symlink_never_reaches_outside() {
     );
 
     // Nothing outside <output_dir>/<name> was created, changed or deleted.
-    assert_eq!(snapshot(&outside), before, "the directory outside was changed");
+    assert_eq!(
+        snapshot(&outside),
+        before,
+        "the directory outside was changed"
+    );
     let top: Vec<_> = std::fs::read_dir(w.p("live"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -141,7 +155,10 @@ fn swapping_versions_for_a_symlink_never_reaches_outside() {
     let deployed_after = count(&log, "\"cert.deployed\"");
     let t1 = Instant::now();
     while count(&log, "\"cert.deployed\"") == deployed_after {
-        assert!(t1.elapsed() < Duration::from_secs(60), "no deployment after the race");
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "no deployment after the race"
+        );
         force_renew(&cfg, "race");
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -190,8 +207,16 @@ fn foreign_and_writable_directories_are_refused_before_ordering() {
         .unwrap();
     assert!(refusal.contains("cert.renew_failed"), "{refusal}");
     assert!(refusal.contains(&op.display().to_string()), "{refusal}");
-    assert_eq!(w.orders_for("op.example.test"), 0, "an order for a refused dir");
-    assert_eq!(w.orders_for("gw.example.test"), 0, "an order for a refused dir");
+    assert_eq!(
+        w.orders_for("op.example.test"),
+        0,
+        "an order for a refused dir"
+    );
+    assert_eq!(
+        w.orders_for("gw.example.test"),
+        0,
+        "an order for a refused dir"
+    );
     assert_eq!(w.orders_for("ok.example.test"), 1);
     assert_key_matches_and_private(&w, "ok");
     let after: BTreeMap<_, _> = snapshot(&live)
