@@ -176,8 +176,10 @@ impl Dir {
         Ok(out)
     }
 
-    /// Creates the file `name` (never an existing one, never through a symlink) with `mode`
-    /// from the start, gives it its owner and exact mode while still empty, writes and fsyncs.
+    /// Creates the file `name` (never an existing one, never through a symlink) readable by
+    /// its owner only, gives it its owner and then its exact `mode` while still empty, writes
+    /// and fsyncs. Nobody else can open it before it has its final owner: an fd opened under a
+    /// wider interim mode would read the key once it is written.
     pub fn create_file(
         &self,
         name: &str,
@@ -189,7 +191,7 @@ impl Dir {
         let path = self.join(name);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode))
+        let fd = rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode & 0o600))
             .map_err(errno("create", &path))?;
         if uid.is_some() || gid.is_some() {
             let owner = uid.map(rustix::fs::Uid::from_raw);
