@@ -208,6 +208,23 @@ impl Dir {
     /// The text of the regular file `name`; `Ok(None)` when missing, a symlink, not a regular
     /// file, or not UTF-8 (all mean "not the set we wrote").
     pub fn read_text(&self, name: &str) -> Result<Option<String>, DeployError> {
+        self.read_text_if(name, |_| true)
+    }
+
+    /// As [`Dir::read_text`], and `Ok(None)` also when the file is writable by group or others
+    /// or owned by anyone but this process's user and root (what it says cannot be trusted).
+    pub fn read_trusted_text(&self, name: &str) -> Result<Option<String>, DeployError> {
+        let me = rustix::process::geteuid().as_raw();
+        self.read_text_if(name, |st| {
+            (st.st_uid == me || st.st_uid == 0) && st.st_mode & 0o022 == 0
+        })
+    }
+
+    fn read_text_if(
+        &self,
+        name: &str,
+        ok: impl FnOnce(&rfs::Stat) -> bool,
+    ) -> Result<Option<String>, DeployError> {
         let path = self.join(name);
         // Non-blocking: a FIFO put in place of a file must not hang the daemon.
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
@@ -217,7 +234,7 @@ impl Dir {
             Err(e) => return Err(errno("open", &path)(e)),
         };
         let st = rfs::fstat(&fd).map_err(errno("stat", &path))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || !ok(&st) {
             return Ok(None);
         }
         match std::io::read_to_string(std::fs::File::from(fd)) {

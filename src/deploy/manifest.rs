@@ -10,6 +10,8 @@
 //!   with our four files there, and `privkey.pem -> live/privkey.pem` (the upgrade path; the
 //!   next install adds a manifest).
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 
 use super::dirfd::Dir;
@@ -133,4 +135,40 @@ fn made_before_manifests(dir: &Dir, versions: &Dir) -> Result<bool, DeployError>
         }
     }
     Ok(dir.read_link("privkey.pem").as_deref() == Some(std::path::Path::new("live/privkey.pem")))
+}
+
+/// The manifest of the live version of `<output_dir>/<name>`, read through `O_NOFOLLOW` fds;
+/// `None` when there is none, or when it or its directories could be changed by others (a
+/// symlinked, group- or world-writable manifest is not evidence of anything).
+pub(crate) fn live_manifest(
+    output_dir: &Path,
+    name: &str,
+) -> Result<Option<Manifest>, DeployError> {
+    if crate::config::domain::safe_name(name).is_err() {
+        return Ok(None);
+    }
+    let Some(root) = Dir::open_root(output_dir)? else {
+        return Ok(None);
+    };
+    let Some(dir) = root.open_quiet(name)? else {
+        return Ok(None);
+    };
+    let Some(v) = dir.read_link("live") else {
+        return Ok(None);
+    };
+    let Some(v) = super::files::version_of(&v) else {
+        return Ok(None);
+    };
+    let Some(versions) = dir.open_quiet("versions")? else {
+        return Ok(None);
+    };
+    if dir.check_trusted().is_err() || versions.check_trusted().is_err() {
+        return Ok(None);
+    }
+    let Some(vd) = versions.open_quiet(v)? else {
+        return Ok(None);
+    };
+    Ok(vd
+        .read_trusted_text(MANIFEST)?
+        .and_then(|t| serde_json::from_str(&t).ok()))
 }

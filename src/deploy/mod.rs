@@ -109,6 +109,12 @@ pub fn install(
     files::install(output_dir, name, set, files, keep_versions, origin, None)
 }
 
+/// The manifest of the live set of `name` (what was deployed, from which order), when there is
+/// one nobody but the daemon's user or root could have written.
+pub fn live_manifest(output_dir: &Path, name: &str) -> Result<Option<Manifest>, DeployError> {
+    manifest::live_manifest(output_dir, name)
+}
+
 /// Whether [`install`] may use `<output_dir>/<name>`, changing nothing: an existing directory
 /// must be ours (it has our manifest, or the layout an earlier version made) and, like its
 /// `versions`, writable by the daemon's user and root only. Call it before ordering.

@@ -511,3 +511,24 @@ fn prune_removes_links_never_their_targets() {
         "only live"
     );
 }
+
+/// The live set's manifest is readable for a rebuild of a lost store (issue 13), and only when
+/// it can be trusted: a symlinked or group-writable manifest reads as none.
+#[test]
+fn live_manifest_is_read_only_when_trustworthy() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(deploy::live_manifest(tmp.path(), "www").unwrap(), None);
+    let (_, set) = make_set(&["a.example.com"], &key(), 30);
+    let d = deploy::install(tmp.path(), "www", &set, &own(None), 3, &origin()).unwrap();
+    let m = deploy::live_manifest(tmp.path(), "www").unwrap().unwrap();
+    assert_eq!(m.order_id, 42);
+    assert_eq!(m.cert_sha256, d.info.fingerprint_sha256);
+    let path = std::fs::canonicalize(d.dir.join("live/manifest.json")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(deploy::live_manifest(tmp.path(), "www").unwrap(), None);
+    std::fs::remove_file(&path).unwrap();
+    let elsewhere = tmp.path().join("elsewhere.json");
+    std::fs::write(&elsewhere, serde_json::to_string(&m).unwrap()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    assert_eq!(deploy::live_manifest(tmp.path(), "www").unwrap(), None);
+}
