@@ -3,8 +3,8 @@
 //! Each version directory holds `manifest.json` (non-secret, as readable as the certificate):
 //! what was deployed and from which order, enough to rebuild a lost store (issue 13). An
 //! existing `<name>` directory is taken over only when it is ours (issue 18, item 6):
-//! - empty, or holding nothing but an interrupted first install (`.tmp-*` entries, an empty
-//!   `versions/`);
+//! - empty, or holding nothing but an interrupted first install (`.tmp-*` entries, and a
+//!   `versions/` whose versions are named and filled as we name and fill them);
 //! - a version directory in it has our manifest;
 //! - or it has exactly the layout versions before the manifest made: `live -> versions/<v>`
 //!   with our four files there, and `privkey.pem -> live/privkey.pem` (the upgrade path; the
@@ -91,20 +91,28 @@ pub(crate) fn claim(dir: &Dir) -> Result<(), DeployError> {
             "it has files but no versions/ directory of cas-certd",
         ));
     };
-    let mut any_version = false;
+    // Whether every version is one an earlier cas-certd wrote (checked for the case below).
+    let mut all_earlier_versions = true;
     for v in versions.names()? {
         if is_tmp(&v) {
             continue;
         }
-        any_version = true;
-        if let Some(vd) = versions.open_quiet(&v)? {
-            if vd.kind(MANIFEST)? == Some(rustix::fs::FileType::RegularFile) {
-                return Ok(());
-            }
+        let Some(vd) = versions.open_quiet(&v)? else {
+            all_earlier_versions = false;
+            continue;
+        };
+        if vd.kind(MANIFEST)? == Some(rustix::fs::FileType::RegularFile) {
+            return Ok(());
         }
+        all_earlier_versions &= v.to_str().is_some_and(is_version_name) && {
+            let mut names = vd.names()?;
+            names.sort();
+            names == FILES
+        };
     }
-    if !any_version && entries.len() == 1 {
-        // Only `versions/` with temporaries in it: a first install cut short.
+    if entries.len() == 1 && all_earlier_versions {
+        // Only `versions/` holding temporaries or complete versions an earlier cas-certd
+        // wrote: a first install cut short before `live` was made.
         return Ok(());
     }
     if made_before_manifests(dir, &versions)? {
@@ -115,6 +123,16 @@ pub(crate) fn claim(dir: &Dir) -> Result<(), DeployError> {
         "no version in it has a cas-certd manifest (versions/*/manifest.json), and it is not \
          the layout an earlier cas-certd made",
     ))
+}
+
+/// Whether `v` is named as [`super::files`] names versions: `YYYYMMDDTHHMMSSZ-<serial hex>`.
+fn is_version_name(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() > 17
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && &b[15..17] == b"Z-"
 }
 
 /// The layout of versions before the manifest: `live -> versions/<v>` holding our four files

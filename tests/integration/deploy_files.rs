@@ -450,6 +450,23 @@ fn a_directory_made_before_manifests_is_still_ours() {
         std::fs::read_to_string(vdir.join("privkey.pem")).unwrap(),
         old.key_pem.expose()
     );
+
+    // An earlier first install cut short before `live`: a complete version, nothing else.
+    let cut = tmp.path().join("cut/versions").join(old_version);
+    std::fs::create_dir_all(&cut).unwrap();
+    for (f, text) in &files {
+        std::fs::write(cut.join(f), text).unwrap();
+    }
+    deploy::preflight(tmp.path(), "cut").unwrap();
+    // The same shape with a name or files we never make is not ours.
+    let odd = tmp.path().join("odd/versions/foo");
+    std::fs::create_dir_all(&odd).unwrap();
+    for (f, text) in &files {
+        std::fs::write(odd.join(f), text).unwrap();
+    }
+    assert!(deploy::preflight(tmp.path(), "odd").is_err());
+    std::fs::write(cut.join("notes.txt"), "mine").unwrap();
+    assert!(deploy::preflight(tmp.path(), "cut").is_err());
 }
 
 /// sshd's StrictModes rule: `<name>` or `versions` writable by others, or owned by another
