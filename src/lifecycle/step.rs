@@ -72,6 +72,12 @@ pub async fn step(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome
 
 async fn make_key(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, StoreError> {
     rec.domains = ctx.cert.domains.clone();
+    // A directory the install would refuse is refused before any quota is spent. A forced
+    // renewal is answered by the refusal (kept, it would retry at once, again and again).
+    if let Err(e) = deploy::preflight(ctx.output_dir, &rec.name) {
+        rec.force_renew = false;
+        return fail_at(ctx, rec, format!("deploy: {e}"), true, true).await;
+    }
     if ctx.cert.key == KeyKind::Cas {
         rec.pending_key = None;
         rec.pending_csr = None;
@@ -418,12 +424,17 @@ async fn issued(
     };
     info!(event = "cert.issued", cert = %rec.name, domains = ?rec.domains, order_id = %order_id,
         not_after = %info.not_after, "certificate issued");
+    let origin = deploy::Origin {
+        order_id: order_id.0,
+        product: ctx.cert.product_code.clone(),
+    };
     let deployed = match deploy::install(
         ctx.output_dir,
         &rec.name,
         &set,
         &ctx.cert.files,
         ctx.cert.keep_versions,
+        &origin,
     ) {
         Ok(d) => d,
         Err(e) => return deploy_failed(ctx, rec, order_id, presented_at, &e).await,
@@ -688,7 +699,18 @@ pub fn restore_live(cert: &Certificate, output_dir: &Path, rec: &CertRecord) -> 
     match deploy::live_is(output_dir, &rec.name, &set) {
         Ok(true) => false,
         Ok(false) | Err(_) => {
-            match deploy::install(output_dir, &rec.name, &set, &cert.files, cert.keep_versions) {
+            let origin = deploy::Origin {
+                order_id: d.order_id.0,
+                product: cert.product_code.clone(),
+            };
+            match deploy::install(
+                output_dir,
+                &rec.name,
+                &set,
+                &cert.files,
+                cert.keep_versions,
+                &origin,
+            ) {
                 Ok(_) => {
                     warn!(event = "cert.deployed", cert = %rec.name, order_id = %d.order_id,
                         "live files were missing or altered; restored");

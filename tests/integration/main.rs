@@ -10,6 +10,7 @@ mod crash;
 mod daemon_e2e;
 mod demo;
 mod deploy_files;
+mod deploy_race;
 mod docs_links;
 mod faults;
 mod fuzz;
