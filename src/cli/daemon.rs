@@ -149,17 +149,35 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let client = match a.offline {
+        true => None,
+        false => match make_client(&cfg, &Metrics::new())? {
+            Ok(c) => Some(c),
+            Err(code) => return Ok(code),
+        },
+    };
+    // What the daemon checks before paying for an order (without the API when offline).
+    let mut unpublishable = false;
+    for c in &cfg.certificates {
+        let v = &c.validation;
+        for p in cas_certd::validation::preflight(v, &c.domains, client.as_ref()).await {
+            eprintln!("{}: certificate {}: {p}", cli.config.display(), c.name);
+            unpublishable = true;
+        }
+    }
+    if unpublishable {
+        return Ok(ExitCode::from(exit::CONFIG));
+    }
+    for note in &cfg.notes {
+        println!("{note}");
+    }
     println!(
         "{}: OK, {} certificate(s)",
         cli.config.display(),
         cfg.certificates.len()
     );
-    if a.offline {
+    let Some(client) = client else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let client = match make_client(&cfg, &Metrics::new())? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
     };
     let mut products: Vec<&str> = cfg
         .certificates
@@ -195,10 +213,10 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
 
 /// The rows from the running daemon, else from `status.json`, else from the store itself.
 async fn status_rows(cfg: &Config) -> anyhow::Result<(Vec<StatusRow>, &'static str)> {
-    if let Ok(Response::Status { certificates }) =
-        control::request(&cfg.control_socket, &Request::Status).await
-    {
-        return Ok((certificates, "daemon"));
+    match control::request(cfg, &Request::Status).await {
+        Ok(Response::Status { certificates }) => return Ok((certificates, "daemon")),
+        Err(e @ control::ControlError::Untrusted { .. }) => eprintln!("cas-certd: {e}"),
+        _ => {}
     }
     match Store::open(&cfg.state_dir) {
         Ok(s) => {
@@ -289,7 +307,7 @@ pub async fn renew(cli: &super::Cli, a: &RenewArgs) -> anyhow::Result<ExitCode> 
         name: a.name.clone(),
         force: a.force,
     };
-    match control::request(&cfg.control_socket, &req).await {
+    match control::request(&cfg, &req).await {
         Ok(Response::Ok { message }) => {
             println!("{message}");
             Ok(ExitCode::SUCCESS)

@@ -39,6 +39,10 @@ pub struct Config {
     /// At most this many certificates are worked on at once.
     pub concurrency: usize,
     pub certificates: Vec<Certificate>,
+    /// Not errors, but worth saying (`check` prints them), one line each in the errors'
+    /// format with `note:` before the text: a name that is ordered in another spelling, one
+    /// name served with an ECDSA and an RSA certificate side by side.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -113,6 +117,8 @@ pub enum Validation {
     Command {
         argv: Vec<String>,
         timeout: Duration,
+        /// Variables of the daemon's environment passed to the program (`hook_env`).
+        pass_env: Vec<String>,
     },
     /// Log what to publish and wait; `validate_type` chooses DNS or FILE.
     Manual {
@@ -137,6 +143,9 @@ pub struct Hook {
     /// argv; run without a shell.
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// Variables of the daemon's environment passed through (`hook_env`); the hook gets
+    /// nothing else of it (see `hook::child_env`).
+    pub pass_env: Vec<String>,
 }
 
 /// One certificate the operator wants kept. Per-certificate settings with defaults applied.

@@ -1,30 +1,29 @@
 //! The on-disk layout and the atomic swap:
 //!
 //! ```text
-//! <output_dir>/<name>/versions/<version>/{cert,chain,fullchain,privkey}.pem
+//! <output_dir>/<name>/versions/<version>/{cert,chain,fullchain,privkey}.pem, manifest.json
 //! <output_dir>/<name>/live -> versions/<version>        (swapped by one rename)
 //! <output_dir>/<name>/{cert,chain,fullchain,privkey}.pem -> live/<file>   (stable paths)
 //! ```
 //! A version is written under a temporary name, fsynced and renamed into place before `live`
-//! is switched, so readers see either the old set or the new one, never a mix.
+//! is switched, so readers see either the old set or the new one, never a mix. Below
+//! `output_dir` everything goes through directory fds ([`super::dirfd`]); `<name>` and
+//! `versions` must be writable by the daemon's user and root only, and `<name>` must be ours
+//! ([`super::manifest`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Component, Path};
 
-use super::pem::inspect;
+use super::dirfd::{io, Dir};
+use super::manifest::{self, Manifest, Origin, MANIFEST};
+use super::pem::{inspect, key_sha256};
 use super::{CertInfo, DeployError, Deployed, PemSet};
 use crate::config::FileOwnership;
 use crate::secret::Secret;
 
-const FILES: [&str; 4] = ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"];
-const TMP_PREFIX: &str = ".tmp-";
-
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DeployError {
-    let path = path.to_path_buf();
-    move |source| DeployError::Io { op, path, source }
-}
+pub(crate) const FILES: [&str; 4] = ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"];
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
 
 fn invalid(op: &'static str, path: &Path, msg: String) -> DeployError {
     DeployError::Io {
@@ -62,84 +61,97 @@ fn ids(files: &FileOwnership) -> Result<(Option<u32>, Option<u32>), DeployError>
     Ok((uid, gid))
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), DeployError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync", dir))
-}
-
-fn mkdir(dir: &Path, mode: u32) -> Result<(), DeployError> {
-    match fs::DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => {
-            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io("chmod", dir))
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let md = fs::symlink_metadata(dir).map_err(io("stat", dir))?;
-            if md.is_dir() {
-                Ok(())
-            } else {
-                Err(invalid(
-                    "mkdir",
-                    dir,
-                    "exists and is not a directory".into(),
-                ))
-            }
-        }
-        Err(e) => Err(io("mkdir", dir)(e)),
+/// The version a `live` target names, when it is `versions/<one plain name>`.
+pub(crate) fn version_of(target: &Path) -> Option<&str> {
+    let mut comps = target.components();
+    if comps.next() != Some(Component::Normal("versions".as_ref())) {
+        return None;
     }
-}
-
-/// Creates `path` (never an existing file, never through a symlink) with `mode` from the start,
-/// sets ownership and the exact mode before any content is written, writes and fsyncs.
-fn write_new(
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> Result<(), DeployError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io("create", path))?;
-    if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::fchown(&f, uid, gid).map_err(io("chown", path))?;
+    let Some(Component::Normal(v)) = comps.next() else {
+        return None;
+    };
+    if comps.next().is_some() {
+        return None;
     }
-    // The umask may have narrowed the mode; restore the configured one while still empty.
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io("chmod", path))?;
-    f.write_all(data).map_err(io("write", path))?;
-    f.sync_all().map_err(io("fsync", path))
+    v.to_str()
 }
 
 /// Points `link` at `target` atomically: a temporary symlink renamed over it.
-fn swap_symlink(dir: &Path, link: &str, target: &Path) -> Result<(), DeployError> {
-    let tmp = dir.join(format!(
-        "{TMP_PREFIX}{link}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::os::unix::fs::symlink(target, &tmp).map_err(io("symlink", &tmp))?;
+fn swap_symlink(dir: &Dir, link: &str, target: &Path) -> Result<(), DeployError> {
+    let tmp = format!("{TMP_PREFIX}{link}-{}", uuid::Uuid::new_v4().simple());
+    dir.symlink(target, &tmp)?;
     crate::failpoint::hit("mid_swap");
-    let dst = dir.join(link);
-    fs::rename(&tmp, &dst).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("rename", &dst)(e)
+    dir.rename(&tmp, dir, link).inspect_err(|_| {
+        let _ = dir.unlink(&tmp);
     })
 }
 
-fn version_name(info: &CertInfo, versions: &Path) -> String {
+fn version_name(info: &CertInfo, versions: &Dir) -> Result<String, DeployError> {
     let serial: String = info.serial_hex.chars().take(16).collect();
     let base = format!("{}-{serial}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
     let mut name = base.clone();
     let mut n = 1;
-    while fs::symlink_metadata(versions.join(&name)).is_ok() {
+    while versions.exists(&name)? {
         n += 1;
         name = format!("{base}-{n}");
     }
-    name
+    Ok(name)
+}
+
+/// Opens `<output_dir>/<name>` for a change: creates what is missing, refuses a directory
+/// that others can write in or that is not ours. Returns it and its `versions` directory.
+fn open_for_install(output_dir: &Path, name: &str) -> Result<(Dir, Dir), DeployError> {
+    // Made here only if missing; 0755 whatever the umask, so the web server can traverse it
+    // (the keys are protected by their own mode). At and above output_dir, paths are fine:
+    // the operator chose them (their ownership is checked with the config).
+    let root = match Dir::open_root(output_dir)? {
+        Some(r) => r,
+        None => {
+            if let Some(parent) = output_dir.parent() {
+                fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
+            }
+            match fs::create_dir(output_dir) {
+                Ok(()) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(output_dir, fs::Permissions::from_mode(0o755))
+                        .map_err(io("chmod", output_dir))?;
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("mkdir", output_dir)(e)),
+            }
+            Dir::open_root(output_dir)?
+                .ok_or_else(|| io("open", output_dir)(std::io::Error::from(ErrorKind::NotFound)))?
+        }
+    };
+    let (dir, created) = root.open_or_create(name, 0o755)?;
+    dir.check_trusted()?;
+    if !created {
+        manifest::claim(&dir)?;
+    }
+    let (versions, _) = dir.open_or_create("versions", 0o755)?;
+    versions.check_trusted()?;
+    Ok((dir, versions))
+}
+
+/// The checks [`install`] makes on an existing `<output_dir>/<name>` before it changes
+/// anything, without changing anything: call before ordering, so a directory we may not use
+/// costs no quota.
+pub(crate) fn preflight(output_dir: &Path, name: &str) -> Result<(), DeployError> {
+    if let Err(e) = crate::config::domain::safe_name(name) {
+        return Err(invalid("deploy", output_dir, format!("name {name:?}: {e}")));
+    }
+    let Some(root) = Dir::open_root(output_dir)? else {
+        return Ok(());
+    };
+    let Some(dir) = root.open(name)? else {
+        return Ok(());
+    };
+    dir.check_trusted()?;
+    manifest::claim(&dir)?;
+    if let Some(versions) = dir.open("versions")? {
+        versions.check_trusted()?;
+    }
+    Ok(())
 }
 
 /// For tests: make the write of this file fail, to prove an error leaves the old set alone.
@@ -151,6 +163,7 @@ pub(crate) fn install(
     set: &PemSet,
     files: &FileOwnership,
     keep_versions: usize,
+    origin: &Origin,
     inject: Inject,
 ) -> Result<Deployed, DeployError> {
     if let Err(e) = crate::config::domain::safe_name(name) {
@@ -161,28 +174,19 @@ pub(crate) fn install(
         return Err(DeployError::KeyMismatch);
     }
     let (uid, gid) = ids(files)?;
+    let manifest = Manifest::new(origin, &info, key_sha256(&set.cert_pem)?);
+    let manifest = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| invalid("encode", Path::new(MANIFEST), e.to_string()))?;
 
-    // Made here only if missing; 0755 whatever the umask, so the web server can traverse it
-    // (the keys are protected by their own mode).
-    if fs::symlink_metadata(output_dir).is_err() {
-        if let Some(parent) = output_dir.parent() {
-            fs::create_dir_all(parent).map_err(io("mkdir", parent))?;
-        }
-        mkdir(output_dir, 0o755)?;
-    }
-    let dir = output_dir.join(name);
-    mkdir(&dir, 0o755)?;
+    let (dir, versions) = open_for_install(output_dir, name)?;
     remove_stale_links(&dir)?;
-    let versions = dir.join("versions");
-    mkdir(&versions, 0o755)?;
 
-    let version = version_name(&info, &versions);
-    let tmp = versions.join(format!("{TMP_PREFIX}{version}"));
-    let final_dir = versions.join(&version);
+    let version = version_name(&info, &versions)?;
+    let tmp_name = format!("{TMP_PREFIX}{version}");
     let written = (|| {
-        mkdir(&tmp, 0o755)?;
+        let (tmp, _) = versions.open_or_create(&tmp_name, 0o755)?;
         let fullchain = format!("{}{}", set.cert_pem, set.chain_pem);
-        let contents: [(&str, &[u8], u32); 4] = [
+        let contents: [(&str, &[u8], u32); 5] = [
             ("cert.pem", set.cert_pem.as_bytes(), files.cert_mode),
             ("chain.pem", set.chain_pem.as_bytes(), files.cert_mode),
             ("fullchain.pem", fullchain.as_bytes(), files.cert_mode),
@@ -191,72 +195,70 @@ pub(crate) fn install(
                 set.key_pem.expose().as_bytes(),
                 files.key_mode,
             ),
+            // As readable as the certificate, whose facts it repeats.
+            (MANIFEST, &manifest, files.cert_mode),
         ];
         for (file, data, mode) in contents {
-            let path = tmp.join(file);
             if inject == Some(file) {
-                return Err(invalid("write", &path, "injected failure".into()));
+                return Err(invalid("write", &tmp.join(file), "injected failure".into()));
             }
-            write_new(&path, data, mode, uid, gid)?;
+            tmp.create_file(file, data, mode, uid, gid)?;
         }
-        fsync_dir(&tmp)?;
-        fs::rename(&tmp, &final_dir).map_err(io("rename", &final_dir))?;
-        fsync_dir(&versions)
+        tmp.fsync()?;
+        versions.rename(&tmp_name, &versions, &version)?;
+        versions.fsync()
     })();
     if let Err(e) = written {
-        let _ = fs::remove_dir_all(&tmp);
+        let _ = versions.remove_tree(&tmp_name);
         return Err(e);
     }
 
     if let Err(e) = swap_symlink(&dir, "live", &Path::new("versions").join(&version)) {
-        let _ = fs::remove_dir_all(&final_dir);
+        let _ = versions.remove_tree(&version);
         return Err(e);
     }
     for f in FILES {
         let want = Path::new("live").join(f);
-        if fs::read_link(dir.join(f)).ok().as_deref() != Some(want.as_path()) {
+        if dir.read_link(f).as_deref() != Some(want.as_path()) {
             swap_symlink(&dir, f, &want)?;
         }
     }
-    fsync_dir(&dir)?;
+    dir.fsync()?;
     prune(&versions, &version, keep_versions)?;
 
+    let path = dir.path();
     Ok(Deployed {
-        cert: dir.join("cert.pem"),
-        chain: dir.join("chain.pem"),
-        fullchain: dir.join("fullchain.pem"),
-        key: dir.join("privkey.pem"),
-        dir,
+        cert: path.join("cert.pem"),
+        chain: path.join("chain.pem"),
+        fullchain: path.join("fullchain.pem"),
+        key: path.join("privkey.pem"),
+        dir: path.to_path_buf(),
         info,
     })
 }
 
 /// Removes temporary links a crash left between their creation and their rename (one daemon
 /// per state dir installs one set at a time, so none of them is in use).
-fn remove_stale_links(dir: &Path) -> Result<(), DeployError> {
-    for entry in fs::read_dir(dir).map_err(io("list", dir))? {
-        let entry = entry.map_err(io("list", dir))?;
-        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
-            && entry.file_type().is_ok_and(|t| t.is_symlink())
+fn remove_stale_links(dir: &Dir) -> Result<(), DeployError> {
+    for n in dir.names()? {
+        if n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes())
+            && dir.kind(&n)? == Some(rustix::fs::FileType::Symlink)
         {
-            let p = entry.path();
-            fs::remove_file(&p).map_err(io("remove", &p))?;
+            dir.unlink(&n)?;
         }
     }
     Ok(())
 }
 
 /// Removes all but the newest `keep` old versions (never `live`) and leftover temporaries.
-fn prune(versions: &Path, live: &str, keep: usize) -> Result<(), DeployError> {
-    let mut old: Vec<String> = Vec::new();
-    for entry in fs::read_dir(versions).map_err(io("list", versions))? {
-        let entry = entry.map_err(io("list", versions))?;
-        let n = entry.file_name().to_string_lossy().into_owned();
+fn prune(versions: &Dir, live: &str, keep: usize) -> Result<(), DeployError> {
+    let mut old = Vec::new();
+    for n in versions.names()? {
         if n == live {
             continue;
         }
-        if n.starts_with(TMP_PREFIX) {
-            let _ = fs::remove_dir_all(entry.path());
+        if n.as_encoded_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+            let _ = versions.remove_tree(&n);
             continue;
         }
         old.push(n);
@@ -264,45 +266,48 @@ fn prune(versions: &Path, live: &str, keep: usize) -> Result<(), DeployError> {
     // Names start with a UTC timestamp, so the lexical order is the age order.
     old.sort_unstable_by(|a, b| b.cmp(a));
     for n in old.iter().skip(keep) {
-        let p = versions.join(n);
-        fs::remove_dir_all(&p).map_err(io("remove", &p))?;
+        versions.remove_tree(n)?;
     }
     Ok(())
 }
 
-fn read_opt(path: &Path) -> Result<Option<String>, DeployError> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidData) => Ok(None),
-        Err(e) => Err(io("read", path)(e)),
-    }
-}
-
 /// The four live files, when `<output_dir>/<name>` has the layout [`install`] makes (the
-/// `live` link to one version, each file a link through it); `None` otherwise.
+/// `live` link to one version, each file a link through it); `None` otherwise. Read through
+/// `O_NOFOLLOW` fds along the path the links name, so a link swapped elsewhere reads as absent.
 fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, DeployError> {
-    let dir = output_dir.join(name);
-    let Ok(target) = fs::read_link(dir.join("live")) else {
+    if crate::config::domain::safe_name(name).is_err() {
+        return Ok(None);
+    }
+    let Some(root) = Dir::open_root(output_dir)? else {
         return Ok(None);
     };
-    let mut comps = target.components();
-    let is_version = comps.next().map(|c| c.as_os_str() == "versions") == Some(true)
-        && matches!(comps.next(), Some(std::path::Component::Normal(_)))
-        && comps.next().is_none();
-    if !is_version {
+    let Some(dir) = root.open_quiet(name)? else {
         return Ok(None);
-    }
+    };
+    let Some(target) = dir.read_link("live") else {
+        return Ok(None);
+    };
+    let Some(version) = version_of(&target) else {
+        return Ok(None);
+    };
     for f in FILES {
-        let want: PathBuf = Path::new("live").join(f);
-        if fs::read_link(dir.join(f)).ok() != Some(want) {
+        if dir.read_link(f) != Some(Path::new("live").join(f)) {
             return Ok(None);
         }
     }
+    let Some(vdir) = dir
+        .open_quiet("versions")?
+        .map(|v| v.open_quiet(version))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(None);
+    };
     let (Some(cert), Some(chain), Some(full), Some(key)) = (
-        read_opt(&dir.join("cert.pem"))?,
-        read_opt(&dir.join("chain.pem"))?,
-        read_opt(&dir.join("fullchain.pem"))?,
-        read_opt(&dir.join("privkey.pem"))?,
+        vdir.read_text("cert.pem")?,
+        vdir.read_text("chain.pem")?,
+        vdir.read_text("fullchain.pem")?,
+        vdir.read_text("privkey.pem")?,
     ) else {
         return Ok(None);
     };
@@ -368,6 +373,13 @@ mod tests {
         }
     }
 
+    fn origin() -> Origin {
+        Origin {
+            order_id: 1,
+            product: "test".into(),
+        }
+    }
+
     fn own() -> FileOwnership {
         FileOwnership {
             owner: None,
@@ -384,14 +396,14 @@ mod tests {
             .unwrap()
             .0;
         let old = self_signed(&k1);
-        let d = install(tmp.path(), "www", &old, &own(), 3, None).unwrap();
+        let d = install(tmp.path(), "www", &old, &own(), 3, &origin(), None).unwrap();
         let live_before = fs::read_link(d.dir.join("live")).unwrap();
         let k2 = crate::keys::generate(KeyKind::EcdsaP256, &["a.example.com".into()])
             .unwrap()
             .0;
         let new = self_signed(&k2);
         for file in FILES {
-            let e = install(tmp.path(), "www", &new, &own(), 3, Some(file)).unwrap_err();
+            let e = install(tmp.path(), "www", &new, &own(), 3, &origin(), Some(file)).unwrap_err();
             assert!(e.to_string().contains("injected"), "{e}");
             assert_eq!(fs::read_link(d.dir.join("live")).unwrap(), live_before);
             assert_eq!(fs::read_to_string(&d.cert).unwrap(), old.cert_pem);

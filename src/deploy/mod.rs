@@ -1,9 +1,15 @@
 //! Deploying a certificate: checks before install, the atomic versioned set, permissions.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): `pem` does the checks, `files` the layout.
+//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): `pem` does the checks, `files` the layout,
+//! `dirfd` the fd-relative file operations under `<output_dir>/<name>`, `manifest` which
+//! directories are ours.
 
+mod dirfd;
 mod files;
+mod manifest;
 mod pem;
+
+pub use manifest::{Manifest, Origin};
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +30,15 @@ pub enum DeployError {
     WrongNames { got: Vec<String>, want: Vec<String> },
     #[error("the certificate expired at {0}")]
     Expired(DateTime<Utc>),
+    /// A directory others could change under the daemon (sshd's StrictModes rule).
+    #[error("refusing {path}: it {reason}")]
+    Untrusted { path: PathBuf, reason: String },
+    /// An existing `<output_dir>/<name>` that cas-certd did not make.
+    #[error(
+        "refusing {path}: it exists and was not made by cas-certd ({reason}); nothing in it was \
+         changed. Move it away, or give this certificate another `name`"
+    )]
+    NotOurs { path: PathBuf, reason: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -80,16 +95,31 @@ pub fn check(
     pem::check(set, domains, now)
 }
 
-/// Installs `set` as `<output_dir>/<name>/` atomically (versioned directory, fsynced, one
-/// symlink renamed into place, directory fsynced); keeps `keep_versions` old versions.
+/// Installs `set` as `<output_dir>/<name>/` atomically (versioned directory with a manifest
+/// of `origin`, fsynced, one symlink renamed into place, directory fsynced); keeps
+/// `keep_versions` old versions. Makes the [`preflight`] checks first.
 pub fn install(
     output_dir: &Path,
     name: &str,
     set: &PemSet,
     files: &FileOwnership,
     keep_versions: usize,
+    origin: &Origin,
 ) -> Result<Deployed, DeployError> {
-    files::install(output_dir, name, set, files, keep_versions, None)
+    files::install(output_dir, name, set, files, keep_versions, origin, None)
+}
+
+/// The manifest of the live set of `name` (what was deployed, from which order), when there is
+/// one nobody but the daemon's user or root could have written.
+pub fn live_manifest(output_dir: &Path, name: &str) -> Result<Option<Manifest>, DeployError> {
+    manifest::live_manifest(output_dir, name)
+}
+
+/// Whether [`install`] may use `<output_dir>/<name>`, changing nothing: an existing directory
+/// must be ours (it has our manifest, or the layout an earlier version made) and, like its
+/// `versions`, writable by the daemon's user and root only. Call it before ordering.
+pub fn preflight(output_dir: &Path, name: &str) -> Result<(), DeployError> {
+    files::preflight(output_dir, name)
 }
 
 /// Reads the live set of `name`, if any, and returns its info when the pair is intact and

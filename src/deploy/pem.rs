@@ -111,3 +111,14 @@ pub(crate) fn check(
     }
     Ok(info)
 }
+
+/// Hex SHA-256 of the leaf's SubjectPublicKeyInfo DER: names the key without revealing it.
+pub(crate) fn key_sha256(cert_pem: &str) -> Result<String, DeployError> {
+    let ders = cert_ders(cert_pem)?;
+    let leaf = ders
+        .first()
+        .ok_or_else(|| DeployError::BadCertificate("no certificate".into()))?;
+    let (_, leaf) =
+        X509Certificate::from_der(leaf).map_err(|e| DeployError::BadCertificate(e.to_string()))?;
+    Ok(hex::encode(Sha256::digest(leaf.public_key().raw)))
+}
