@@ -159,6 +159,17 @@ impl ApiError {
     pub fn is_quota(&self) -> bool {
         self.code().is_some_and(|c| QUOTA_CODES.contains(&c))
     }
+
+    /// The operator's words for a quota or package error on `product`; `None` for any other.
+    pub fn quota_message(&self, product: &str) -> Option<String> {
+        match self.code()? {
+            "NotFoundPackage" => Some(format!(
+                "no package of {product} bought on this account (NotFoundPackage)"
+            )),
+            "NotRemainCount" => Some(format!("quota exhausted for {product} (NotRemainCount)")),
+            _ => None,
+        }
+    }
 }
 
 /// Makes a server message safe to show: SignatureDoesNotMatch echoes the server's string to
@@ -243,6 +254,11 @@ mod tests {
         assert_eq!(e.code(), Some("NotRemainCount"));
         assert_eq!(e.request_id(), Some("r"));
         assert!(e.is_quota() && !e.is_auth());
+        assert_eq!(
+            svc(404, "NotFoundPackage").quota_message("p").as_deref(),
+            Some("no package of p bought on this account (NotFoundPackage)")
+        );
+        assert!(svc(403, "OrderStateError").quota_message("p").is_none());
         assert!(svc(400, "SignatureDoesNotMatch").is_auth());
         assert_eq!(ApiError::Config("x".into()).code(), None);
     }

@@ -199,6 +199,14 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
                     code = exit::QUOTA;
                 }
             }
+            // Not bought (or none left) is a quota problem, not a refused request.
+            Err(e) if e.is_quota() => {
+                eprintln!(
+                    "{p}: {}",
+                    e.quota_message(p).unwrap_or_else(|| e.to_string())
+                );
+                code = exit::QUOTA;
+            }
             Err(e) => {
                 eprintln!("{p}: {e}");
                 code = match e.class() {

@@ -104,3 +104,32 @@ fn a_cas_made_pkcs1_rsa_key_is_deployed_and_matches() {
     );
     assert_key_matches_and_private(&w, "casrsa");
 }
+
+/// `check` against the corrected simulator: a configured product the account never bought is a
+/// quota/package problem (exit 5, said in words), not a refused request (exit 7).
+#[test]
+fn check_says_a_configured_product_was_never_bought_and_exits_5() {
+    use crate::support::world::World;
+    let w = World::new(&[]);
+    let cfg = w.config(
+        "[[certificate]]\nname = \"nb\"\ndomains = [\"nb.example.test\"]\nvalidation = { method = \"alidns\" }\nproduct_code = \"geotrust-ov-w-personal\"\n",
+    );
+    let out = Command::new(support::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", crate::support::world::KEY_ID)
+        .env(
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            crate::support::world::KEY_SECRET,
+        )
+        .output()
+        .unwrap();
+    crate::support::world::keep_output("sim_check_not_bought", &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("geotrust-ov-w-personal: no package of geotrust-ov-w-personal bought on this account (NotFoundPackage)"),
+        "{stderr}"
+    );
+}
