@@ -250,6 +250,20 @@ def deliberate_listed(action, field):
     return (action, field) in EXCUSED
 
 
+# --- The checker itself ----------------------------------------------------------------------
+
+
+@case("checker: flags an undeclared field, a wrong type and a wrong nested type")
+def _():
+    fake = {"CertId": 7, "Bogus": 1, "Type": "certificate"}
+    got = check_model(fake, cas_models.DescribeCertificateStateResponseBody, cas_models, "Probe", [])
+    nested = {"DomainRecords": {"Record": [{"TTL": "600", "Extra": True}]}}
+    got2 = check_model(nested, dns_models.DescribeDomainRecordsResponseBody, dns_models, "Probe", [])
+    want = ["CertId: 7 is int", "Bogus: not a field", "DomainRecords.Record[0].TTL", "DomainRecords.Record[0].Extra: not a field"]
+    text = " | ".join(got + got2)
+    return [f"checker missed {w!r} in {text!r}" for w in want if w not in text]
+
+
 # --- DescribePackageState --------------------------------------------------------------------
 
 
