@@ -1,6 +1,7 @@
 //! The control socket: a 0600 unix socket through which `status` and `renew` talk to the running
 //! daemon (sled locks its database, so they cannot open it). One JSON request per line, one
 //! JSON answer per line: `{"cmd":"status"}`, `{"cmd":"renew","name":"www","force":true}`.
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ pub enum Request {
     Status,
     Renew {
         name: String,
+        /// Confirmed (`renew --yes`): renew even if not due, spending a unit early.
         #[serde(default)]
         force: bool,
     },
@@ -42,12 +44,44 @@ pub enum Response {
     Status { certificates: Vec<StatusRow> },
     Ok { message: String },
     Error { message: String },
+    /// Nothing done: the request needs confirming (`message` says what it would cost).
+    Confirm { message: String },
 }
 
 /// A request handed to the daemon loop, with where to send the answer.
 pub struct Incoming {
     pub request: Request,
     pub reply: oneshot::Sender<Response>,
+    /// The client's connection (a duplicate descriptor), to see whether it is still there.
+    pub client: Option<OwnedFd>,
+}
+
+impl Incoming {
+    /// True when the client has closed its connection: it stopped waiting (timed out, was
+    /// killed), so the request must not be acted on — a `renew` would otherwise run later and
+    /// pay for a certificate nobody is waiting for. poll(2), not a read (that would consume a
+    /// next request): POLLHUP means the client closed both directions, whereas a client that
+    /// only shut down its writing still waits for the answer.
+    pub fn client_gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        if self.reply.is_closed() {
+            return true;
+        }
+        let Some(fd) = &self.client else {
+            return false;
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&now)) {
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::HUP | PollFlags::ERR),
+            Err(_) => false,
+        }
+    }
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and serves until the task is
@@ -88,6 +122,7 @@ pub async fn serve(listener: UnixListener, tx: mpsc::Sender<Incoming>) {
 }
 
 async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Result<()> {
+    let client = stream.as_fd().try_clone_to_owned()?;
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Some(line) = lines.next_line().await? {
@@ -97,7 +132,13 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Resu
             },
             Ok(request) => {
                 let (reply, rx) = oneshot::channel();
-                if tx.send(Incoming { request, reply }).await.is_err() {
+                let client = client.try_clone().ok();
+                let incoming = Incoming {
+                    request,
+                    reply,
+                    client,
+                };
+                if tx.send(incoming).await.is_err() {
                     Response::Error {
                         message: "the daemon is stopping".into(),
                     }

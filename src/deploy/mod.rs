@@ -5,6 +5,8 @@
 mod files;
 mod pem;
 
+pub use files::ids as ownership_ids;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
