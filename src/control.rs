@@ -41,11 +41,19 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Status { certificates: Vec<StatusRow> },
-    Ok { message: String },
-    Error { message: String },
+    Status {
+        certificates: Vec<StatusRow>,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
     /// Nothing done: the request needs confirming (`message` says what it would cost).
-    Confirm { message: String },
+    Confirm {
+        message: String,
+    },
 }
 
 /// A request handed to the daemon loop, with where to send the answer.
@@ -76,9 +84,7 @@ impl Incoming {
             tv_nsec: 0,
         };
         match poll(&mut fds, Some(&now)) {
-            Ok(_) => fds[0]
-                .revents()
-                .intersects(PollFlags::HUP | PollFlags::ERR),
+            Ok(_) => fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR),
             Err(_) => false,
         }
     }

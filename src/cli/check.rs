@@ -156,7 +156,10 @@ fn ownership(cfg: &Config) -> Vec<Failure> {
         let (uid, gid) = match cas_certd::deploy::ownership_ids(&files) {
             Ok(ids) => ids,
             Err(e) => {
-                failures.push(Failure::new(exit::CONFIG, format!("owner/group of {of}: {e}")));
+                failures.push(Failure::new(
+                    exit::CONFIG,
+                    format!("owner/group of {of}: {e}"),
+                ));
                 continue;
             }
         };

@@ -11,8 +11,8 @@ use cas_certd::cas::Client;
 use cas_certd::config::{AlidnsSettings, CasSettings, CredentialsSettings, SignatureVersion};
 use cas_certd::credentials::Credentials;
 
-use super::report::{self, Failure};
 use super::exit;
+use super::report::{self, Failure};
 
 /// The default product when neither `--product` nor the config names one (the seed's default).
 const DEFAULT_PRODUCT: &str = "symantec-free-1-free";

@@ -31,7 +31,7 @@ pub struct RenewArgs {
     /// Renew even though the certificate is not due yet: this orders a new certificate now
     /// and uses one unit of its product (quota). Without it, a certificate that is not due is
     /// left alone and the command says what renewing would cost. A due certificate (never
-    /// issued, or inside its renewal window) renews without it. `--force` is the old name.
+    /// issued, or inside its renewal window) renews without it.
     #[arg(long, short = 'y', visible_alias = "force")]
     pub yes: bool,
 }

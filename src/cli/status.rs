@@ -51,7 +51,10 @@ async fn rows(cfg: &Config) -> anyhow::Result<(Vec<StatusRow>, &'static str)> {
         return Ok((certificates, "daemon"));
     }
     if !store::exists(&cfg.state_dir) {
-        return Ok((configured_rows(cfg, Vec::new()), "configuration (no store yet)"));
+        return Ok((
+            configured_rows(cfg, Vec::new()),
+            "configuration (no store yet)",
+        ));
     }
     match Store::open(&cfg.state_dir) {
         Ok(s) => {

@@ -131,9 +131,15 @@ mod tests {
         );
         r.phase = Phase::Idle;
         assert_eq!(decide(&r, third, t(5)), Decision::NotDue { due_at: t(21) });
-        assert_eq!(decide(&r, third, t(22)), Decision::Due(DueBecause::InWindow));
+        assert_eq!(
+            decide(&r, third, t(22)),
+            Decision::Due(DueBecause::InWindow)
+        );
         r.force_renew = true;
-        assert_eq!(decide(&r, third, t(5)), Decision::Due(DueBecause::Reordering));
+        assert_eq!(
+            decide(&r, third, t(5)),
+            Decision::Due(DueBecause::Reordering)
+        );
         r.force_renew = false;
         // Deployed and resting: the daemon's jittered time (day 20) counts once passed.
         r.phase = Phase::Deployed {
@@ -141,7 +147,10 @@ mod tests {
             at: t(1),
         };
         assert_eq!(decide(&r, third, t(5)), Decision::NotDue { due_at: t(20) });
-        assert_eq!(decide(&r, third, t(20)), Decision::Due(DueBecause::InWindow));
+        assert_eq!(
+            decide(&r, third, t(20)),
+            Decision::Due(DueBecause::InWindow)
+        );
         r.phase = Phase::KeyReady;
         assert_eq!(decide(&r, third, t(5)), Decision::InFlight("key_ready"));
     }
@@ -150,9 +159,15 @@ mod tests {
     fn the_cost_names_the_product_and_what_is_left() {
         let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let m = cost_message("www", "p-free", at, Ok(19));
-        assert!(m.contains("this will use one unit of p-free (19 left)"), "{m}");
+        assert!(
+            m.contains("this will use one unit of p-free (19 left)"),
+            "{m}"
+        );
         assert!(m.contains("--yes") && m.contains("2026-03-01"), "{m}");
         let m = cost_message("www", "p", at, Err("no credentials".into()));
-        assert!(m.contains("(remaining count unknown: no credentials)"), "{m}");
+        assert!(
+            m.contains("(remaining count unknown: no credentials)"),
+            "{m}"
+        );
     }
 }

@@ -78,15 +78,21 @@ fn renew_of_a_certificate_not_due_says_what_it_costs_and_needs_yes() {
     );
     assert!(err.contains("--yes"), "{err}");
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(w.orders_for("r.example.test"), 1, "an unconfirmed renew ordered");
+    assert_eq!(
+        w.orders_for("r.example.test"),
+        1,
+        "an unconfirmed renew ordered"
+    );
     assert_eq!(deployed_cert(&w, "r"), first);
 
     // Confirmed: one more order, a new certificate.
     let out = cli(&cfg, &["renew", "r", "--yes"]);
     assert!(out.status.success(), "{out:?}");
-    wait_for("confirmed renewal deployed", Duration::from_secs(40), || {
-        std::fs::read_to_string(w.live("r", "cert.pem")).is_ok_and(|c| c != first)
-    });
+    wait_for(
+        "confirmed renewal deployed",
+        Duration::from_secs(40),
+        || std::fs::read_to_string(w.live("r", "cert.pem")).is_ok_and(|c| c != first),
+    );
     assert_eq!(w.orders_for("r.example.test"), 2);
 
     // The help says what each flag does and what it costs.
@@ -216,7 +222,10 @@ fn check_and_package_give_one_answer_for_a_wrong_secret() {
     // With the right secret everything passes, and only then does check say OK.
     let ok = cli(&cfg, &["check"]);
     assert!(ok.status.success(), "{ok:?}");
-    assert!(stdout(&ok).lines().last().unwrap_or("").starts_with("OK"), "{ok:?}");
+    assert!(
+        stdout(&ok).lines().last().unwrap_or("").starts_with("OK"),
+        "{ok:?}"
+    );
 }
 
 /// Issue 16 item 7: with no daemon and no store, `status` creates nothing (not even the state
