@@ -11,6 +11,7 @@ pub mod simulate;
 pub mod status;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,11 @@ pub mod exit {
     /// The request was refused as invalid (parameters, order state, not found).
     pub const REFUSED: u8 = 7;
 }
+
+/// How long a command waits for the daemon's answer on the control socket. A request still
+/// unanswered when the command gives up is dropped by the daemon (it checks that its client is
+/// still there before acting), so a `renew` given up on never turns into a late order.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// cas-certd: keeps Alibaba Cloud CAS certificates issued, deployed and renewed.
 #[derive(Debug, Parser)]

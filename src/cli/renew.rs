@@ -7,7 +7,6 @@
 //! (and asks CAS for N); without one, the command decides the same way from the store
 //! ([`cas_certd::lifecycle::manual`]), asks CAS itself, and marks the record for the next start.
 use std::process::ExitCode;
-use std::time::Duration;
 
 use cas_certd::config::Config;
 use cas_certd::control::{self, Request, Response};
@@ -16,13 +15,8 @@ use cas_certd::metrics::Metrics;
 use cas_certd::store::{self, CertRecord, Store};
 
 use super::daemon::{load_config, make_client};
-use super::exit;
 use super::report::Failure;
-
-/// How long the command waits for the daemon's answer. A request still unanswered when the
-/// command gives up is dropped by the daemon (it checks that its client is still there before
-/// acting), so a late answer never turns into a late order.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+use super::{exit, ANSWER_TIMEOUT};
 
 #[derive(Debug, clap::Args)]
 pub struct RenewArgs {

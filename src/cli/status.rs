@@ -44,16 +44,23 @@ fn configured_rows(cfg: &Config, mut rows: Vec<StatusRow>) -> Vec<StatusRow> {
 /// The rows from the running daemon, else from the store (if it exists), else from
 /// `status.json` (store locked), and where they came from.
 async fn rows(cfg: &Config) -> anyhow::Result<(Vec<StatusRow>, &'static str)> {
-    if let Ok(Response::Status { certificates }) =
-        control::request(&cfg.control_socket, &Request::Status).await
-    {
+    let asked = tokio::time::timeout(
+        super::ANSWER_TIMEOUT,
+        control::request(&cfg.control_socket, &Request::Status),
+    );
+    match asked.await {
         // The daemon's own configuration decides what it lists.
-        return Ok((certificates, "daemon"));
+        Ok(Ok(Response::Status { certificates })) => return Ok((certificates, "daemon")),
+        Err(_) => {
+            let snap = store::read_snapshot(&cfg.state_dir)?;
+            return Ok((snap.certificates, "snapshot (the daemon did not answer)"));
+        }
+        Ok(_) => {}
     }
     if !store::exists(&cfg.state_dir) {
         return Ok((
             configured_rows(cfg, Vec::new()),
-            "configuration (no store yet)",
+            "configuration: no store yet",
         ));
     }
     match Store::open(&cfg.state_dir) {
