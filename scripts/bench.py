@@ -3,7 +3,7 @@
 N certificates from an empty store under a per-account QPS limit, next to a naive client
 written with Alibaba's official Python SDK. Prints one table on stdout; progress on stderr.
 
-usage: bench.py --bin target/release/cas-certd [--sizes 100,1000,10000] [--naive 10]
+usage: bench.py --bin <target-dir>/release/cas-certd [--sizes 100,1000,10000] [--naive 10]
                 [--steady 60] [--smoke]
 
 Everything is real: two processes talking HTTP on loopback, a webroot HTTP server (in this

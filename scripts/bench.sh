@@ -12,4 +12,4 @@ else
   scripts/setup-python.sh >&2
   python=$PWD/.venv/bin/python
 fi
-CAS_CERTD_PYTHON=$python exec "$python" scripts/bench.py --bin target/release/cas-certd "$@"
+CAS_CERTD_PYTHON=$python exec "$python" scripts/bench.py --bin "$(scripts/target-dir.sh)/release/cas-certd" "$@"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Checks systemd/cas-certd.service: `systemd-analyze verify` prints nothing, and the offline
-# `systemd-analyze security` exposure is at most 2.0. Argument: the built binary (default
-# target/debug/cas-certd), which stands in for /usr/local/bin/cas-certd.
+# `systemd-analyze security` exposure is at most 2.0. Argument: the built binary (default: the
+# debug build under scripts/target-dir.sh), which stands in for /usr/local/bin/cas-certd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze not found (apt-get install systemd)" >&2; exit 1; }
-bin=$(realpath "${1:-target/debug/cas-certd}")
+bin=$(realpath "${1:-$(scripts/target-dir.sh)/debug/cas-certd}")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # verify checks that ExecStart exists and that Documentation=man:cas-certd(1) resolves: point

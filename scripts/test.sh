@@ -17,8 +17,12 @@ else
   export CAS_CERTD_PYTHON="$PWD/.venv/bin/python"
 fi
 
+# Where cargo builds (CARGO_TARGET_DIR honoured): resolved once, every step below uses it.
+target=$(scripts/target-dir.sh)
+bin="$target/debug/cas-certd"
+
 # Logs kept by the tests for the secret scan below: start empty, so stale logs never count.
-logs="${CARGO_TARGET_DIR:-target}/test-logs"
+logs="$target/test-logs"
 rm -rf "$logs" && mkdir -p "$logs"
 
 step "cargo fmt --check"
@@ -29,6 +33,9 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo build"
 cargo build --all-targets
+
+step "scripts: honour CARGO_TARGET_DIR (scripts/check-target-dir.sh)"
+scripts/check-target-dir.sh
 
 step "cargo test"
 cargo test --all-targets 2>&1 | tee "$logs/cargo-test.log"   # what children print goes to the scan too
@@ -44,9 +51,9 @@ scripts/scan-logs.sh
 # simulator; fails only on gross regressions (not all deployed, > 5 calls per certificate,
 # any throttling, > 200 MB RSS, calls in steady state), never on timing.
 step "bench smoke: scripts/bench.py --smoke (N=100)"
-"$CAS_CERTD_PYTHON" scripts/bench.py --bin target/debug/cas-certd --sizes 100 --naive 0 --steady 10 --smoke
+"$CAS_CERTD_PYTHON" scripts/bench.py --bin "$bin" --sizes 100 --naive 0 --steady 10 --smoke
 
 step "systemd: verify and security"
-scripts/check-systemd.sh target/debug/cas-certd
+scripts/check-systemd.sh "$bin"
 
 step "all tests passed"

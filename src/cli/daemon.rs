@@ -25,7 +25,9 @@ pub struct RunArgs {}
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Where the demo writes everything.
+    /// Where the demo writes everything. What an earlier demo run made there (config.toml,
+    /// live, sim, state, webroot) is removed first; a directory holding those without the
+    /// demo's config.toml is refused.
     #[arg(long, default_value = "demo")]
     pub dir: std::path::PathBuf,
 }

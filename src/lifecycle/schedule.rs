@@ -209,6 +209,16 @@ mod tests {
     }
 
     #[test]
+    fn retry_backoff_starts_at_a_minute_and_caps_by_class() {
+        // A zero backoff would retry a failing create in a tight loop: the first wait is a minute.
+        assert_eq!(retry_backoff(0, false), Duration::from_secs(60));
+        assert_eq!(retry_backoff(0, true), Duration::from_secs(60));
+        assert_eq!(retry_backoff(1, false), Duration::from_secs(120));
+        assert_eq!(retry_backoff(50, false), Duration::from_secs(3600));
+        assert_eq!(retry_backoff(50, true), Duration::from_secs(6 * 3600));
+    }
+
+    #[test]
     fn first_poll_uses_learned_time_within_bounds() {
         let min = Duration::from_secs(10);
         let max = Duration::from_secs(600);
