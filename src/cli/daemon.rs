@@ -16,9 +16,9 @@ use super::report::{self, Failure};
 
 #[cfg(feature = "sim")]
 mod demo;
-// The demo prints the status table and exits with the shared codes.
+// The demo exits with the shared codes.
 #[cfg(feature = "sim")]
-use super::{exit, status::table};
+use super::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {}
