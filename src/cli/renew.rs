@@ -1,7 +1,7 @@
 //! `renew NAME`: renew one certificate now, saying what it costs.
 //!
-//! A due certificate (never issued, or inside its renewal window) renews without asking: the
-//! unit it spends would be spent anyway. One that is not due needs `--yes`; without it the
+//! A due certificate (never issued, inside its renewal window, or a failed renewal the daemon
+//! retries anyway) renews without asking: the unit it spends would be spent anyway. One that is not due needs `--yes`; without it the
 //! command prints what it would cost — "this will use one unit of PRODUCT (N left)" — and
 //! orders nothing (exit 2, like `order revoke` without `--yes`). The running daemon decides
 //! (and asks CAS for N); without one, the command decides the same way from the store
@@ -25,7 +25,7 @@ pub struct RenewArgs {
     /// Renew even though the certificate is not due yet: this orders a new certificate now
     /// and uses one unit of its product (quota). Without it, a certificate that is not due is
     /// left alone and the command says what renewing would cost. A due certificate (never
-    /// issued, or inside its renewal window) renews without it.
+    /// issued, inside its renewal window, or a failed renewal being retried) renews without it.
     #[arg(long, short = 'y', visible_alias = "force")]
     pub yes: bool,
 }

@@ -3,8 +3,8 @@
 //! store when no daemon runs), so both decide and word it the same way.
 //!
 //! Every renewal spends one unit of the certificate's product. A due certificate — never
-//! issued, inside its renewal window, or one the daemon already wants to renew — was going to
-//! spend it anyway, so it renews at once. One that is not due spends a unit early and needs an
+//! issued, inside its renewal window, or one the daemon already wants to renew (domains
+//! changed, a failed attempt to retry) — was going to spend it anyway, so it renews at once. One that is not due spends a unit early and needs an
 //! explicit confirmation (`--yes`).
 use chrono::{DateTime, Utc};
 
@@ -31,6 +31,8 @@ pub enum DueBecause {
     InWindow,
     /// The daemon already decided to order anew (the domains changed).
     Reordering,
+    /// An attempt failed or was abandoned; the daemon retries it by itself.
+    Retrying,
 }
 
 impl std::fmt::Display for DueBecause {
@@ -39,31 +41,35 @@ impl std::fmt::Display for DueBecause {
             DueBecause::NeverIssued => "never issued",
             DueBecause::InWindow => "inside its renewal window",
             DueBecause::Reordering => "its domains changed",
+            DueBecause::Retrying => "a failed renewal is being retried",
         })
     }
 }
 
-/// Whether renewing `rec` now is due. The window is the configured `renew_before` without
-/// the daemon's jitter (the latest renewal time); the jittered time the daemon stored counts
-/// too once it has passed.
+/// Whether renewing `rec` now is due. Only a deployed certificate at rest can be not due:
+/// after a failed or abandoned attempt (`Failed`, `Idle`) the daemon retries the renewal by
+/// itself at `next_due`, so renewing now only moves that retry earlier. The window is the
+/// configured `renew_before` without the daemon's jitter (the latest renewal time); the
+/// jittered time the daemon stored counts too once it has passed.
 pub fn decide(rec: &CertRecord, renew_before: RenewBefore, now: DateTime<Utc>) -> Decision {
-    let resting_since_deploy = match &rec.phase {
-        Phase::Idle | Phase::Failed { .. } => false,
-        Phase::Deployed { .. } => true,
-        p => return Decision::InFlight(p.name()),
-    };
+    let at_rest = matches!(
+        rec.phase,
+        Phase::Idle | Phase::Failed { .. } | Phase::Deployed { .. }
+    );
+    if !at_rest {
+        return Decision::InFlight(rec.phase.name());
+    }
     let Some(d) = &rec.deployed else {
         return Decision::Due(DueBecause::NeverIssued);
     };
     if rec.force_renew {
         return Decision::Due(DueBecause::Reordering);
     }
+    if !matches!(rec.phase, Phase::Deployed { .. }) {
+        return Decision::Due(DueBecause::Retrying);
+    }
     let window = renew_at(d.info.not_before, d.info.not_after, renew_before, 0.0).at;
-    let due_at = if resting_since_deploy {
-        window.min(rec.next_due)
-    } else {
-        window
-    };
+    let due_at = window.min(rec.next_due);
     if now >= due_at {
         Decision::Due(DueBecause::InWindow)
     } else {
@@ -119,20 +125,30 @@ mod tests {
     }
 
     #[test]
-    fn due_when_never_issued_in_window_or_past_the_stored_time() {
+    fn due_when_never_issued_in_window_past_the_stored_time_or_retrying() {
         let t = |d: u32| Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0).unwrap();
         let third = RenewBefore::Fraction(1.0 / 3.0);
-        // 30 days, renew in the last 10: the window opens on day 21.
-        let mut r = deployed(t(1), t(31));
-        r.next_due = t(20);
         assert_eq!(
             decide(&CertRecord::new("n", vec![]), third, t(2)),
             Decision::Due(DueBecause::NeverIssued)
         );
-        r.phase = Phase::Idle;
+        // 30 days, renew in the last 10: the window opens on day 21.
+        let mut r = deployed(t(1), t(31));
+        r.phase = Phase::Deployed {
+            order_id: OrderId(1),
+            at: t(1),
+        };
+        r.next_due = t(25);
         assert_eq!(decide(&r, third, t(5)), Decision::NotDue { due_at: t(21) });
         assert_eq!(
             decide(&r, third, t(22)),
+            Decision::Due(DueBecause::InWindow)
+        );
+        // The daemon's jittered time (day 20) counts once passed.
+        r.next_due = t(20);
+        assert_eq!(decide(&r, third, t(5)), Decision::NotDue { due_at: t(20) });
+        assert_eq!(
+            decide(&r, third, t(20)),
             Decision::Due(DueBecause::InWindow)
         );
         r.force_renew = true;
@@ -141,16 +157,14 @@ mod tests {
             Decision::Due(DueBecause::Reordering)
         );
         r.force_renew = false;
-        // Deployed and resting: the daemon's jittered time (day 20) counts once passed.
-        r.phase = Phase::Deployed {
-            order_id: OrderId(1),
-            at: t(1),
+        // A failed attempt is retried by the daemon anyway, backoff or not.
+        r.phase = Phase::Failed {
+            reason: "refused".into(),
+            at: t(4),
+            attempt: 1,
         };
-        assert_eq!(decide(&r, third, t(5)), Decision::NotDue { due_at: t(20) });
-        assert_eq!(
-            decide(&r, third, t(20)),
-            Decision::Due(DueBecause::InWindow)
-        );
+        r.next_due = t(6);
+        assert_eq!(decide(&r, third, t(5)), Decision::Due(DueBecause::Retrying));
         r.phase = Phase::KeyReady;
         assert_eq!(decide(&r, third, t(5)), Decision::InFlight("key_ready"));
     }
