@@ -35,6 +35,14 @@ pub struct AccessKey {
     pub expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Registers the key's secret and token so hook output is redacted of them.
+fn remember(key: &AccessKey) {
+    crate::secret::remember(&key.secret);
+    if let Some(t) = &key.security_token {
+        crate::secret::remember(t);
+    }
+}
+
 /// The default ECS metadata service.
 pub const ECS_METADATA_ENDPOINT: &str = "http://100.100.100.200";
 /// Temporary credentials are refreshed this long before they expire.
@@ -73,8 +81,11 @@ impl Credentials {
     ) -> Result<Credentials, CredentialsError> {
         let mut tried = Vec::new();
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
-        let fixed = |key: AccessKey, from: String| Credentials {
-            inner: Arc::new(Source::Fixed { key, from }),
+        let fixed = |key: AccessKey, from: String| {
+            remember(&key);
+            Credentials {
+                inner: Arc::new(Source::Fixed { key, from }),
+            }
         };
 
         // 1. Environment.
@@ -208,6 +219,7 @@ impl Credentials {
 
     /// Fixed credentials (tests, the demo).
     pub fn fixed(key: AccessKey) -> Credentials {
+        remember(&key);
         Credentials {
             inner: Arc::new(Source::Fixed {
                 key,
@@ -231,6 +243,7 @@ impl Credentials {
                     }
                 }
                 let k = e.fetch().await?;
+                remember(&k);
                 *cache = Some(k.clone());
                 Ok(k)
             }

@@ -199,8 +199,9 @@ pub async fn run(
     services: Services,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    crate::listen::raise_fd_limit();
     let store = Store::open(&config.state_dir)?;
-    let listener = control::bind(&config.control_socket)?;
+    let (listener, socket_file) = control::bind(&config.control_socket)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Incoming>(16);
     let ctl_task = tokio::spawn(control::serve(listener, ctl_tx));
 
@@ -310,7 +311,7 @@ pub async fn run(
     st.snapshot();
     st.store.flush().await?;
     ctl_task.abort();
-    let _ = std::fs::remove_file(&st.config.control_socket);
+    socket_file.remove();
     let _ = sched.shutdown().await;
     let _ = metrics_stop_tx.send(());
     info!("stopped");

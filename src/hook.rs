@@ -1,5 +1,10 @@
-//! Running hooks: argv without a shell, env vars, a timeout that kills the whole process group,
-//! captured output capped in size.
+//! Running hooks (reload hooks and command validators): argv without a shell, a timeout that
+//! kills the whole process group, captured output capped in size and redacted.
+//!
+//! A hook starts from an empty environment ([`child_env`]): the daemon's holds the AccessKey
+//! (`ALIBABA_CLOUD_ACCESS_KEY_SECRET`, `ALIBABA_CLOUD_SECURITY_TOKEN`), and a hook that prints
+//! its environment would put it in the log. It gets a fixed PATH, LANG, the documented
+//! variables of its kind and only what `hook_env` names.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,6 +19,10 @@ use crate::config::Hook;
 pub const OUTPUT_CAP: usize = 64 * 1024;
 /// How much of the output a failure message carries.
 const TAIL: usize = 2048;
+/// The PATH every hook and validator gets, whatever the daemon's is.
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// LANG when the daemon has none.
+const DEFAULT_LANG: &str = "C.UTF-8";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -98,12 +107,74 @@ pub fn reload_env(
     ]
 }
 
-/// Runs `hook` with `env` added to the daemon's environment.
+/// The whole environment of a hook or validator: PATH ([`SAFE_PATH`]), LANG (the daemon's, or
+/// C.UTF-8), the variables named in `pass` that the daemon has (`hook_env`), then `vars` (the
+/// documented CERT_* / CHALLENGE_* variables, which win over a passed one of the same name).
+pub fn child_env(vars: &[(String, String)], pass: &[String]) -> Vec<(String, String)> {
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("PATH".to_string(), SAFE_PATH.to_string());
+    let lang = std::env::var("LANG")
+        .ok()
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| DEFAULT_LANG.to_string());
+    env.insert("LANG".to_string(), lang);
+    for name in pass {
+        if let Ok(v) = std::env::var(name) {
+            env.insert(name.clone(), v);
+        }
+    }
+    for (k, v) in vars {
+        env.insert(k.clone(), v.clone());
+    }
+    env.into_iter().collect()
+}
+
+/// Where `argv0` would be run from, as [`run`] looks it up: a name with a `/` as given, other
+/// names in the child's PATH ([`SAFE_PATH`] unless `pass` names PATH). The error says why not.
+pub fn find_program(argv0: &str, pass: &[String]) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| match std::fs::metadata(p) {
+        Ok(m) if !m.is_file() => Err(format!("{} is not a regular file", p.display())),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
+            "{} is not executable (mode {:04o})",
+            p.display(),
+            m.permissions().mode() & 0o7777
+        )),
+        Ok(_) => Ok(p.to_path_buf()),
+        Err(e) => Err(format!("{}: {e}", p.display())),
+    };
+    if argv0.is_empty() {
+        return Err("no program given".into());
+    }
+    if argv0.contains('/') {
+        return runnable(std::path::Path::new(argv0));
+    }
+    let path = child_env(&[], pass)
+        .into_iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let mut last = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = std::path::Path::new(dir).join(argv0);
+        if candidate.exists() {
+            match runnable(&candidate) {
+                Ok(p) => return Ok(p),
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| format!("{argv0:?} not found in {path}")))
+}
+
+/// Runs `hook` with `env` (see [`child_env`]); what it printed comes back redacted
+/// ([`crate::secret::redact`]).
 pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, HookError> {
     let argv0 = hook.argv.first().cloned().unwrap_or_default();
     let mut cmd = Command::new(&argv0);
     cmd.args(hook.argv.iter().skip(1))
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_clear()
+        .envs(child_env(env, &hook.pass_env))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -154,7 +225,10 @@ pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, Ho
         }
     }
     let (text, truncated) = match captured.lock() {
-        Ok(c) => (String::from_utf8_lossy(&c.buf).into_owned(), c.truncated),
+        Ok(c) => (
+            crate::secret::redact(&String::from_utf8_lossy(&c.buf)),
+            c.truncated,
+        ),
         Err(_) => (String::new(), false),
     };
     if status.success() {
@@ -185,6 +259,7 @@ mod tests {
         Hook {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             timeout: Duration::from_secs(secs),
+            pass_env: vec![],
         }
     }
 
@@ -199,6 +274,71 @@ mod tests {
         assert!(out.output.contains("out www"), "{out:?}");
         assert!(out.output.contains("err"), "{out:?}");
         assert!(!out.truncated);
+    }
+
+    #[tokio::test]
+    async fn children_start_from_an_empty_environment() {
+        // The test process has cargo's variables (and whatever the shell had): none may pass.
+        let out = run(
+            &hook(&["sh", "-c", "env"], 10),
+            &[("CERT_NAME".into(), "www".into())],
+        )
+        .await
+        .unwrap();
+        let lines: Vec<&str> = out.output.lines().collect();
+        assert!(
+            lines.contains(&"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            "{lines:?}"
+        );
+        assert!(lines.contains(&"CERT_NAME=www"), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("LANG=")), "{lines:?}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("CARGO") || l.starts_with("HOME=")),
+            "inherited: {lines:?}"
+        );
+    }
+
+    #[test]
+    fn hook_env_passes_exactly_the_named_variables() {
+        let env = child_env(
+            &[("CERT_NAME".into(), "www".into())],
+            &["PATH".into(), "CAS_CERTD_TEST_SURELY_UNSET".into()],
+        );
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["CERT_NAME", "LANG", "PATH"]);
+        // PATH named explicitly: the daemon's own replaces the fixed one.
+        assert_eq!(env[2].1, std::env::var("PATH").unwrap_or_default());
+    }
+
+    #[tokio::test]
+    async fn output_is_redacted_on_success_and_failure() {
+        crate::secret::remember(&crate::secret::Secret::new("hook-test-secret-4242"));
+        let out = run(
+            &hook(&["sh", "-c", "echo s=hook-test-secret-4242"], 10),
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.output, "s=[redacted]\n");
+        let e = run(
+            &hook(
+                &[
+                    "sh",
+                    "-c",
+                    "printf -- '-----BEGIN PRIVATE KEY-----\\nMIG\\n'; exit 1",
+                ],
+                10,
+            ),
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, HookError::Failed { output_tail, .. } if output_tail == "[redacted]"),
+            "{e:?}"
+        );
     }
 
     #[tokio::test]

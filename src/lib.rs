@@ -18,6 +18,7 @@
 //! - [`control`]: the 0600 unix socket through which `status` and `renew` talk to a running daemon.
 //! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
 //! - [`metrics`]: the optional Prometheus endpoint.
+//! - [`listen`]: descriptor budget and accept back-off shared by the metrics and control listeners.
 //! - [`logging`]: tracing set-up, text or JSON.
 //! - [`sim`]: the CAS + Alidns simulator with a local test CA (feature `sim`).
 pub mod cas;
@@ -30,6 +31,7 @@ pub mod failpoint;
 pub mod hook;
 pub mod keys;
 pub mod lifecycle;
+pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -3,11 +3,15 @@
 //!
 //! The numbers live in one mutex-guarded struct of ordered maps, so the exposition is
 //! deterministic and a scrape sees one consistent snapshot. No metrics crate: the text format
-//! is small, and owning it keeps label escaping in one visible place.
+//! is small, and owning it keeps label escaping in one visible place. The HTTP side, with its
+//! limits on connections, time and size, is [`http`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+mod http;
+pub use http::{serve, serve_listener, Limits, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_REQUEST_BYTES};
 
 /// Shared, cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -37,8 +41,6 @@ pub enum MetricsError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("metrics: server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 impl Metrics {
@@ -231,46 +233,6 @@ fn escape_label(out: &mut String, v: &str) {
     }
 }
 
-/// Serves `/metrics` until `shutdown` resolves.
-pub async fn serve(
-    listen: std::net::SocketAddr,
-    metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), MetricsError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| MetricsError::Bind {
-            addr: listen,
-            source,
-        })?;
-    serve_listener(listener, metrics, shutdown).await
-}
-
-/// [`serve`] on a listener the caller bound (tests bind port 0 and read the address).
-pub async fn serve_listener(
-    listener: tokio::net::TcpListener,
-    metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), MetricsError> {
-    use axum::http::header::CONTENT_TYPE;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let body = metrics.render();
-            async move {
-                (
-                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                    body,
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(MetricsError::Serve)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -350,9 +312,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_listener(listener, m.clone(), async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(serve_listener(
+            listener,
+            m.clone(),
+            Limits::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         let client = reqwest::Client::new();
         let resp = client
             .get(format!("http://{addr}/metrics"))
@@ -382,7 +349,7 @@ mod tests {
             .unwrap();
         assert_eq!(missing.status(), 404);
         tx.send(()).unwrap();
-        server.await.unwrap().unwrap();
+        server.await.unwrap();
     }
 
     #[tokio::test]

@@ -1,9 +1,12 @@
-//! `check`: everything the daemon needs, tested before it is needed. Each check prints one
-//! line; a failing one prints its failure the way every command does ([`super::report`]), and
-//! the command exits with the first failure's code. `OK` is printed only when all passed.
+//! `check`: everything the daemon needs, tested before it is needed — the file, ownership of
+//! the deployed files, what publishing each proof needs, the credentials, the quota. Each
+//! check prints one line; a failing one prints its failure the way every command does
+//! ([`super::report`]), and the command exits with the first failure's code. `OK` is printed
+//! only when all passed.
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use cas_certd::cas::Client;
 use cas_certd::config::{Config, FileOwnership};
 use cas_certd::metrics::Metrics;
 
@@ -13,7 +16,8 @@ use super::report::{self, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Only the local checks (file, ownership): no credentials, no network.
+    /// Only the local checks (file, ownership, webroots and commands): no credentials, no
+    /// network.
     #[arg(long)]
     pub offline: bool,
 }
@@ -29,8 +33,20 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         cfg.certificates.len()
     );
     let mut failures = ownership(&cfg);
-    if !a.offline {
-        failures.extend(quota(&cfg).await);
+    let client = match a.offline {
+        true => None,
+        false => match make_client(&cfg, &Metrics::new()) {
+            Ok(c) => Some(c),
+            Err(f) => {
+                f.print();
+                failures.push(f);
+                None
+            }
+        },
+    };
+    failures.extend(publishing(cli, &cfg, client.as_ref()).await);
+    if let Some(client) = &client {
+        failures.extend(quota(&cfg, client).await);
     }
     match failures.first() {
         Some(f) => Ok(ExitCode::from(f.code)),
@@ -45,16 +61,26 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
     }
 }
 
+/// What the daemon checks before paying for an order: everything needed to publish each
+/// certificate's proof (the Alidns zones only with a client, i.e. not `--offline`).
+async fn publishing(cli: &super::Cli, cfg: &Config, client: Option<&Client>) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for c in &cfg.certificates {
+        for p in cas_certd::validation::preflight(&c.validation, &c.domains, client).await {
+            let f = Failure::new(
+                exit::CONFIG,
+                format!("{}: certificate {}: {p}", cli.config.display(), c.name),
+            );
+            f.print();
+            failures.push(f);
+        }
+    }
+    failures
+}
+
 /// The credentials work and every product has certificates left. Stops at the first
 /// credentials failure: every product would give the same answer.
-async fn quota(cfg: &Config) -> Vec<Failure> {
-    let client = match make_client(cfg, &Metrics::new()) {
-        Ok(c) => c,
-        Err(f) => {
-            f.print();
-            return vec![f];
-        }
-    };
+async fn quota(cfg: &Config, client: &Client) -> Vec<Failure> {
     let mut products: Vec<&str> = cfg
         .certificates
         .iter()

@@ -50,7 +50,7 @@ pub async fn renew(cli: &super::Cli, a: &RenewArgs) -> anyhow::Result<ExitCode> 
         name: a.name.clone(),
         force: a.yes,
     };
-    let answer = tokio::time::timeout(ANSWER_TIMEOUT, control::request(&cfg.control_socket, &req));
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, control::request(&cfg, &req));
     match answer.await {
         Err(_) => Ok(Failure::new(
             exit::TRANSIENT,

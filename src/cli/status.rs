@@ -46,11 +46,12 @@ fn configured_rows(cfg: &Config, mut rows: Vec<StatusRow>) -> Vec<StatusRow> {
 async fn rows(cfg: &Config) -> anyhow::Result<(Vec<StatusRow>, &'static str)> {
     let asked = tokio::time::timeout(
         super::ANSWER_TIMEOUT,
-        control::request(&cfg.control_socket, &Request::Status),
+        control::request(cfg, &Request::Status),
     );
     match asked.await {
         // The daemon's own configuration decides what it lists.
         Ok(Ok(Response::Status { certificates })) => return Ok((certificates, "daemon")),
+        Ok(Err(e @ control::ControlError::Untrusted { .. })) => eprintln!("cas-certd: {e}"),
         Err(_) => {
             let snap = store::read_snapshot(&cfg.state_dir)?;
             return Ok((snap.certificates, "snapshot (the daemon did not answer)"));

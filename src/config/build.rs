@@ -39,6 +39,7 @@ const PER_CERT_KEYS: &[&str] = &[
     "keep_versions",
     "key_mode",
     "cert_mode",
+    "hook_env",
 ];
 
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cas-certd";
@@ -60,6 +61,7 @@ struct Overridable {
     keep_versions: Option<usize>,
     key_mode: Option<u32>,
     cert_mode: Option<u32>,
+    hook_env: Option<Vec<String>>,
 }
 
 impl Overridable {
@@ -75,6 +77,7 @@ impl Overridable {
             keep_versions: self.keep_versions.or(d.keep_versions),
             key_mode: self.key_mode.or(d.key_mode),
             cert_mode: self.cert_mode.or(d.cert_mode),
+            hook_env: self.hook_env.or_else(|| d.hook_env.clone()),
         }
     }
 }
@@ -530,6 +533,9 @@ fn overridable(t: &Tbl, errs: &mut Errors) -> Overridable {
     if let Some(v) = t.get("reload") {
         o.reload = hook(v, &t.key("reload"), errs);
     }
+    if let Some(v) = t.get("hook_env") {
+        o.hook_env = hook_env(v, &t.key("hook_env"), errs);
+    }
     for (k, slot) in [("owner", &mut o.owner), ("group", &mut o.group)] {
         if let Some((s, span)) = t.str(k, errs) {
             if s.is_empty()
@@ -591,7 +597,30 @@ fn hook(v: &Spanned<DeValue<'_>>, key: &str, errs: &mut Errors) -> Option<Hook> 
             return None;
         }
     };
-    Some(Hook { argv, timeout })
+    Some(Hook {
+        argv,
+        timeout,
+        pass_env: Vec::new(),
+    })
+}
+
+/// `hook_env = ["NAME", ...]`: variables of the daemon's environment hooks and validators get.
+fn hook_env(v: &Spanned<DeValue<'_>>, key: &str, errs: &mut Errors) -> Option<Vec<String>> {
+    let (items, _) = str_list_of(v, key, errs)?;
+    let mut ok = true;
+    for (name, span) in &items {
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            ok = false;
+            errs.push(
+                span.clone(),
+                key,
+                format!("{name:?} is not an environment variable name (letters, digits, '_')"),
+            );
+        }
+    }
+    ok.then(|| items.into_iter().map(|(s, _)| s).collect())
 }
 
 fn argv_of(v: &Spanned<DeValue<'_>>, key: &str, errs: &mut Errors) -> Option<Vec<String>> {
@@ -688,7 +717,11 @@ fn validation(t: &Tbl, wildcard: bool, errs: &mut Errors) -> Option<(Validation,
                 return None;
             };
             let argv = argv_of(c, &v.key("command"), errs)?;
-            Validation::Command { argv, timeout }
+            Validation::Command {
+                argv,
+                timeout,
+                pass_env: Vec::new(),
+            }
         }
         "manual" => {
             v.unknown_keys(&["method", "type"], errs);
@@ -792,6 +825,15 @@ fn certificates(root: &Tbl, defaults: &Overridable, errs: &mut Errors) -> Vec<Ce
             continue;
         };
         let group = o.group.clone();
+        let pass_env = o.hook_env.unwrap_or_default();
+        let validation = match validation {
+            Validation::Command { argv, timeout, .. } => Validation::Command {
+                argv,
+                timeout,
+                pass_env: pass_env.clone(),
+            },
+            v => v,
+        };
         out.push(Certificate {
             name,
             domains,
@@ -802,7 +844,7 @@ fn certificates(root: &Tbl, defaults: &Overridable, errs: &mut Errors) -> Vec<Ce
             key: o.key.unwrap_or(KeyKind::EcdsaP256),
             renew_before: o.renew_before.unwrap_or(RenewBefore::Fraction(1.0 / 3.0)),
             contact,
-            reload: o.reload,
+            reload: o.reload.map(|h| Hook { pass_env, ..h }),
             files: FileOwnership {
                 owner: o.owner,
                 key_mode: o

@@ -113,6 +113,8 @@ pub enum Validation {
     Command {
         argv: Vec<String>,
         timeout: Duration,
+        /// Variables of the daemon's environment passed to the program (`hook_env`).
+        pass_env: Vec<String>,
     },
     /// Log what to publish and wait; `validate_type` chooses DNS or FILE.
     Manual {
@@ -137,6 +139,9 @@ pub struct Hook {
     /// argv; run without a shell.
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// Variables of the daemon's environment passed through (`hook_env`); the hook gets
+    /// nothing else of it (see `hook::child_env`).
+    pub pass_env: Vec<String>,
 }
 
 /// One certificate the operator wants kept. Per-certificate settings with defaults applied.

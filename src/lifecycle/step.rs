@@ -8,9 +8,9 @@ use sha2::{Digest, Sha256};
 use tracing::{debug, error, info, warn};
 
 use super::schedule::{self, dur, AdoptQuery};
-use crate::cas::model::{CertificateState, CreateOrder, ListOrders, OrderId, ValidateType};
+use crate::cas::model::{CertificateState, CreateOrder, ListOrders, OrderId};
 use crate::cas::{ApiError, Client, ErrorClass};
-use crate::config::{Certificate, KeyKind, Validation};
+use crate::config::{Certificate, KeyKind};
 use crate::deploy::{self, PemSet};
 use crate::failpoint;
 use crate::metrics::Metrics;
@@ -40,15 +40,6 @@ pub enum StepOutcome {
     Progressed,
     /// A new certificate was deployed (the reload hook is due).
     Deployed(Box<deploy::Deployed>),
-}
-
-/// The validate type CAS is asked for, given how we prove control.
-pub fn validate_type(v: &Validation) -> ValidateType {
-    match v {
-        Validation::File { .. } => ValidateType::File,
-        Validation::Alidns { .. } | Validation::Command { .. } => ValidateType::Dns,
-        Validation::Manual { validate_type } => *validate_type,
-    }
 }
 
 /// Does one step for `rec` and persists it. The record passed in must be the stored one.
@@ -101,6 +92,18 @@ async fn make_key(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome
 
 async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, StoreError> {
     let now = ctx.now;
+    // Nothing is paid for while the proof could not be published (a missing webroot, no
+    // Alidns zone, a validator that cannot run): the order would only hold quota and fail.
+    let v = &ctx.cert.validation;
+    let problems = validation::preflight(v, &ctx.cert.domains, Some(ctx.client)).await;
+    if !problems.is_empty() {
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let reason = format!(
+            "cannot publish the proof, nothing ordered: {}",
+            all.join("; ")
+        );
+        return fail(ctx, rec, reason, false).await;
+    }
     let csr_fingerprint = rec
         .pending_csr
         .as_deref()
@@ -135,7 +138,7 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
                 product_code: ctx.cert.product_code.clone(),
                 domains: ctx.cert.domains.clone(),
                 csr: rec.pending_csr.clone(),
-                validate_type: validate_type(&ctx.cert.validation),
+                validate_type: validation::validate_type(&ctx.cert.validation),
                 contact: ctx.cert.contact.clone(),
                 company_name: None,
                 tags: vec![("managed-by".into(), "cas-certd".into())],
@@ -155,8 +158,10 @@ async fn create(ctx: &StepCtx<'_>, rec: &mut CertRecord) -> Result<StepOutcome, 
             ctx.store.put_durable(rec).await?;
             failpoint::hit("after_ordered");
             ctx.metrics.order_created(&rec.name);
+            // A renewal replaces a deployed certificate, whichever call made the order (free
+            // products and forced renewals order anew rather than through RenewCertificateOrder).
             info!(event = "cert.ordered", cert = %rec.name, domains = ?rec.domains,
-                order_id = %order_id, renewal = renew_from.is_some(), "order created");
+                order_id = %order_id, renewal = rec.deployed.is_some(), "order created");
             Ok(StepOutcome::Progressed)
         }
         Err(e) => match e.class() {

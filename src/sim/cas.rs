@@ -429,12 +429,16 @@ async fn describe(sim: &Sim, p: &Params) -> Answer {
     let domain = o.domains.first().cloned().unwrap_or_default();
     let v = match o.state {
         OrderState::DomainVerify if o.validate_type == "FILE" => {
-            let uri = hostile::mode_for(&sim.opts.hostile, &domain)
+            let mode = hostile::mode_for(&sim.opts.hostile, &domain);
+            let uri = mode
                 .and_then(|m| hostile::file_uri(m, &sim.opts.data_dir))
                 .unwrap_or_else(|| validate::FILE_URI.to_string());
+            let content = mode
+                .and_then(|m| hostile::file_content(m, &o.challenge))
+                .unwrap_or_else(|| o.challenge.clone());
             json!({
             "Type": "domain_verify", "ValidateType": "FILE", "Domain": domain,
-            "Uri": uri, "Content": o.challenge})
+            "Uri": uri, "Content": content})
         }
         OrderState::DomainVerify => json!({
             "Type": "domain_verify", "ValidateType": "DNS", "Domain": domain,

@@ -1,6 +1,6 @@
 //! Hostile answers (`--hostile MODE[=DOMAIN_PATTERN]`): the simulator plays a compromised or
 //! broken CA so the daemon's refusals can be proven end to end. Each mode corrupts one thing
-//! (the FILE challenge's Uri, the issued certificate, or the size of an answer) for the orders
+//! (the FILE challenge's Uri or content, the issued certificate, or the size of an answer) for the orders
 //! whose first domain matches the pattern (every order when no pattern is given).
 use std::path::Path;
 
@@ -18,6 +18,11 @@ pub enum Mode {
     UriPercent,
     /// FILE Uri with a NUL byte, which would truncate the path in C.
     UriNul,
+    /// FILE Uri naming the web server's `.htaccess`, with multi-line content that would make
+    /// it run `.txt` files as CGI scripts (a name CAS never asks for).
+    UriHtaccess,
+    /// FILE Uri as CAS asks (`fileauth.txt`) but with multi-line content.
+    ContentMultiline,
     /// The certificate is issued for another domain than the order's.
     WrongDomain,
     /// The certificate certifies another key than ours (the CSR's, or the one returned).
@@ -29,11 +34,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [(&'static str, Mode); 8] = [
+    pub const ALL: [(&'static str, Mode); 10] = [
         ("uri-dotdot", Mode::UriDotdot),
         ("uri-absolute", Mode::UriAbsolute),
         ("uri-percent", Mode::UriPercent),
         ("uri-nul", Mode::UriNul),
+        ("uri-htaccess", Mode::UriHtaccess),
+        ("content-multiline", Mode::ContentMultiline),
         ("wrong-domain", Mode::WrongDomain),
         ("wrong-key", Mode::WrongKey),
         ("expired", Mode::Expired),
@@ -95,6 +102,18 @@ pub fn file_uri(mode: Mode, data_dir: &Path) -> Option<String> {
         Mode::UriNul => Some(format!(
             "{P}fileauth.txt\u{0}/../../../canary/pwned-nul.txt"
         )),
+        Mode::UriHtaccess => Some(format!("{P}.htaccess")),
+        _ => None,
+    }
+}
+
+/// The Content a hostile FILE challenge carries instead of the token, or `None` to keep it.
+pub fn file_content(mode: Mode, token: &str) -> Option<String> {
+    match mode {
+        Mode::UriHtaccess => Some(format!(
+            "AddHandler cgi-script .txt\nOptions +ExecCGI\n# {token}"
+        )),
+        Mode::ContentMultiline => Some(format!("{token}\n<script>alert(1)</script>")),
         _ => None,
     }
 }
@@ -155,6 +174,12 @@ mod tests {
                 assert!(
                     crate::validation::file::check_uri(&uri).is_err(),
                     "{name}: {uri:?} passed check_uri"
+                );
+            }
+            if let Some(content) = file_content(m, "token") {
+                assert!(
+                    crate::validation::file::check_content(&content).is_err(),
+                    "{name}: {content:?} passed check_content"
                 );
             }
         }

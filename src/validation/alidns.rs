@@ -60,16 +60,30 @@ pub fn check_value(value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-async fn find_zone(client: &Client, name: &str) -> Result<String, ValidationError> {
+/// Whether the account has the Alidns zone `zone`.
+pub async fn zone_exists(client: &Client, zone: &str) -> Result<bool, ApiError> {
+    match client.describe_domain_records(zone, None, 1, 1).await {
+        Ok(_) => Ok(true),
+        // Not our zone (or not a zone at all).
+        Err(e @ ApiError::Service { status, .. }) if status < 500 && !is_auth(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The account's zone holding `name` (the longest suffix that is a zone), if any.
+pub async fn find_zone_of(client: &Client, name: &str) -> Result<Option<String>, ApiError> {
     for zone in zone_candidates(name) {
-        match client.describe_domain_records(&zone, None, 1, 1).await {
-            Ok(_) => return Ok(zone),
-            // Not our zone (or not a zone at all): try the next shorter suffix.
-            Err(e @ ApiError::Service { status, .. }) if status < 500 && !is_auth(&e) => continue,
-            Err(e) => return Err(e.into()),
+        if zone_exists(client, &zone).await? {
+            return Ok(Some(zone));
         }
     }
-    Err(ValidationError::NoZone(name.to_string()))
+    Ok(None)
+}
+
+async fn find_zone(client: &Client, name: &str) -> Result<String, ValidationError> {
+    find_zone_of(client, name)
+        .await?
+        .ok_or_else(|| ValidationError::NoZone(name.to_string()))
 }
 
 fn code(e: &ApiError) -> &str {

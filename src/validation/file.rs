@@ -1,4 +1,8 @@
 //! The `file` provider: the challenge file under the webroot, with every path part checked.
+//! The webroot is opened one component at a time from `/` without following symbolic links,
+//! and everything below it through those directory descriptors, so nobody who can change a
+//! link or a directory on the way can redirect the write. Only the name CAS asks for
+//! (`fileauth.txt`) with one line of printable ASCII is ever written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -10,6 +14,11 @@ use super::ValidationError;
 
 /// The only directory CAS may ask for.
 pub const PREFIX: &str = "/.well-known/pki-validation/";
+/// The only file CAS asks for (`/.well-known/pki-validation/fileauth.txt`). Anything else
+/// (`.htaccess`, `index.php`) could change how the web server treats the directory.
+pub const FILE_NAME: &str = "fileauth.txt";
+/// The longest challenge content accepted (CAS's tokens are far shorter).
+pub const MAX_CONTENT: usize = 1024;
 
 /// FILE challenge paths this process has published, and for which certificate. CAS asks every
 /// FILE order for the same Uri (`fileauth.txt`), so two certificates sharing a webroot would
@@ -28,17 +37,19 @@ pub fn target(webroot: &Path, uri: &str) -> Result<PathBuf, ValidationError> {
     Ok(webroot.join(".well-known/pki-validation").join(name))
 }
 
-/// Reserves `path` for `cert`; `Busy` while another certificate's challenge is there.
-pub fn claim(path: &Path, cert: &str) -> Result<(), ValidationError> {
+/// Reserves `path` for `cert`; `Busy` while another certificate's challenge is there. `true`
+/// when the claim is new (`cert` did not hold it already).
+pub fn claim(path: &Path, cert: &str) -> Result<bool, ValidationError> {
     let mut c = claims();
     match c.get(path) {
         Some(owner) if owner != cert => Err(ValidationError::Busy(format!(
             "{} is in use by the challenge of certificate {owner:?}",
             path.display()
         ))),
-        _ => {
+        Some(_) => Ok(false),
+        None => {
             c.insert(path.to_path_buf(), cert.to_string());
-            Ok(())
+            Ok(true)
         }
     }
 }
@@ -55,7 +66,7 @@ pub fn release(path: &Path, cert: &str) -> bool {
     }
 }
 
-/// The file name in `uri`, when `uri` is exactly `/.well-known/pki-validation/<safe name>`.
+/// The file name in `uri`, when `uri` is exactly `/.well-known/pki-validation/fileauth.txt`.
 pub fn check_uri(uri: &str) -> Result<&str, ValidationError> {
     let unsafe_uri = |why: &str| ValidationError::Unsafe(format!("Uri {uri:?}: {why}"));
     let name = uri
@@ -75,7 +86,26 @@ pub fn check_uri(uri: &str) -> Result<&str, ValidationError> {
             "the file name may only contain letters, digits, '.', '_' and '-'",
         ));
     }
+    if name != FILE_NAME {
+        return Err(unsafe_uri(&format!(
+            "not {FILE_NAME}, the only file CAS asks for; refusing to write it"
+        )));
+    }
     Ok(name)
+}
+
+/// Challenge content: one line of printable ASCII (spaces allowed), 1 to [`MAX_CONTENT`] bytes.
+/// A newline would let a CA answer smuggle a second line (a web server directive) into a file.
+pub fn check_content(content: &str) -> Result<(), ValidationError> {
+    if content.is_empty()
+        || content.len() > MAX_CONTENT
+        || !content.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(ValidationError::Unsafe(format!(
+            "challenge content must be a single line of printable ASCII, 1 to {MAX_CONTENT} bytes; refusing to write it"
+        )));
+    }
+    Ok(())
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ValidationError {
@@ -86,8 +116,11 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Validatio
 /// A path that resolves `name` inside the already-open directory `dir` (like `openat`):
 /// Linux's `/proc/self/fd/N` names the directory itself, so nothing above it is looked up again
 /// and a component swapped for a symlink after our check cannot redirect us.
-fn at(dir: &File, name: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+fn at(dir: &File, name: impl AsRef<std::ffi::OsStr>) -> PathBuf {
+    // `name` is one plain component (checked by the callers), so `push` appends it.
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(name.as_ref());
+    p
 }
 
 fn unsafe_component(path: &Path) -> ValidationError {
@@ -129,20 +162,109 @@ fn open_subdir(
     Ok(d)
 }
 
-/// The challenge directory under `webroot`, opened without following symlinks inside it.
-fn challenge_dir(webroot: &Path, create: bool) -> Result<File, ValidationError> {
-    // The webroot itself is the operator's choice and may be a symlink.
-    let mut dir = OpenOptions::new()
+/// Opens a directory only to look things up in it (`O_PATH`: search permission is enough, as
+/// for an ordinary path walk), never following a symlink.
+fn open_path_dir(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(webroot)
-        .map_err(io("open webroot", webroot))?;
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// The webroot, opened component by component from `/` (or the working directory for a
+/// relative path) with `O_NOFOLLOW`: a symlink anywhere on the way is refused, so whoever owns
+/// a link or a directory above the webroot cannot point the proof somewhere else.
+pub fn open_webroot(webroot: &Path) -> Result<File, ValidationError> {
+    use std::path::Component;
+    let start = if webroot.is_absolute() { "/" } else { "." };
+    let mut dir = open_path_dir(Path::new(start)).map_err(io("open webroot", webroot))?;
+    let mut shown = PathBuf::from(start);
+    for c in webroot.components() {
+        let name = match c {
+            Component::Normal(n) => n,
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+            Component::ParentDir => {
+                return Err(ValidationError::Unsafe(format!(
+                    "webroot {}: \"..\" is not allowed; give the real path",
+                    webroot.display()
+                )))
+            }
+        };
+        shown.push(name);
+        let next = at(&dir, name);
+        dir = open_path_dir(&next).map_err(|e| match e.raw_os_error() {
+            // O_PATH|O_NOFOLLOW|O_DIRECTORY on a symlink answers ENOTDIR (ELOOP elsewhere).
+            Some(libc::ELOOP) | Some(libc::ENOTDIR)
+                if fs::symlink_metadata(&next).is_ok_and(|m| m.file_type().is_symlink()) =>
+            {
+                symlinked_webroot(webroot, &shown)
+            }
+            Some(libc::ENOTDIR) => ValidationError::Unsafe(format!(
+                "webroot {}: {} is not a directory",
+                webroot.display(),
+                shown.display()
+            )),
+            _ => io("open webroot", &shown)(e),
+        })?;
+    }
+    Ok(dir)
+}
+
+fn symlinked_webroot(webroot: &Path, link: &Path) -> ValidationError {
+    ValidationError::SymlinkedWebroot {
+        webroot: webroot.to_path_buf(),
+        link: link.to_path_buf(),
+        real: fs::canonicalize(webroot).ok(),
+    }
+}
+
+/// The challenge directory under `webroot`, opened without following symlinks on the way.
+fn challenge_dir(webroot: &Path, create: bool) -> Result<File, ValidationError> {
+    let mut dir = open_webroot(webroot)?;
     let mut shown = webroot.to_path_buf();
     for part in [".well-known", "pki-validation"] {
         shown.push(part);
         dir = open_subdir(&dir, part, &shown, create)?;
     }
     Ok(dir)
+}
+
+/// Probe files get a fresh name each, so two certificates sharing a webroot never collide.
+static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a proof could be published under `webroot` now: the webroot opens (no symlink on the
+/// way), the challenge directories that exist are real directories, and the deepest of them
+/// accepts a new file. Creating (and at once removing) a probe file is the only exact answer:
+/// modes, ACLs, read-only mounts and security modules all have their say. Nothing else changes.
+/// Returns the directory that was probed.
+pub fn preflight(webroot: &Path) -> Result<PathBuf, ValidationError> {
+    let mut dir = open_webroot(webroot)?;
+    let mut shown = webroot.to_path_buf();
+    for part in [".well-known", "pki-validation"] {
+        let next = shown.join(part);
+        match open_subdir(&dir, part, &next, false) {
+            Ok(d) => {
+                dir = d;
+                shown = next;
+            }
+            // Made at the first publish (which needs what the probe below proves).
+            Err(ValidationError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                break
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!(".cas-certd-probe-{}-{n}", std::process::id());
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(at(&dir, &probe))
+        .map_err(io("create a file in", &shown))?;
+    fs::remove_file(at(&dir, &probe)).map_err(io("remove", &shown.join(&probe)))?;
+    Ok(shown)
 }
 
 /// Writes `content` at `webroot` + `uri` after checking the Uri, the domain and every path part.
@@ -159,11 +281,7 @@ pub fn present(
             "challenge for {domain:?}, which this certificate does not cover"
         )));
     }
-    if content.is_empty() || content.len() > 4096 {
-        return Err(ValidationError::Unsafe(
-            "challenge content is empty or too long".into(),
-        ));
-    }
+    check_content(content)?;
     let dir = challenge_dir(webroot, true)?;
     let path = webroot.join(".well-known/pki-validation").join(name);
     // A leftover (or a planted symlink) is unlinked, never followed; then the file is made new.
@@ -295,7 +413,7 @@ mod tests {
         let e = present(
             root.path(),
             "evil.example.net",
-            "/.well-known/pki-validation/f.txt",
+            "/.well-known/pki-validation/fileauth.txt",
             "x",
             &doms(),
         )
@@ -308,7 +426,7 @@ mod tests {
     fn symlinks_inside_the_webroot_are_not_followed() {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
-        let uri = "/.well-known/pki-validation/f.txt";
+        let uri = "/.well-known/pki-validation/fileauth.txt";
         // A symlinked directory on the way.
         std::os::unix::fs::symlink(outside.path(), root.path().join(".well-known")).unwrap();
         let e = present(root.path(), "example.com", uri, "x", &doms()).unwrap_err();
@@ -319,7 +437,7 @@ mod tests {
         fs::create_dir_all(root.path().join(".well-known/pki-validation")).unwrap();
         let target = outside.path().join("victim");
         fs::write(&target, "keep").unwrap();
-        let planted = root.path().join(".well-known/pki-validation/f.txt");
+        let planted = root.path().join(".well-known/pki-validation/fileauth.txt");
         std::os::unix::fs::symlink(&target, &planted).unwrap();
         present(root.path(), "example.com", uri, "x", &doms()).unwrap();
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
@@ -337,15 +455,88 @@ mod tests {
             root.path().join(".well-known/pki-validation"),
         )
         .unwrap();
-        fs::write(outside.path().join("f.txt"), "outside").unwrap();
+        fs::write(outside.path().join("fileauth.txt"), "outside").unwrap();
         let e = present(root.path(), "example.com", uri, "x", &doms()).unwrap_err();
         assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
         assert!(cleanup(&planted).is_err());
         assert_eq!(
-            fs::read_to_string(outside.path().join("f.txt")).unwrap(),
+            fs::read_to_string(outside.path().join("fileauth.txt")).unwrap(),
             "outside"
         );
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod pinned_tests {
+    use super::*;
+
+    const URI: &str = "/.well-known/pki-validation/fileauth.txt";
+
+    fn doms() -> Vec<String> {
+        vec!["example.com".into()]
+    }
+
+    #[test]
+    fn only_fileauth_txt_with_one_line_of_printable_ascii() {
+        let root = tempfile::tempdir().unwrap();
+        for uri in [
+            "/.well-known/pki-validation/.htaccess",
+            "/.well-known/pki-validation/index.php",
+            "/.well-known/pki-validation/other.txt",
+        ] {
+            let e = present(root.path(), "example.com", uri, "x", &doms()).unwrap_err();
+            assert!(e.to_string().contains("fileauth.txt"), "{uri}: {e}");
+        }
+        for content in [
+            "tok\nAddHandler cgi-script .txt",
+            "tok\r",
+            "tok\u{7f}",
+            "tök",
+            &"a".repeat(1025),
+        ] {
+            let e = present(root.path(), "example.com", URI, content, &doms()).unwrap_err();
+            assert!(matches!(e, ValidationError::Unsafe(_)), "{content:?}: {e}");
+        }
+        assert!(
+            !root.path().join(".well-known").exists(),
+            "something was written"
+        );
+        present(
+            root.path(),
+            "example.com",
+            URI,
+            "2024 abc-DEF_123=",
+            &doms(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_symlink_above_the_webroot_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("real/site")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+        let webroot = tmp.path().join("link/site");
+        let e = present(&webroot, "example.com", URI, "tok", &doms()).unwrap_err();
+        assert!(
+            matches!(&e, ValidationError::SymlinkedWebroot { real: Some(r), .. }
+                if *r == tmp.path().join("real/site")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains(&tmp.path().join("link").display().to_string()),
+            "{e}"
+        );
+        assert!(!tmp.path().join("real/site/.well-known").exists());
+        // The webroot itself a symlink: refused too.
+        let e = present(&tmp.path().join("link"), "example.com", URI, "tok", &doms()).unwrap_err();
+        assert!(
+            matches!(e, ValidationError::SymlinkedWebroot { .. }),
+            "{e:?}"
+        );
     }
 }
 
@@ -357,9 +548,9 @@ mod claim_tests {
     #[test]
     fn a_second_certificate_waits_and_cannot_remove_the_first_ones_file() {
         let p = Path::new("/nonexistent/claim-test/.well-known/pki-validation/fileauth.txt");
-        claim(p, "api").unwrap();
+        assert!(claim(p, "api").unwrap());
         // Same certificate again (a re-publish) is fine; another one is told to wait.
-        claim(p, "api").unwrap();
+        assert!(!claim(p, "api").unwrap());
         assert!(matches!(claim(p, "www"), Err(ValidationError::Busy(_))));
         // www's cleanup must not delete api's proof.
         assert!(!release(p, "www"));

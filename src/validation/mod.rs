@@ -7,6 +7,9 @@
 
 pub mod alidns;
 pub mod file;
+pub mod preflight;
+
+pub use preflight::{preflight, Problem};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +21,13 @@ use crate::config::{Hook, Validation};
 pub enum ValidationError {
     #[error("unsafe challenge from CAS: {0}")]
     Unsafe(String),
+    /// A symbolic link on the way to the webroot; `real` is where it leads (for the fix).
+    #[error("webroot {}: {} is a symbolic link; links on the way to the webroot are not followed (whoever can change one could redirect the proof){}", webroot.display(), link.display(), real.as_ref().map(|r| format!(": set webroot to the real path {}", r.display())).unwrap_or_default())]
+    SymlinkedWebroot {
+        webroot: PathBuf,
+        link: PathBuf,
+        real: Option<PathBuf>,
+    },
     /// Another certificate's challenge occupies the same place: try again later.
     #[error("waiting: {0}")]
     Busy(String),
@@ -60,6 +70,9 @@ pub enum Presented {
         /// The certificate, for CERT_NAME at cleanup.
         #[serde(default)]
         cert_name: String,
+        /// `hook_env` at present, so cleanup runs with the same environment.
+        #[serde(default)]
+        pass_env: Vec<String>,
     },
     /// Nothing to clean: the operator publishes it.
     Manual {
@@ -72,6 +85,15 @@ pub struct Ctx<'a> {
     pub cert_name: &'a str,
     pub domains: &'a [String],
     pub client: &'a crate::cas::Client,
+}
+
+/// The validate type CAS is asked for, given how we prove control.
+pub fn validate_type(v: &Validation) -> ValidateType {
+    match v {
+        Validation::File { .. } => ValidateType::File,
+        Validation::Alidns { .. } | Validation::Command { .. } => ValidateType::Dns,
+        Validation::Manual { validate_type } => *validate_type,
+    }
 }
 
 fn kind(c: &Challenge) -> Result<ValidateType, ValidationError> {
@@ -137,7 +159,7 @@ fn checked_fields(
                     "challenge for {domain:?}, which this certificate does not cover"
                 )));
             }
-            alidns::check_value(content)?;
+            file::check_content(content)?;
             Ok((
                 ValidateType::File,
                 domain.to_ascii_lowercase(),
@@ -192,6 +214,7 @@ async fn run_command(p: &Presented, step: &str) -> Result<(), ValidationError> {
         timeout_secs,
         challenge_type,
         cert_name,
+        pass_env,
     } = p
     else {
         return Ok(());
@@ -201,6 +224,7 @@ async fn run_command(p: &Presented, step: &str) -> Result<(), ValidationError> {
     let hook = Hook {
         argv,
         timeout: Duration::from_secs(*timeout_secs),
+        pass_env: pass_env.clone(),
     };
     let env = command_env(cert_name, challenge_type, domain, record, value);
     crate::hook::run(&hook, &env).await?;
@@ -225,12 +249,25 @@ pub async fn present_local(
             else {
                 return Err(mismatch("file", challenge));
             };
-            file::claim(&file::target(webroot, uri)?, cert_name)?;
-            Presented::File {
-                path: file::present(webroot, domain, uri, content, domains)?,
+            let target = file::target(webroot, uri)?;
+            let fresh = file::claim(&target, cert_name)?;
+            match file::present(webroot, domain, uri, content, domains) {
+                Ok(path) => Presented::File { path },
+                Err(e) => {
+                    // A first publish that failed left nothing of ours there: another
+                    // certificate sharing the webroot may publish its proof.
+                    if fresh {
+                        file::release(&target, cert_name);
+                    }
+                    return Err(e);
+                }
             }
         }
-        Validation::Command { argv, timeout } => {
+        Validation::Command {
+            argv,
+            timeout,
+            pass_env,
+        } => {
             let (t, domain, record, value) = checked_fields(challenge, domains)?;
             let p = Presented::Command {
                 argv: argv.clone(),
@@ -240,6 +277,7 @@ pub async fn present_local(
                 timeout_secs: timeout.as_secs().max(1),
                 challenge_type: t.as_str().to_string(),
                 cert_name: cert_name.to_string(),
+                pass_env: pass_env.clone(),
             };
             run_command(&p, "present").await?;
             p
@@ -358,7 +396,7 @@ mod tests {
         // A FILE challenge for a manual DNS setting is a mismatch.
         let file = Challenge::File {
             domain: "example.com".into(),
-            uri: "/.well-known/pki-validation/f.txt".into(),
+            uri: "/.well-known/pki-validation/fileauth.txt".into(),
             content: "x".into(),
         };
         let e = present_local(
@@ -378,11 +416,11 @@ mod tests {
     async fn manual_file_instructions() {
         let file = Challenge::File {
             domain: "example.com".into(),
-            uri: "/.well-known/pki-validation/f.txt".into(),
+            uri: "/.well-known/pki-validation/fileauth.txt".into(),
             content: "tok".into(),
         };
         let text = manual_instructions(&file, &doms(&["example.com"])).unwrap();
-        assert_eq!(text, "Serve a file at http://example.com/.well-known/pki-validation/f.txt whose content is exactly \"tok\" (no trailing newline). cas-certd waits until CAS sees it.");
+        assert_eq!(text, "Serve a file at http://example.com/.well-known/pki-validation/fileauth.txt whose content is exactly \"tok\" (no trailing newline). cas-certd waits until CAS sees it.");
     }
 
     #[tokio::test]
@@ -396,6 +434,7 @@ mod tests {
         let v = Validation::Command {
             argv: doms(&["sh", "-c", &script, "hook"]),
             timeout: Duration::from_secs(10),
+            pass_env: vec![],
         };
         let p = present_local(&v, &dns(), "wild", &doms(&["*.example.com"]))
             .await
@@ -417,6 +456,7 @@ mod tests {
         let v = Validation::Command {
             argv: doms(&["sh", "-c", &format!("touch {}", marker.display())]),
             timeout: Duration::from_secs(10),
+            pass_env: vec![],
         };
         for c in [
             Challenge::Dns {
@@ -443,6 +483,29 @@ mod tests {
                 .is_err());
         }
         assert!(!marker.exists());
+    }
+
+    #[tokio::test]
+    async fn a_refused_challenge_does_not_block_a_shared_webroot() {
+        let root = tempfile::tempdir().unwrap();
+        let v = Validation::File {
+            webroot: root.path().to_path_buf(),
+        };
+        let c = |content: &str| Challenge::File {
+            domain: "example.com".into(),
+            uri: "/.well-known/pki-validation/fileauth.txt".into(),
+            content: content.into(),
+        };
+        let e = present_local(&v, &c("tok\nAddHandler x"), "bad", &doms(&["example.com"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ValidationError::Unsafe(_)), "{e:?}");
+        // The refused one holds no claim: the other certificate publishes at once.
+        let p = present_local(&v, &c("tok"), "good", &doms(&["example.com"]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(cleanup_local(&p).await.unwrap());
     }
 
     #[tokio::test]

@@ -298,6 +298,7 @@ async fn reload_hook_sees_the_deployed_paths() {
             "cat \"$CERT_PATH\" \"$CHAIN_PATH\" | cmp - \"$FULLCHAIN_PATH\" && grep -q 'PRIVATE KEY' \"$KEY_PATH\" && echo \"$CERT_NAME|$CERT_DOMAINS\"".into(),
         ],
         timeout: std::time::Duration::from_secs(10),
+        pass_env: vec![],
     };
     let out = cas_certd::hook::run(&hook, &env).await.unwrap();
     assert_eq!(out.output, "www|a.example.com b.example.com\n");

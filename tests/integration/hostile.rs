@@ -245,10 +245,12 @@ fn hostile_answers_are_refused_nothing_escapes_and_the_rest_still_deploys() {
     // Bounded: one order per certificate, and at most two failure events each (the check's
     // error and the attempt's failure) — no retry loop within the backoff.
     let fails = failures(&log);
-    for (name, _, _) in CASES {
+    for (name, mode, _) in CASES {
+        // A symlinked challenge directory is found before ordering (validation::preflight):
+        // nothing is paid for it. The others are refused only once CAS has answered.
         assert_eq!(
             w.orders_for(&format!("{name}.example.test")),
-            1,
+            usize::from(mode.is_some()),
             "{name}: orders"
         );
         let n = fails.get(*name).map_or(0, Vec::len);
@@ -297,7 +299,7 @@ fn hostile_answers_are_refused_nothing_escapes_and_the_rest_still_deploys() {
         })
         .map(|o| o["challenge"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(tokens.len(), 5, "one token per refused FILE order");
+    assert_eq!(tokens.len(), 4, "one token per refused FILE order");
     let mut all = Vec::new();
     walk(w.dir.path(), &mut all);
     for p in all {

@@ -14,6 +14,8 @@ mod docs_links;
 mod faults;
 mod fuzz;
 mod hostile;
+mod listeners;
 mod logs;
 mod service;
 mod sim_sdk;
+mod validation_safety;
