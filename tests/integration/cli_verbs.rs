@@ -297,6 +297,10 @@ fn check_refuses_a_group_the_process_cannot_give_files_to() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A webroot uid 65534 may write to: `check` also proves the proof can be published.
+    let web = dir.path().join("web");
+    std::fs::create_dir(&web).unwrap();
+    std::os::unix::fs::chown(&web, Some(65534), Some(65534)).unwrap();
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,
@@ -313,7 +317,7 @@ validation = {{ method = "file", webroot = "{web}" }}
 "#,
             state = dir.path().join("state").display(),
             live = dir.path().join("live").display(),
-            web = dir.path().display(),
+            web = web.display(),
         ),
     )
     .unwrap();
