@@ -28,6 +28,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod deploy;
 pub mod failpoint;
+pub mod fs_trust;
 pub mod hook;
 pub mod keys;
 pub mod lifecycle;

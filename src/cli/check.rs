@@ -32,6 +32,10 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         cli.config.display(),
         cfg.certificates.len()
     );
+    // What the configuration tidied or allows but worth knowing (lowered names, ECDSA + RSA).
+    for note in &cfg.notes {
+        println!("{note}");
+    }
     let mut failures = ownership(&cfg);
     let client = match a.offline {
         true => None,

@@ -2,10 +2,19 @@
 //!
 //! The text is parsed into toml's spanned document tree and walked by hand (see `walk`), so
 //! that unknown keys, wrong types and bad values are all reported in one go, each with its
-//! line and column, instead of serde's first-error-only.
+//! line and column, instead of serde's first-error-only. A TOML syntax error is the exception:
+//! after one, the rest of the file cannot be read as meant, so only that one is reported.
+//!
+//! [`load`] also checks the machine: the file is read only if it is a regular file that root
+//! or the daemon's user owns and no one else can write (it names the hooks the daemon runs),
+//! and the paths it names must be safe to use (`paths`, `crate::fs_trust`). [`parse`] checks
+//! the text alone.
 mod build;
+mod cert;
 pub mod domain;
 pub mod model;
+mod overlap;
+mod paths;
 mod walk;
 pub use model::*;
 
@@ -25,34 +34,72 @@ pub struct ConfigDiff {
     pub removed: Vec<String>,
 }
 
-/// Reads and validates a config file.
+/// Reads and validates a config file, and checks the file and the paths it names on this
+/// machine, trusting root and the daemon's effective user.
 pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        errors: vec![format!("{}: cannot read: {e}", path.display())],
+    let uids = crate::fs_trust::daemon_uids();
+    let text = read_trusted(path, &uids).map_err(|e| ConfigErrors {
+        errors: vec![format!("{}: {e}", path.display())],
     })?;
-    parse(&text, Some(path))
+    parse_with(&text, Some(path), Some(&uids))
 }
 
-/// Validates config text; `source` is only used in messages.
+/// The file's text, if it is a regular file that only `uids` own and can write, on a path only
+/// they control. Opened non-blocking: a FIFO is refused at once instead of hanging.
+fn read_trusted(path: &std::path::Path, uids: &[u32]) -> Result<String, String> {
+    use std::io::Read as _;
+    let abs = std::path::absolute(path).map_err(|e| format!("cannot read: {e}"))?;
+    // Open first, so that a missing file is reported as such; then judge the path it was
+    // opened by, then the open file itself.
+    let (mut file, meta) = crate::fs_trust::open_trusted_file(&abs, uids).map_err(|e| match e {
+        crate::fs_trust::FsTrustError::Io { source, .. } => format!("cannot read: {source}"),
+        e => format!("refused: {e}"),
+    })?;
+    crate::fs_trust::check_trusted_path(&abs, uids)
+        .map_err(|e| format!("not a safe place for the configuration: {e}"))?;
+    crate::fs_trust::check_not_writable(&abs, &meta)
+        .map_err(|e| format!("refused (it names the commands the daemon runs): {e}"))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(text)
+}
+
+/// Validates config text; `source` is only used in messages. Nothing on disk is looked at.
 pub fn parse(text: &str, source: Option<&std::path::Path>) -> Result<Config, ConfigErrors> {
+    parse_with(text, source, None)
+}
+
+/// [`parse`], and with `trust` also the paths' ownership and modes (`paths::check_trust`).
+fn parse_with(
+    text: &str,
+    source: Option<&std::path::Path>,
+    trust: Option<&[u32]>,
+) -> Result<Config, ConfigErrors> {
     let name = source
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "<config>".to_string());
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     let mut errs = walk::Errors::default();
-    if !syntax.is_empty() {
-        for e in syntax {
-            let span = e.span().unwrap_or(0..0);
-            let msg = e.message().trim().replace('\n', " ");
-            errs.push(span, "syntax", format!("invalid TOML: {msg}"));
-        }
+    // The parser recovers and goes on, but what follows its first error is read wrongly (an
+    // unclosed `[` swallows the next lines): the first is the one to fix, the rest are echoes.
+    if let Some(e) = syntax
+        .iter()
+        .min_by_key(|e| e.span().map_or(0, |s| s.start))
+    {
+        let span = e.span().unwrap_or(0..0);
+        let msg = e.message().trim().replace('\n', " ");
+        errs.push(span, "syntax", format!("invalid TOML: {msg}"));
         return Err(ConfigErrors {
             errors: errs.render(text, &name),
         });
     }
-    let cfg = build::build(&doc, source, &mut errs);
+    let cfg = build::build(&doc, source, trust, &mut errs);
     match cfg {
-        Some(c) if errs.list.is_empty() => Ok(c),
+        Some(mut c) if errs.list.is_empty() => {
+            c.notes = errs.render_notes(text, &name);
+            Ok(c)
+        }
         _ => Err(ConfigErrors {
             errors: errs.render(text, &name),
         }),

@@ -39,6 +39,10 @@ pub struct Config {
     /// At most this many certificates are worked on at once.
     pub concurrency: usize,
     pub certificates: Vec<Certificate>,
+    /// Not errors, but worth saying (`check` prints them), one line each in the errors'
+    /// format with `note:` before the text: a name that is ordered in another spelling, one
+    /// name served with an ECDSA and an RSA certificate side by side.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,15 +6,21 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-/// Errors found so far: byte span, dotted key, reason.
+/// Errors found so far: byte span, dotted key, reason. Also notes: not errors, but what the
+/// operator should know about how a value is taken (`check` prints them).
 #[derive(Default)]
 pub(crate) struct Errors {
     pub(crate) list: Vec<(Range<usize>, String, String)>,
+    pub(crate) notes: Vec<(Range<usize>, String, String)>,
 }
 
 impl Errors {
     pub(crate) fn push(&mut self, span: Range<usize>, key: &str, reason: impl Into<String>) {
         self.list.push((span, key.to_string(), reason.into()));
+    }
+
+    pub(crate) fn note(&mut self, span: Range<usize>, key: &str, text: impl Into<String>) {
+        self.notes.push((span, key.to_string(), text.into()));
     }
 
     /// `key` holds a value of the wrong type: "expected `expected`, found <its type>".
@@ -32,26 +38,39 @@ impl Errors {
         );
     }
 
-    /// `path:line:col: key: reason`, sorted by position.
-    pub(crate) fn render(mut self, text: &str, source: &str) -> Vec<String> {
-        self.list.sort_by_key(|(s, _, _)| s.start);
-        self.list
-            .into_iter()
-            .map(|(span, key, reason)| {
-                let (line, col) = line_col(text, span.start);
-                // A reason may quote the file (croner echoes the pattern): one clean line each.
-                let mut clean = String::with_capacity(reason.len());
-                for c in reason.chars() {
-                    if c.is_control() {
-                        clean.extend(c.escape_default());
-                    } else {
-                        clean.push(c);
-                    }
-                }
-                format!("{source}:{line}:{col}: {key}: {clean}")
-            })
-            .collect()
+    /// The errors as `path:line:col: key: reason`, sorted by position.
+    pub(crate) fn render(self, text: &str, source: &str) -> Vec<String> {
+        render(self.list, text, source, "")
     }
+
+    /// The notes as `path:line:col: key: note: text`, sorted by position.
+    pub(crate) fn render_notes(&mut self, text: &str, source: &str) -> Vec<String> {
+        render(std::mem::take(&mut self.notes), text, source, "note: ")
+    }
+}
+
+fn render(
+    mut list: Vec<(Range<usize>, String, String)>,
+    text: &str,
+    source: &str,
+    label: &str,
+) -> Vec<String> {
+    list.sort_by_key(|(s, _, _)| s.start);
+    list.into_iter()
+        .map(|(span, key, reason)| {
+            let (line, col) = line_col(text, span.start);
+            // A reason may quote the file (croner echoes the pattern): one clean line each.
+            let mut clean = String::with_capacity(reason.len());
+            for c in reason.chars() {
+                if c.is_control() {
+                    clean.extend(c.escape_default());
+                } else {
+                    clean.push(c);
+                }
+            }
+            format!("{source}:{line}:{col}: {key}: {label}{clean}")
+        })
+        .collect()
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -219,5 +238,19 @@ pub(crate) fn str_list_of(
             errs.wrong_type(v.span(), key, "an array of strings", other);
             None
         }
+    }
+}
+
+/// The place of the value at `path` (`["credentials", "file"]`), if the file sets it as such.
+pub(crate) fn span_at(table: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
+    let (first, rest) = path.split_first()?;
+    let v = table
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == *first)
+        .map(|(_, v)| v)?;
+    match (rest.is_empty(), v.get_ref()) {
+        (true, _) => Some(v.span()),
+        (false, DeValue::Table(t)) => span_at(t, rest),
+        (false, _) => None,
     }
 }

@@ -297,10 +297,12 @@ fn check_refuses_a_group_the_process_cannot_give_files_to() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    // A webroot uid 65534 may write to: `check` also proves the proof can be published.
+    // `check` also proves the proof can be published: the webroot is root's (as the config
+    // requires), its challenge directory uid 65534's.
     let web = dir.path().join("web");
-    std::fs::create_dir(&web).unwrap();
-    std::os::unix::fs::chown(&web, Some(65534), Some(65534)).unwrap();
+    let challenges = web.join(".well-known/pki-validation");
+    std::fs::create_dir_all(&challenges).unwrap();
+    std::os::unix::fs::chown(&challenges, Some(65534), Some(65534)).unwrap();
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,

@@ -268,3 +268,98 @@ fn idn_domains_become_a_labels() {
     let c = config::parse(&t, None).unwrap();
     assert_eq!(c.certificates[0].domains, ["xn--bcher-kva.example"]);
 }
+
+/// Writes `text` as `config.toml` in a fresh temp dir (kept alive by the returned guard).
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_syntax_error_is_reported_once_where_the_parser_lost_its_way() {
+    // Issue 16 item 8: a missing `]` on line 3 gave 15 errors, the first on line 5.
+    let cases = [
+        // An unclosed table header: the parser is lost on line 3 itself.
+        (
+            "state_dir = \"/var/lib/cas-certd\"\noutput_dir = \"/etc/cas-certd/live\"\n[cas\nendpoint = \"https://cas.aliyuncs.com\"\n[alidns]\nendpoint = \"https://alidns.aliyuncs.com\"\n[metrics]\nlisten = \"127.0.0.1:9480\"\n",
+            "3:",
+        ),
+        // An unclosed array on line 3: lost where the next key starts instead of `,` or `]`.
+        (
+            "[[certificate]]\nname = \"www\"\ndomains = [\"www.example.com\"\nvalidation = { method = \"alidns\" }\n[[certificate]]\nname = \"api\"\ndomains = [\"api.example.com\"]\nvalidation = { method = \"alidns\" }\n",
+            "4:1:",
+        ),
+    ];
+    for (text, at) in cases {
+        let (_dir, path) = config_file(&format!("{text}{BASE}"));
+        let out = crate::config_safety::check_offline(&path);
+        let err = crate::config_safety::stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(err.lines().count(), 1, "not one error:\n{err}");
+        let want = format!("{}:{at}", path.display());
+        assert!(err.starts_with(&want), "{err:?} does not start {want:?}");
+        assert!(err.contains("invalid TOML"), "{err}");
+    }
+}
+
+const TWO_CERTS: &str = "[[certificate]]\nname = \"www\"\ndomains = [\"example.com\", \"www.example.com\"]\nvalidation = { method = \"alidns\" }\n[[certificate]]\nname = \"www2\"\ndomains = [\"WWW.Example.com\"]\nvalidation = { method = \"alidns\" }\n";
+
+#[test]
+fn the_same_name_twice_with_the_same_key_type_is_refused() {
+    // Issue 16 item 9: both would be ordered and paid for; case does not make it another name.
+    let (_dir, path) = config_file(&format!("{TWO_CERTS}{BASE}"));
+    let out = crate::config_safety::check_offline(&path);
+    let err = crate::config_safety::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let want = format!("{}:7:12: certificate[1].domains[0]:", path.display());
+    assert!(err.starts_with(&want), "{err:?} does not start {want:?}");
+    assert!(
+        err.contains("\"www.example.com\"") && err.contains("\"www\"") && err.contains("twice"),
+        "{err}"
+    );
+    // P-384 is still ECDSA: a web server serves one ECDSA and one RSA certificate, not two ECDSA.
+    let t = TWO_CERTS.replace(
+        "name = \"www2\"\n",
+        "name = \"www2\"\nkey = \"ecdsa-p384\"\n",
+    );
+    let (_dir, path) = config_file(&format!("{t}{BASE}"));
+    assert_eq!(
+        crate::config_safety::check_offline(&path).status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn the_same_name_with_ecdsa_and_rsa_is_fine_and_said_once() {
+    let t = TWO_CERTS.replace("name = \"www2\"\n", "name = \"www2\"\nkey = \"rsa-2048\"\n");
+    let (_dir, path) = config_file(&format!("{t}{BASE}"));
+    let out = crate::config_safety::check_offline(&path);
+    assert!(out.status.success(), "{out:?}");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        crate::config_safety::stderr(&out)
+    );
+    let side: Vec<&str> = all.lines().filter(|l| l.contains("side by side")).collect();
+    assert_eq!(side.len(), 1, "{all}");
+    assert!(
+        side[0].contains("www.example.com") && side[0].contains("ECDSA") && side[0].contains("RSA"),
+        "{all}"
+    );
+    // The upper-case name is lowered, with a note at its place.
+    let lowered: Vec<&str> = all.lines().filter(|l| l.contains("lower")).collect();
+    assert_eq!(lowered.len(), 1, "{all}");
+    assert!(
+        lowered[0].contains(":8:12: certificate[1].domains[0]:")
+            && lowered[0].contains("\"WWW.Example.com\"")
+            && lowered[0].contains("\"www.example.com\""),
+        "{all}"
+    );
+    // A wildcard is not the names it covers: *.example.com beside www.example.com is fine.
+    let t = TWO_CERTS.replace("[\"WWW.Example.com\"]", "[\"*.example.com\"]");
+    let (_dir, path) = config_file(&format!("{t}{BASE}"));
+    let out = crate::config_safety::check_offline(&path);
+    assert!(out.status.success(), "{out:?}");
+}

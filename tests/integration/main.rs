@@ -6,6 +6,7 @@ mod cli_verbs;
 mod client_cli;
 mod client_interop;
 mod config_errors;
+mod config_safety;
 mod crash;
 mod daemon_e2e;
 mod demo;

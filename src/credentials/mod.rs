@@ -2,15 +2,18 @@
 //! profile file, the INI credentials file, a file named in the config, systemd credentials,
 //! the ECS RAM role (refreshed before expiry).
 //!
-//! A credentials file that group or others can read is refused: a leaked AccessKey can spend
-//! the account's quota. Secrets are held in [`Secret`] so no `Debug` shows them.
+//! A credentials file that group or others can read, that another user owns, or that is not a
+//! regular file is refused (`files`): a leaked or planted AccessKey spends the account's quota.
+//! Secrets are held in [`Secret`] so no `Debug` shows them.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::CredentialsSettings;
 use crate::secret::Secret;
+
+mod files;
+use files::{cli_profile, ini_key, read_private, IniKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -354,164 +357,13 @@ fn parse_ecs_answer(text: &str) -> Result<AccessKey, CredentialsError> {
     }
 }
 
-/// Reads a credentials file, refusing one that group or others can read. `Ok(None)` when it
-/// does not exist and was not explicitly asked for.
-fn read_private(path: &Path, explicit: bool) -> Result<Option<String>, CredentialsError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let err = |reason: String| CredentialsError::File {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
-        Err(e) => return Err(err(format!("cannot read: {e}"))),
-    };
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(err(format!(
-            "readable by group or others (mode {:04o}); it holds a secret: run `chmod 600 {}`",
-            mode & 0o7777,
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|e| err(format!("cannot read: {e}")))
-}
-
-/// The aliyun CLI `config.json`: the named profile (or `current`), modes AK and StsToken.
-fn cli_profile(
-    path: &Path,
-    text: &str,
-    wanted: Option<&str>,
-) -> Result<Option<AccessKey>, CredentialsError> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        current: Option<String>,
-        #[serde(default)]
-        profiles: Vec<Profile>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Profile {
-        #[serde(default)]
-        name: String,
-        #[serde(default)]
-        mode: String,
-        #[serde(default)]
-        access_key_id: String,
-        #[serde(default)]
-        access_key_secret: Secret,
-        #[serde(default)]
-        sts_token: Secret,
-    }
-    let f: File = serde_json::from_str(text).map_err(|e| CredentialsError::File {
-        path: path.to_path_buf(),
-        reason: format!("not a CLI profile file: {e}"),
-    })?;
-    let name = wanted
-        .map(str::to_string)
-        .or(f.current)
-        .unwrap_or_else(|| "default".into());
-    let Some(p) = f.profiles.into_iter().find(|p| p.name == name) else {
-        return Ok(None);
-    };
-    let token = match p.mode.as_str() {
-        "AK" => None,
-        "StsToken" => Some(p.sts_token).filter(|t| !t.is_empty()),
-        other => {
-            return Err(CredentialsError::File {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "profile {name}: mode {other:?} is not supported (use AK or StsToken)"
-                ),
-            })
-        }
-    };
-    if p.access_key_id.is_empty() || p.access_key_secret.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(AccessKey {
-        id: p.access_key_id,
-        secret: p.access_key_secret,
-        security_token: token,
-        expires: None,
-    }))
-}
-
-enum IniKey {
-    Key(AccessKey),
-    EcsRole(String),
-    None,
-}
-
-/// Parses INI text; lines before any section header belong to the section "".
-fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
-    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let mut section = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name.trim().to_string();
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().trim_matches('"').to_string();
-            out.entry(section.clone())
-                .or_default()
-                .insert(k.trim().to_ascii_lowercase(), v);
-        }
-    }
-    out
-}
-
-/// The key in `section` of an INI file (or in bare `key = value` lines).
-fn ini_key(path: &Path, text: &str, section: &str) -> Result<IniKey, CredentialsError> {
-    let ini = parse_ini(text);
-    let Some(s) = ini.get(section).or_else(|| ini.get("")) else {
-        return Ok(IniKey::None);
-    };
-    let kind = s.get("type").map(String::as_str).unwrap_or("access_key");
-    match kind {
-        "access_key" | "sts" => {
-            let (Some(id), Some(secret)) = (s.get("access_key_id"), s.get("access_key_secret"))
-            else {
-                return Ok(IniKey::None);
-            };
-            if id.is_empty() || secret.is_empty() {
-                return Ok(IniKey::None);
-            }
-            Ok(IniKey::Key(AccessKey {
-                id: id.clone(),
-                secret: Secret::new(secret.as_str()),
-                security_token: s
-                    .get("security_token")
-                    .or_else(|| s.get("sts_token"))
-                    .filter(|t| !t.is_empty())
-                    .map(|t| Secret::new(t.as_str())),
-                expires: None,
-            }))
-        }
-        "ecs_ram_role" => match s.get("role_name").filter(|r| !r.is_empty()) {
-            Some(r) => Ok(IniKey::EcsRole(r.clone())),
-            None => Ok(IniKey::None),
-        },
-        other => Err(CredentialsError::File {
-            path: path.to_path_buf(),
-            reason: format!("[{section}] type = {other} is not supported (use access_key)"),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
+    use std::path::Path;
 
     fn write(dir: &Path, name: &str, mode: u32, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -768,5 +620,53 @@ mod tests {
         assert_eq!(key_of(&c).await.id, "STS.id0");
         assert_eq!(key_of(&c).await.id, "STS.id0");
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_not_waited_on() {
+        let d = tempfile::tempdir().expect("tmp");
+        // A FIFO named as the credentials file: refused at once, not waited on for ever.
+        let fifo = d.path().join("fifo");
+        let st = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        let s = CredentialsSettings {
+            file: Some(fifo.clone()),
+            ecs_ram_role: None,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Credentials::resolve_with(&s, &env_of(&[])).map(|_| ()));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO hung");
+        let m = r.expect_err("a FIFO was read").to_string();
+        assert!(m.contains("a FIFO, not a regular file"), "{m}");
+    }
+
+    #[test]
+    fn a_file_owned_by_another_user_is_refused() {
+        // Mode 0600, owned by nobody: another user's file is not our secret.
+        let d = tempfile::tempdir().expect("tmp");
+        if crate::fs_trust::daemon_uids() != [0] {
+            eprintln!("skipped the owner case: only root can chown a file to nobody");
+            return;
+        }
+        let p = write(
+            d.path(),
+            "c",
+            0o600,
+            "access_key_id = x\naccess_key_secret = topsecret\n",
+        );
+        std::os::unix::fs::chown(&p, Some(65534), None).expect("chown");
+        let env = env_of(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", p.display().to_string())]);
+        let e = Credentials::resolve_with(&Default::default(), &env).expect_err("refused");
+        let m = e.to_string();
+        assert!(m.contains("owned by uid 65534"), "{m}");
+        assert!(!m.contains("topsecret"), "{m}");
     }
 }
