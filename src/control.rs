@@ -347,11 +347,11 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Resu
     }
 }
 
-/// The users whose answer on the control socket the CLI believes: root, the CLI's own user,
-/// and the owner of `state_dir` (the daemon's user: it owns the store).
+/// The users whose answer on the control socket the CLI believes: those the daemon trusts
+/// (`fs_trust::daemon_uids`) and the owner of `state_dir` (the daemon's user: it owns the store).
 pub fn trusted_uids(state_dir: &Path) -> Vec<u32> {
     use std::os::unix::fs::MetadataExt;
-    let mut uids = vec![0, rustix::process::geteuid().as_raw()];
+    let mut uids = crate::fs_trust::daemon_uids();
     if let Ok(md) = std::fs::metadata(state_dir) {
         uids.push(md.uid());
     }

@@ -66,14 +66,18 @@ impl FsTrustError {
     }
 }
 
-/// Root and the daemon's effective uid: the owners the daemon trusts.
+/// The owners the daemon trusts: root, its effective uid and, for a root process, the service
+/// account (`crate::accounts`). That last one is why `cas-certd check`, run by root, accepts the
+/// `output_dir` and webroot directories README gives to `cas-certd`, as the daemon will.
 pub fn daemon_uids() -> Vec<u32> {
     let euid = rustix::process::geteuid().as_raw();
+    let mut uids = vec![0, euid];
     if euid == 0 {
-        vec![0]
-    } else {
-        vec![0, euid]
+        uids.extend(crate::accounts::service_uid());
     }
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 /// Checks every component of `path` (absolute) by the rule in the module docs.

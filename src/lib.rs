@@ -6,6 +6,8 @@
 //! - [`cas`]: the CAS and Alidns APIs — signer, typed actions, errors, retries, rate limit.
 //! - [`credentials`]: where the AccessKey comes from (env, CLI profile, INI, file, systemd, ECS role).
 //! - [`secret`]: a string type that never prints itself.
+//! - [`accounts`]: users and groups from /etc/passwd and /etc/group; the service account.
+//! - [`fs_trust`]: whether a path can be trusted (owners and modes of every component).
 //! - [`config`]: TOML desired state → validated config; diffs for reload.
 //! - [`store`]: sled records, versioned; the only module that knows keys and trees.
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
@@ -21,6 +23,7 @@
 //! - [`listen`]: descriptor budget and accept back-off shared by the metrics and control listeners.
 //! - [`logging`]: tracing set-up, text or JSON.
 //! - [`sim`]: the CAS + Alidns simulator with a local test CA (feature `sim`).
+pub mod accounts;
 pub mod cas;
 pub mod config;
 pub mod control;

@@ -33,30 +33,18 @@ fn invalid(op: &'static str, path: &Path, msg: String) -> DeployError {
     }
 }
 
-/// A user or group given by name or number; names are looked up in /etc/passwd or /etc/group
-/// (no NSS: the daemon should not depend on libc's lookup machinery).
-fn resolve_id(spec: &str, db: &str, field: usize) -> Result<u32, DeployError> {
-    if let Ok(n) = spec.parse::<u32>() {
-        return Ok(n);
-    }
-    let path = Path::new(db);
-    let text = fs::read_to_string(path).map_err(io("read", path))?;
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&spec))
-        .and_then(|f| f.get(field).and_then(|v| v.parse().ok()))
-        .ok_or_else(|| invalid("look up", path, format!("no entry named {spec:?}")))
+fn lookup(e: crate::accounts::AccountError) -> DeployError {
+    invalid("look up", Path::new("owner/group"), e.to_string())
 }
 
 /// The uid and gid deployed files are given (`None`: left as created). Public for `check`.
 pub fn ids(files: &FileOwnership) -> Result<(Option<u32>, Option<u32>), DeployError> {
     let uid = match &files.owner {
-        Some(o) => Some(resolve_id(o, "/etc/passwd", 2)?),
+        Some(o) => Some(crate::accounts::uid(o).map_err(lookup)?),
         None => None,
     };
     let gid = match &files.group {
-        Some(g) => Some(resolve_id(g, "/etc/group", 2)?),
+        Some(g) => Some(crate::accounts::gid(g).map_err(lookup)?),
         None => None,
     };
     Ok((uid, gid))
@@ -422,13 +410,5 @@ mod tests {
         }
         let info = inspect_live(tmp.path(), "www", &d.info.fingerprint_sha256).unwrap();
         assert!(info.is_some());
-    }
-
-    #[test]
-    fn ids_by_number_and_name() {
-        assert_eq!(resolve_id("0", "/etc/passwd", 2).unwrap(), 0);
-        assert_eq!(resolve_id("root", "/etc/passwd", 2).unwrap(), 0);
-        assert_eq!(resolve_id("root", "/etc/group", 2).unwrap(), 0);
-        assert!(resolve_id("nobody-such-user", "/etc/passwd", 2).is_err());
     }
 }

@@ -22,7 +22,17 @@ const CONTACT: &str =
 
 /// `cas-certd check --offline -c CONFIG`; a run longer than 20 s is a hang and fails the test.
 pub(crate) fn check_offline(config: &Path) -> Output {
-    let mut child = Command::new(bin())
+    check_offline_as(config, None)
+}
+
+/// [`check_offline`] with `CAS_CERTD_USER` naming the service account (`None`: unset).
+fn check_offline_as(config: &Path, service_user: Option<&str>) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("CAS_CERTD_USER");
+    if let Some(u) = service_user {
+        cmd.env("CAS_CERTD_USER", u);
+    }
+    let mut child = cmd
         .args(["check", "--offline", "-c"])
         .arg(config)
         .stdin(Stdio::null())
@@ -299,4 +309,24 @@ fn a_group_writable_output_dir_is_refused_and_all_errors_come_at_once() {
         "certificate[0].cert_mode",
         &["writable by others"],
     );
+}
+
+#[test]
+fn check_as_root_trusts_what_the_service_account_owns() {
+    // README gives output_dir and the challenge directory to the service account, then has
+    // root run `check`: root must judge them as the daemon (running as that account) will.
+    if !is_root() {
+        eprintln!("skipped: only root can give directories to another user");
+        return;
+    }
+    let s = Site::new();
+    for d in ["out", "www"] {
+        std::os::unix::fs::chown(s.p(d), Some(OTHER_UID), None).unwrap();
+    }
+    let cfg = s.config("", "www", "");
+    let out = check_offline_as(&cfg, Some("nobody"));
+    assert!(out.status.success(), "{out:?}");
+    // Another account's directories are still refused.
+    let out = check_offline_as(&cfg, Some("root"));
+    assert_refused(&out, &cfg, "output_dir", &["owned by uid 65534"]);
 }
