@@ -260,10 +260,12 @@ fn prune(versions: &Dir, live: &str, keep: usize) -> Result<(), DeployError> {
     Ok(())
 }
 
-/// The four live files, when `<output_dir>/<name>` has the layout [`install`] makes (the
-/// `live` link to one version, each file a link through it); `None` otherwise. Read through
-/// `O_NOFOLLOW` fds along the path the links name, so a link swapped elsewhere reads as absent.
-fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, DeployError> {
+/// `<output_dir>/<name>` opened without following links, and the version its `live` link
+/// names; `None` when `name` is not a plain name or there is no such directory or link.
+pub(crate) fn open_live(
+    output_dir: &Path,
+    name: &str,
+) -> Result<Option<(Dir, String)>, DeployError> {
     if crate::config::domain::safe_name(name).is_err() {
         return Ok(None);
     }
@@ -273,12 +275,20 @@ fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, Deplo
     let Some(dir) = root.open_quiet(name)? else {
         return Ok(None);
     };
-    let Some(target) = dir.read_link("live") else {
+    let version = dir
+        .read_link("live")
+        .and_then(|t| version_of(&t).map(str::to_string));
+    Ok(version.map(|v| (dir, v)))
+}
+
+/// The four live files, when `<output_dir>/<name>` has the layout [`install`] makes (the
+/// `live` link to one version, each file a link through it); `None` otherwise. Read through
+/// `O_NOFOLLOW` fds along the path the links name, so a link swapped elsewhere reads as absent.
+fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, DeployError> {
+    let Some((dir, version)) = open_live(output_dir, name)? else {
         return Ok(None);
     };
-    let Some(version) = version_of(&target) else {
-        return Ok(None);
-    };
+    let version = version.as_str();
     for f in FILES {
         if dir.read_link(f) != Some(Path::new("live").join(f)) {
             return Ok(None);

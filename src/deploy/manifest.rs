@@ -162,19 +162,7 @@ pub(crate) fn live_manifest(
     output_dir: &Path,
     name: &str,
 ) -> Result<Option<Manifest>, DeployError> {
-    if crate::config::domain::safe_name(name).is_err() {
-        return Ok(None);
-    }
-    let Some(root) = Dir::open_root(output_dir)? else {
-        return Ok(None);
-    };
-    let Some(dir) = root.open_quiet(name)? else {
-        return Ok(None);
-    };
-    let Some(v) = dir.read_link("live") else {
-        return Ok(None);
-    };
-    let Some(v) = super::files::version_of(&v) else {
+    let Some((dir, v)) = super::files::open_live(output_dir, name)? else {
         return Ok(None);
     };
     let Some(versions) = dir.open_quiet("versions")? else {
