@@ -5,6 +5,7 @@
 //! Only root and the daemon's own user are served, and the CLI believes only an answer from
 //! root, its own user or the owner of the state directory (`SO_PEERCRED` on both sides): a
 //! program squatting the path while the daemon is stopped is not taken for the daemon.
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,7 @@ pub enum Request {
     Status,
     Renew {
         name: String,
+        /// Confirmed (`renew --yes`): renew even if not due, spending a unit early.
         #[serde(default)]
         force: bool,
     },
@@ -63,15 +65,53 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Status { certificates: Vec<StatusRow> },
-    Ok { message: String },
-    Error { message: String },
+    Status {
+        certificates: Vec<StatusRow>,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+    /// Nothing done: the request needs confirming (`message` says what it would cost).
+    Confirm {
+        message: String,
+    },
 }
 
 /// A request handed to the daemon loop, with where to send the answer.
 pub struct Incoming {
     pub request: Request,
     pub reply: oneshot::Sender<Response>,
+    /// The client's connection (a duplicate descriptor), to see whether it is still there.
+    pub client: Option<OwnedFd>,
+}
+
+impl Incoming {
+    /// True when the client has closed its connection: it stopped waiting (timed out, was
+    /// killed), so the request must not be acted on — a `renew` would otherwise run later and
+    /// pay for a certificate nobody is waiting for. poll(2), not a read (that would consume a
+    /// next request): POLLHUP means the client closed both directions, whereas a client that
+    /// only shut down its writing still waits for the answer.
+    pub fn client_gone(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        if self.reply.is_closed() {
+            return true;
+        }
+        let Some(fd) = &self.client else {
+            return false;
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match poll(&mut fds, Some(&now)) {
+            Ok(_) => fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR),
+            Err(_) => false,
+        }
+    }
 }
 
 /// Request lines longer than this are refused (a status or renew request is under 200 bytes).
@@ -262,6 +302,7 @@ async fn read_line(r: &mut (impl AsyncBufRead + Unpin), max: usize) -> std::io::
 }
 
 async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Result<()> {
+    let client = stream.as_fd().try_clone_to_owned()?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     loop {
@@ -284,7 +325,13 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Resu
                 },
                 Ok(request) => {
                     let (reply, rx) = oneshot::channel();
-                    if tx.send(Incoming { request, reply }).await.is_err() {
+                    let client = client.try_clone().ok();
+                    let incoming = Incoming {
+                        request,
+                        reply,
+                        client,
+                    };
+                    if tx.send(incoming).await.is_err() {
                         Response::Error {
                             message: "the daemon is stopping".into(),
                         }

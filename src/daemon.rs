@@ -59,6 +59,18 @@ pub struct Services {
     pub handle_sighup: bool,
 }
 
+/// What the loop answers a control request with.
+enum Answer {
+    Now(Response),
+    /// A renewal that is not due: the answer says what it costs (the remaining count is
+    /// fetched first).
+    Confirm {
+        name: String,
+        product: String,
+        due_at: DateTime<Utc>,
+    },
+}
+
 enum TaskResult {
     Step {
         name: String,
@@ -263,8 +275,13 @@ pub async fn run(
                 need_check = true;
             }
             Some(inc) = ctl_rx.recv() => {
-                let resp = st.control(inc.request).await;
-                let _ = inc.reply.send(resp);
+                if inc.client_gone() {
+                    info!(event = "control.dropped", request = ?inc.request,
+                        "control request dropped: its client went away before it was acted on");
+                } else {
+                    let resp = st.control(inc.request).await;
+                    st.answer(resp, inc.reply);
+                }
                 need_check = true;
             }
             Some(res) = st.tasks.join_next(), if !st.tasks.is_empty() => {
@@ -651,37 +668,82 @@ impl State {
         }
     }
 
-    async fn control(&mut self, req: Request) -> Response {
+    async fn control(&mut self, req: Request) -> Answer {
         match req {
-            Request::Status => Response::Status {
+            Request::Status => Answer::Now(Response::Status {
                 certificates: self.rows(),
-            },
-            Request::Renew { name, force } => {
-                let Some(c) = self.cert(&name).cloned() else {
-                    return Response::Error {
-                        message: format!("no certificate named {name:?} in the configuration"),
-                    };
-                };
-                let mut r = self.record(&c);
-                match &r.phase {
-                    Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. } => {
-                        r.next_due = Utc::now();
-                        r.force_renew = force;
-                        if let Err(e) = self.store.put_durable(&r).await {
-                            return Response::Error {
-                                message: e.to_string(),
-                            };
-                        }
-                        self.refresh(&name);
-                        self.snapshot_dirty = true;
-                        Response::Ok {
-                            message: format!("renewal of {name} scheduled now"),
-                        }
-                    }
-                    p => Response::Ok {
-                        message: format!("{name} already has an order in flight ({})", p.name()),
-                    },
+            }),
+            Request::Renew { name, force } => self.renew(name, force).await,
+        }
+    }
+
+    /// `renew NAME`: a due certificate (or a confirmed one) is due now; one that is not due
+    /// needs confirming, and nothing is spent (see [`lifecycle::manual`]).
+    async fn renew(&mut self, name: String, confirmed: bool) -> Answer {
+        use lifecycle::manual::{self, Decision};
+        let now_msg = |message: String| Answer::Now(Response::Ok { message });
+        let Some(c) = self.cert(&name).cloned() else {
+            return Answer::Now(Response::Error {
+                message: format!("no certificate named {name:?} in the configuration"),
+            });
+        };
+        let mut r = self.record(&c);
+        let why = match manual::decide(&r, c.renew_before, Utc::now()) {
+            Decision::InFlight(phase) => {
+                return now_msg(format!(
+                    "{name} already has an order in flight ({phase}): its certificate is on \
+                     the way; nothing more ordered"
+                ))
+            }
+            Decision::NotDue { due_at } if !confirmed => {
+                return Answer::Confirm {
+                    name,
+                    product: c.product_code.clone(),
+                    due_at,
                 }
+            }
+            Decision::NotDue { .. } => "confirmed with --yes".to_string(),
+            Decision::Due(because) => because.to_string(),
+        };
+        r.next_due = Utc::now();
+        if let Err(e) = self.store.put_durable(&r).await {
+            return Answer::Now(Response::Error {
+                message: e.to_string(),
+            });
+        }
+        info!(event = "cert.renew_requested", cert = %name, reason = %why,
+            "renewal requested on the control socket");
+        self.refresh(&name);
+        self.snapshot_dirty = true;
+        now_msg(format!(
+            "renewal of {name} scheduled now ({why}); it uses one unit of {}",
+            c.product_code
+        ))
+    }
+
+    /// Sends a control answer. One that needs confirming first learns how many units of the
+    /// product are left (DescribePackageState) in a task of its own: the loop does not wait
+    /// on the API.
+    fn answer(&self, answer: Answer, reply: tokio::sync::oneshot::Sender<Response>) {
+        match answer {
+            Answer::Now(resp) => {
+                let _ = reply.send(resp);
+            }
+            Answer::Confirm {
+                name,
+                product,
+                due_at,
+            } => {
+                let client = self.services.client.clone();
+                tokio::spawn(async move {
+                    let left = client
+                        .describe_package_state(&product)
+                        .await
+                        .map(|s| s.left())
+                        .map_err(|e| e.to_string());
+                    let message = lifecycle::manual::cost_message(&name, &product, due_at, left);
+                    let _ = reply.send(Response::Confirm { message });
+                });
             }
         }
     }

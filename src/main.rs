@@ -21,9 +21,9 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match &cli.command {
             Command::Run(a) => cli::daemon::run(&cli, a).await,
-            Command::Check(a) => cli::daemon::check(&cli, a).await,
-            Command::Status(a) => cli::daemon::status(&cli, a).await,
-            Command::Renew(a) => cli::daemon::renew(&cli, a).await,
+            Command::Check(a) => cli::check::check(&cli, a).await,
+            Command::Status(a) => cli::status::status(&cli, a).await,
+            Command::Renew(a) => cli::renew::renew(&cli, a).await,
             Command::Package(a) => cli::ops::package(&cli, a).await,
             Command::Orders(a) => cli::ops::orders(&cli, a).await,
             Command::Order(a) => cli::ops::order(&cli, a).await,

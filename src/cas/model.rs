@@ -78,6 +78,13 @@ pub struct PackageState {
     pub issued_count: i64,
 }
 
+impl PackageState {
+    /// Certificates that can still be ordered (never negative).
+    pub fn left(&self) -> i64 {
+        (self.total_count - self.used_count).max(0)
+    }
+}
+
 /// CreateCertificateForPackageRequest. `domains` ≤ 5; with a CSR its CN is the bound domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateOrder {

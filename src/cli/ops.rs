@@ -1,17 +1,18 @@
 //! Operator subcommands over the API: `package`, `orders`, `order show|cancel|delete|revoke`.
 //!
 //! Each prints a human table (or `--json`) and maps failures to one line on stderr and a
-//! distinct exit code (see [`super::exit`]). The AccessKey secret is never printed.
+//! distinct exit code ([`super::report`]). The AccessKey secret is never printed.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cas_certd::cas::model::{CertificateState, Challenge, ListOrders, OrderId, OrderSummary};
-use cas_certd::cas::{ApiError, Client, ErrorClass};
+use cas_certd::cas::Client;
 use cas_certd::config::{AlidnsSettings, CasSettings, CredentialsSettings, SignatureVersion};
 use cas_certd::credentials::Credentials;
 
 use super::exit;
+use super::report::{self, Failure};
 
 /// The default product when neither `--product` nor the config names one (the seed's default).
 const DEFAULT_PRODUCT: &str = "symantec-free-1-free";
@@ -125,10 +126,11 @@ fn default_setup() -> Result<Setup, String> {
     })
 }
 
-/// Reads the config (when it exists) and applies the command-line overrides.
-fn setup(cli: &super::Cli, api: &ApiArgs) -> Result<Setup, String> {
+/// Reads the config (when it exists) and applies the command-line overrides; on failure,
+/// prints why and gives the exit code.
+fn setup(cli: &super::Cli, api: &ApiArgs) -> Result<Setup, ExitCode> {
     let mut s = if cli.config.exists() {
-        let c = cas_certd::config::load(&cli.config).map_err(|e| e.to_string())?;
+        let c = cas_certd::config::load(&cli.config).map_err(|e| report::config(&e))?;
         let mut products: Vec<String> = c
             .certificates
             .iter()
@@ -143,7 +145,8 @@ fn setup(cli: &super::Cli, api: &ApiArgs) -> Result<Setup, String> {
             products,
         }
     } else {
-        default_setup()?
+        default_setup()
+            .map_err(|e| Failure::new(exit::CONFIG, format!("configuration: {e}")).exit())?
     };
     if let Some(e) = &api.endpoint {
         // One endpoint serves both APIs in tests (the simulator tells them apart by Version).
@@ -160,63 +163,10 @@ fn setup(cli: &super::Cli, api: &ApiArgs) -> Result<Setup, String> {
 
 /// Builds the client, or prints why not and gives the exit code.
 fn client(cli: &super::Cli, api: &ApiArgs) -> Result<(Client, Setup), ExitCode> {
-    let s = setup(cli, api).map_err(|e| fail(exit::CONFIG, &format!("configuration: {e}")))?;
-    let creds = Credentials::resolve(&s.credentials)
-        .map_err(|e| fail(exit::CONFIG, &format!("credentials: {e}")))?;
-    let c = Client::new(&s.cas, &s.alidns, creds).map_err(|e| report(&e, None))?;
+    let s = setup(cli, api)?;
+    let creds = Credentials::resolve(&s.credentials).map_err(|e| report::credentials(&e).exit())?;
+    let c = Client::new(&s.cas, &s.alidns, creds).map_err(|e| report::api(&e, None).exit())?;
     Ok((c, s))
-}
-
-fn fail(code: u8, line: &str) -> ExitCode {
-    eprintln!("cas-certd: {line}");
-    ExitCode::from(code)
-}
-
-/// One line for an API failure, and its exit code.
-fn report(e: &ApiError, product: Option<&str>) -> ExitCode {
-    let rid = e
-        .request_id()
-        .map(|r| format!(" (RequestId {r})"))
-        .unwrap_or_default();
-    match e {
-        ApiError::Credentials(m) => return fail(exit::CONFIG, &format!("credentials: {m}")),
-        ApiError::Config(m) => return fail(exit::CONFIG, &format!("configuration: {m}")),
-        _ => {}
-    }
-    match e.code() {
-        Some("SignatureDoesNotMatch") | Some("IncompleteSignature") => fail(
-            exit::AUTH,
-            &format!("signature rejected by CAS: check the AccessKey secret{rid}"),
-        ),
-        Some(c) if c.starts_with("InvalidAccessKeyId") => fail(
-            exit::AUTH,
-            &format!("AccessKey ID rejected by CAS ({c}): check the AccessKey ID{rid}"),
-        ),
-        Some(c) if e.is_auth() => fail(
-            exit::AUTH,
-            &format!("credentials rejected by CAS ({c}){rid}"),
-        ),
-        Some("NotFoundPackage") => fail(
-            exit::QUOTA,
-            &format!(
-                "no package of {} bought on this account (NotFoundPackage){rid}",
-                product.unwrap_or("this product")
-            ),
-        ),
-        Some("NotRemainCount") => fail(
-            exit::QUOTA,
-            &format!(
-                "quota exhausted for {} (NotRemainCount){rid}",
-                product.unwrap_or("this product")
-            ),
-        ),
-        _ => match e.class() {
-            ErrorClass::Retryable | ErrorClass::OutcomeUnknown => {
-                fail(exit::TRANSIENT, &format!("{e}; try again later"))
-            }
-            ErrorClass::Permanent => fail(exit::REFUSED, &e.to_string()),
-        },
-    }
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
@@ -262,7 +212,7 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
     for p in &products {
         match client.describe_package_state(p).await {
             Ok(st) => states.push(st),
-            Err(e) => return Ok(report(&e, Some(p))),
+            Err(e) => return Ok(report::api(&e, Some(p)).exit()),
         }
     }
     if a.api.json {
@@ -275,7 +225,7 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
                     s.product_code.clone(),
                     s.total_count.to_string(),
                     s.used_count.to_string(),
-                    (s.total_count - s.used_count).max(0).to_string(),
+                    s.left().to_string(),
                     s.issued_count.to_string(),
                 ]
             })
@@ -284,14 +234,9 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
     }
     // Exhausted quota is worth a non-zero exit: scripts ask `package` before ordering.
     let mut code = exit::OK;
-    for s in &states {
-        if s.used_count >= s.total_count {
-            eprintln!(
-                "cas-certd: quota exhausted for {} ({} of {} used)",
-                s.product_code, s.used_count, s.total_count
-            );
-            code = exit::QUOTA;
-        }
+    for f in states.iter().filter_map(report::exhausted) {
+        f.print();
+        code = f.code;
     }
     Ok(ExitCode::from(code))
 }
@@ -320,7 +265,7 @@ pub async fn orders(cli: &super::Cli, a: &OrdersArgs) -> anyhow::Result<ExitCode
         };
         let got = match client.list_user_certificate_order(&q).await {
             Ok(p) => p,
-            Err(e) => return Ok(report(&e, None)),
+            Err(e) => return Ok(report::api(&e, None).exit()),
         };
         total = got.total_count;
         let n = got.orders.len();
@@ -418,10 +363,11 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
         | OrderCommand::Revoke { api, .. } => api,
     };
     if let OrderCommand::Revoke { id, yes: false, .. } = a {
-        return Ok(fail(
+        return Ok(Failure::new(
             exit::USAGE,
-            &format!("revoking order {id} cannot be undone: add --yes to confirm"),
-        ));
+            format!("revoking order {id} cannot be undone: add --yes to confirm"),
+        )
+        .exit());
     }
     let (client, _) = match client(cli, api) {
         Ok(c) => c,
@@ -439,7 +385,7 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
                     }
                     Ok(ExitCode::from(exit::OK))
                 }
-                Err(e) => Ok(report(&e, None)),
+                Err(e) => Ok(report::api(&e, None).exit()),
             };
         }
         OrderCommand::Cancel { id, .. } => (*id, "cancelled", client.cancel_order(*id).await),
@@ -455,7 +401,7 @@ pub async fn order(cli: &super::Cli, a: &OrderCommand) -> anyhow::Result<ExitCod
             }
             Ok(ExitCode::from(exit::OK))
         }
-        Err(e) => Ok(report(&e, None)),
+        Err(e) => Ok(report::api(&e, None).exit()),
     }
 }
 

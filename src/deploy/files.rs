@@ -49,7 +49,8 @@ fn resolve_id(spec: &str, db: &str, field: usize) -> Result<u32, DeployError> {
         .ok_or_else(|| invalid("look up", path, format!("no entry named {spec:?}")))
 }
 
-fn ids(files: &FileOwnership) -> Result<(Option<u32>, Option<u32>), DeployError> {
+/// The uid and gid deployed files are given (`None`: left as created). Public for `check`.
+pub fn ids(files: &FileOwnership) -> Result<(Option<u32>, Option<u32>), DeployError> {
     let uid = match &files.owner {
         Some(o) => Some(resolve_id(o, "/etc/passwd", 2)?),
         None => None,

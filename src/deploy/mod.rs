@@ -9,6 +9,7 @@ mod files;
 mod manifest;
 mod pem;
 
+pub use files::ids as ownership_ids;
 pub use manifest::{Manifest, Origin};
 
 use std::path::{Path, PathBuf};

@@ -61,11 +61,20 @@ pub struct Store {
     flush_tickets: std::sync::Arc<(AtomicU64, AtomicU64)>,
 }
 
+/// Whether `state_dir` holds a database, without creating or opening anything (read-only
+/// commands ask this first: [`Store::open`] creates what is missing).
+pub fn exists(state_dir: &Path) -> bool {
+    state_dir.join(DB_DIR).exists()
+}
+
+/// The sled database's directory under `state_dir`.
+const DB_DIR: &str = "db";
+
 impl Store {
     /// Opens (creating 0700) `state_dir/db`. A lock held by another process is reported as such.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         create_private_dir(state_dir)?;
-        let db_path = state_dir.join("db");
+        let db_path = state_dir.join(DB_DIR);
         let db = sled::Config::new()
             .path(&db_path)
             // The records are tiny; keep the resident cache small.

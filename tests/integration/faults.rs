@@ -481,7 +481,8 @@ fn full_disk_keeps_the_old_set_runs_no_hook_and_recovers_when_space_returns() {
     let w = World::new(&[]);
     let live = w.p("live");
     std::fs::create_dir_all(&live).unwrap();
-    let _tmpfs = match mount(&["-t", "tmpfs", "-o", "size=256k", "tmpfs"], &live) {
+    // mode=0755: a fresh tmpfs is 1777, and an output_dir others can write is refused.
+    let _tmpfs = match mount(&["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs"], &live) {
         Ok(m) => m,
         Err(e) => return skipped("full_disk", &e),
     };
