@@ -576,7 +576,7 @@ impl State {
             else {
                 continue;
             };
-            let env = hook_env(&self.config.output_dir, &last);
+            let env = crate::hook::reload_env(&self.config.output_dir, &last.name, &last.domains);
             // The attempt this run is, and the wait before the next should it fail (the same
             // rule `finished` applies), so the failure event says when it is retried.
             let attempt = members
@@ -852,20 +852,6 @@ fn schedule_dur(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
 }
 
-/// The environment of a reload hook: the certificate's name, domains and file paths.
-pub fn hook_env(output_dir: &std::path::Path, c: &Certificate) -> Vec<(String, String)> {
-    let dir = output_dir.join(&c.name);
-    let p = |f: &str| dir.join(f).display().to_string();
-    vec![
-        ("CERT_NAME".into(), c.name.clone()),
-        ("CERT_DOMAINS".into(), c.domains.join(",")),
-        ("CERT_PATH".into(), p("cert.pem")),
-        ("CHAIN_PATH".into(), p("chain.pem")),
-        ("FULLCHAIN_PATH".into(), p("fullchain.pem")),
-        ("KEY_PATH".into(), p("privkey.pem")),
-    ]
-}
-
 /// Steps one certificate until it waits (or the daemon stops between steps).
 async fn work(
     cert: Certificate,
@@ -940,33 +926,5 @@ mod tests {
             "{}",
             t.len()
         );
-    }
-
-    #[test]
-    fn hook_env_names_the_live_files() {
-        let c = Certificate {
-            name: "www".into(),
-            domains: vec!["example.com".into(), "www.example.com".into()],
-            validation: crate::config::Validation::Alidns { zone: None },
-            product_code: "p".into(),
-            key: crate::config::KeyKind::EcdsaP256,
-            renew_before: crate::config::RenewBefore::Fraction(0.3),
-            contact: Default::default(),
-            reload: None,
-            files: crate::config::FileOwnership {
-                owner: None,
-                group: None,
-                cert_mode: 0o644,
-                key_mode: 0o600,
-            },
-            keep_versions: 2,
-        };
-        let env: HashMap<_, _> = hook_env(std::path::Path::new("/o"), &c)
-            .into_iter()
-            .collect();
-        assert_eq!(env["CERT_NAME"], "www");
-        assert_eq!(env["CERT_DOMAINS"], "example.com,www.example.com");
-        assert_eq!(env["KEY_PATH"], "/o/www/privkey.pem");
-        assert_eq!(env["FULLCHAIN_PATH"], "/o/www/fullchain.pem");
     }
 }

@@ -89,21 +89,23 @@ fn kill_group(pgid: u32) {
     }
 }
 
-/// The reload hook's environment for one deployed certificate: `CERT_NAME`, `CERT_DOMAINS`
-/// (space separated), `CERT_PATH`, `CHAIN_PATH`, `FULLCHAIN_PATH`, `KEY_PATH` (stable paths).
+/// The reload hook's environment for certificate `name` deployed under `output_dir`: `CERT_NAME`,
+/// `CERT_DOMAINS` (space separated, so `for d in $CERT_DOMAINS` splits it), `CERT_PATH`,
+/// `CHAIN_PATH`, `FULLCHAIN_PATH`, `KEY_PATH` (the stable paths, which follow each deploy).
 pub fn reload_env(
+    output_dir: &std::path::Path,
     name: &str,
     domains: &[String],
-    deployed: &crate::deploy::Deployed,
 ) -> Vec<(String, String)> {
-    let p = |p: &std::path::Path| p.display().to_string();
+    let dir = output_dir.join(name);
+    let p = |f: &str| dir.join(f).display().to_string();
     vec![
         ("CERT_NAME".into(), name.to_string()),
         ("CERT_DOMAINS".into(), domains.join(" ")),
-        ("CERT_PATH".into(), p(&deployed.cert)),
-        ("CHAIN_PATH".into(), p(&deployed.chain)),
-        ("FULLCHAIN_PATH".into(), p(&deployed.fullchain)),
-        ("KEY_PATH".into(), p(&deployed.key)),
+        ("CERT_PATH".into(), p("cert.pem")),
+        ("CHAIN_PATH".into(), p("chain.pem")),
+        ("FULLCHAIN_PATH".into(), p("fullchain.pem")),
+        ("KEY_PATH".into(), p("privkey.pem")),
     ]
 }
 
@@ -261,6 +263,21 @@ mod tests {
             timeout: Duration::from_secs(secs),
             pass_env: vec![],
         }
+    }
+
+    #[test]
+    fn reload_env_separates_domains_by_a_space_and_names_the_live_files() {
+        let domains = ["example.com".to_string(), "www.example.com".to_string()];
+        let env: std::collections::HashMap<_, _> =
+            reload_env(std::path::Path::new("/o"), "www", &domains)
+                .into_iter()
+                .collect();
+        assert_eq!(env["CERT_NAME"], "www");
+        assert_eq!(env["CERT_DOMAINS"], "example.com www.example.com");
+        assert_eq!(env["CERT_PATH"], "/o/www/cert.pem");
+        assert_eq!(env["CHAIN_PATH"], "/o/www/chain.pem");
+        assert_eq!(env["FULLCHAIN_PATH"], "/o/www/fullchain.pem");
+        assert_eq!(env["KEY_PATH"], "/o/www/privkey.pem");
     }
 
     #[tokio::test]

@@ -1,16 +1,23 @@
-//! The HTTP side of the metrics endpoint: one `GET /metrics` per connection, with the limits
-//! that keep clients from holding the daemon's descriptors (issue 18: 1 100 idle connections
-//! exhausted them). A connection must send its request head within [`HEADER_TIMEOUT`] and
-//! in at most [`MAX_REQUEST_BYTES`]; at most [`MAX_CONNECTIONS`] are open at once, and the rest
-//! wait in the kernel's accept queue, where they cost the daemon nothing.
+//! The HTTP side of the metrics endpoint: `GET /metrics`, one request per connection, with the
+//! limits that keep clients from holding the daemon's descriptors (issue 18: 1 100 idle
+//! connections exhausted them). A connection must send its request head within
+//! [`HEADER_TIMEOUT`] and in at most [`MAX_REQUEST_BYTES`] (hyper answers 431 beyond it); at
+//! most [`MAX_CONNECTIONS`] are open at once, and the rest wait in the kernel's accept queue,
+//! where they cost the daemon nothing.
 //!
-//! Hand-written rather than `axum::serve` (which sets no header deadline and no connection cap):
-//! the endpoint answers one path, one request per connection, and owning the few lines of HTTP
-//! keeps every limit in this file.
+//! `axum::serve` sets no header deadline and no connection cap, so the accept loop is ours and
+//! each connection is hyper's HTTP/1 with those limits, serving an axum router.
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::header::{HeaderName, CONTENT_TYPE};
+use axum::routing::get;
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::debug;
@@ -24,14 +31,14 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The request head's size limit; larger ones get 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// Time to write the answer to a client that does not read it.
+/// Time to write the answer to a client that does not read it (after the head's deadline).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// After answering, what is still read (and dropped) from the client before closing, so a
-/// client that sent more than its request head (a 431) reads the answer rather than a reset.
+/// After refusing a request, what is still read (and dropped) from the client before closing,
+/// so a client that sent more than its request head (a 431) reads the answer rather than a reset.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The limits of one endpoint; [`Limits::default`] is what the daemon uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +81,14 @@ pub async fn serve_listener(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    let app = Router::new()
+        .route("/metrics", get(exposition))
+        .with_state(metrics);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_request_bytes)
+        .keep_alive(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut errors = AcceptErrors::new("metrics");
     tokio::pin!(shutdown);
@@ -100,55 +115,43 @@ pub async fn serve_listener(
                 }
             },
         };
-        let metrics = metrics.clone();
+        let (app, http) = (app.clone(), http.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            connection(stream, &metrics, limits).await;
+            connection(stream, app, http, limits.header_timeout).await;
         });
     }
 }
 
-/// Why a request head was not read.
-enum HeadError {
-    TooLarge,
-    Closed,
-    Io(std::io::Error),
+async fn exposition(State(metrics): State<Metrics>) -> ([(HeaderName, &'static str); 1], String) {
+    ([(CONTENT_TYPE, EXPOSITION)], metrics.render())
 }
 
-async fn connection(mut stream: TcpStream, metrics: &Metrics, limits: Limits) {
-    let head = tokio::time::timeout(
-        limits.header_timeout,
-        read_head(&mut stream, limits.max_request_bytes),
-    )
-    .await;
-    let answer = match head {
+async fn connection(mut stream: TcpStream, app: Router, http: http1::Builder, head: Duration) {
+    let conn = http.serve_connection(TokioIo::new(&mut stream), TowerToHyperService::new(app));
+    let e = match tokio::time::timeout(head + WRITE_TIMEOUT, conn).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e,
         Err(_) => {
             debug!(
-                event = "metrics.header_timeout",
-                "no request head in time; closing"
+                event = "metrics.write_timeout",
+                "the client did not read the answer; closing"
             );
             return;
         }
-        Ok(Err(HeadError::Closed)) => return,
-        Ok(Err(HeadError::Io(e))) => {
-            debug!(event = "metrics.read_failed", error = %e, "closing");
-            return;
-        }
-        Ok(Err(HeadError::TooLarge)) => response(
-            "431 Request Header Fields Too Large",
-            "text/plain",
-            format!("request head over {} bytes\n", limits.max_request_bytes),
-        ),
-        Ok(Ok(head)) => route(&head, metrics),
     };
-    let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&answer).await?;
-        stream.shutdown().await
-    })
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
+    if e.is_timeout() {
+        debug!(
+            event = "metrics.header_timeout",
+            "no request head in time; closing"
+        );
         return;
     }
+    debug!(event = "metrics.bad_request", error = %e, "closing");
+    if !e.is_parse() {
+        return;
+    }
+    // hyper has answered (400, 431) and drops the rest of the request.
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut buf = [0u8; 4096];
         let mut left = LINGER_BYTES;
@@ -160,76 +163,6 @@ async fn connection(mut stream: TcpStream, metrics: &Metrics, limits: Limits) {
         }
     })
     .await;
-}
-
-/// Reads up to the blank line that ends the request head (CRLF or bare LF line ends).
-async fn read_head(stream: &mut TcpStream, max: usize) -> Result<Vec<u8>, HeadError> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(HeadError::Io)?;
-        if n == 0 {
-            return Err(HeadError::Closed);
-        }
-        let from = head.len().saturating_sub(3);
-        head.extend_from_slice(&buf[..n]);
-        let tail = &head[from..];
-        let end = find(tail, b"\r\n\r\n")
-            .map(|i| from + i + 4)
-            .or_else(|| find(tail, b"\n\n").map(|i| from + i + 2));
-        if let Some(end) = end {
-            if end > max {
-                return Err(HeadError::TooLarge);
-            }
-            head.truncate(end);
-            return Ok(head);
-        }
-        if head.len() > max {
-            return Err(HeadError::TooLarge);
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The answer to one request head.
-fn route(head: &[u8], metrics: &Metrics) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.trim_end().split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let valid = version.is_some_and(|v| v.starts_with("HTTP/1.")) && parts.next().is_none();
-    let (Some(method), Some(target), true) = (method, target, valid) else {
-        return response("400 Bad Request", "text/plain", "bad request\n".into());
-    };
-    let head_only = method == "HEAD";
-    if method != "GET" && !head_only {
-        return response("405 Method Not Allowed", "text/plain", "only GET\n".into());
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    if path != "/metrics" {
-        return response("404 Not Found", "text/plain", "not found\n".into());
-    }
-    let mut r = response("200 OK", CONTENT_TYPE, metrics.render());
-    if head_only {
-        if let Some(i) = find(&r, b"\r\n\r\n") {
-            r.truncate(i + 4);
-        }
-    }
-    r
-}
-
-fn response(status: &str, content_type: &str, body: String) -> Vec<u8> {
-    let mut r = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
-        body.len(),
-        if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" },
-    )
-    .into_bytes();
-    r.extend_from_slice(body.as_bytes());
-    r
 }
 
 #[cfg(test)]
@@ -261,7 +194,8 @@ mod tests {
                 "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
                 "HTTP/1.1 200 OK",
             ),
-            ("GET /metrics?x=1 HTTP/1.0\n\n", "HTTP/1.1 200 OK"),
+            // hyper answers an HTTP/1.0 request in HTTP/1.0.
+            ("GET /metrics?x=1 HTTP/1.0\n\n", "HTTP/1.0 200 OK"),
             ("GET /other HTTP/1.1\r\n\r\n", "HTTP/1.1 404"),
             ("POST /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 405"),
             ("GARBAGE\r\n\r\n", "HTTP/1.1 400"),

@@ -314,7 +314,11 @@ async fn reload_hook_sees_the_deployed_paths() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, set) = make_set(&["a.example.com", "b.example.com"], &key(), 30);
     let d = deploy::install(tmp.path(), "www", &set, &own(None), 3, &origin()).unwrap();
-    let env = cas_certd::hook::reload_env("www", &domains(&["a.example.com", "b.example.com"]), &d);
+    let env = cas_certd::hook::reload_env(
+        tmp.path(),
+        "www",
+        &domains(&["a.example.com", "b.example.com"]),
+    );
     let hook = cas_certd::config::Hook {
         argv: vec![
             "sh".into(),
@@ -329,6 +333,18 @@ async fn reload_hook_sees_the_deployed_paths() {
     assert!(env
         .iter()
         .any(|(k, v)| k == "KEY_PATH" && v.ends_with("www/privkey.pem")));
+    // The builder's paths are the ones deploy installed.
+    for (name, path) in [
+        ("CERT_PATH", &d.cert),
+        ("CHAIN_PATH", &d.chain),
+        ("FULLCHAIN_PATH", &d.fullchain),
+        ("KEY_PATH", &d.key),
+    ] {
+        assert!(
+            env.iter().any(|(k, v)| k == name && Path::new(v) == path),
+            "{name}: {env:?}"
+        );
+    }
 }
 
 /// Every path under `root` with its kind, mode and contents (or link target).

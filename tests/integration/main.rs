@@ -15,6 +15,7 @@ mod deploy_race;
 mod docs_links;
 mod faults;
 mod fuzz;
+mod hooks;
 mod hostile;
 mod listeners;
 mod logs;

@@ -1,0 +1,35 @@
+//! The reload hook's environment as the daemon really builds it: a hook dumps `env` after a
+//! real deploy, and the CERT_* variables must be what docs/configuration.md ("Hook
+//! environment") documents. Two builders once disagreed on CERT_DOMAINS (comma vs space).
+#![allow(clippy::unwrap_used)]
+use std::time::Duration;
+
+use crate::support::world::*;
+
+#[test]
+fn the_reload_hook_gets_the_documented_cert_variables() {
+    let w = World::new(&[]);
+    let dump = w.p("hook-env.txt");
+    let cfg = w.config(&format!(
+        "{}reload = [\"sh\", \"-c\", \"env | sort > {}\"]\n",
+        w.file_cert("two", "\"a.example.test\", \"b.example.test\""),
+        dump.display()
+    ));
+    let _d = w.daemon(&cfg, "daemon.log");
+    wait_for("the reload hook ran", Duration::from_secs(30), || {
+        std::fs::read_to_string(&dump).is_ok_and(|t| t.contains("CERT_NAME="))
+    });
+    let env = std::fs::read_to_string(&dump).unwrap();
+    let live = |f: &str| w.live("two", f).display().to_string();
+    for want in [
+        "CERT_NAME=two".to_string(),
+        // Space separated, as documented: `for d in $CERT_DOMAINS` splits it.
+        "CERT_DOMAINS=a.example.test b.example.test".to_string(),
+        format!("CERT_PATH={}", live("cert.pem")),
+        format!("CHAIN_PATH={}", live("chain.pem")),
+        format!("FULLCHAIN_PATH={}", live("fullchain.pem")),
+        format!("KEY_PATH={}", live("privkey.pem")),
+    ] {
+        assert!(env.lines().any(|l| l == want), "no {want:?} in:\n{env}");
+    }
+}
