@@ -129,7 +129,10 @@ fn check_says_a_configured_product_was_never_bought_and_exits_5() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(
-        stderr.contains("geotrust-ov-w-personal: no package of geotrust-ov-w-personal bought on this account (NotFoundPackage)"),
+        // The wording every command shares (src/cli/report.rs, from ApiError::quota_message).
+        stderr.contains(
+            "no package of geotrust-ov-w-personal bought on this account (NotFoundPackage)"
+        ),
         "{stderr}"
     );
 }
