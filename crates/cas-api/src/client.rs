@@ -99,7 +99,12 @@ impl Client {
     /// Builds a client. Fails on an endpoint that breaks [`check_endpoint`].
     pub fn new(opts: &ClientOptions, creds: Credentials) -> Result<Client, ApiError> {
         for url in [&opts.cas_endpoint, &opts.alidns_endpoint] {
-            check_endpoint(url).map_err(|e| ApiError::Config(format!("endpoint {url}: {e}")))?;
+            check_endpoint(url).map_err(|e| {
+                // A password in a refused URL is not repeated into the message (or a log).
+                let mut shown = url.clone();
+                let _ = shown.set_password(None);
+                ApiError::Config(format!("endpoint {shown}: {e}"))
+            })?;
         }
         let http = reqwest::Client::builder()
             .connect_timeout(opts.connect_timeout)
