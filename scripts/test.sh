@@ -41,6 +41,9 @@ scripts/check-target-dir.sh
 step "cargo test"
 cargo test --workspace --all-targets 2>&1 | tee "$logs/cargo-test.log"   # what children print goes to the scan too
 
+step "cargo test -p cas-api --doc (the crate-level example compiles)"
+cargo test -p cas-api --doc
+
 step "cargo test --features failpoints (crash right after each persisted step)"
 cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/cargo-test-failpoints.log"
 
