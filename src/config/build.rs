@@ -358,6 +358,24 @@ mod tests {
     }
 
     #[test]
+    fn client_defaults_are_cas_api_defaults() {
+        // One home: a config without [cas]/[alidns] gets exactly `ClientOptions::default()`.
+        let c = super::super::parse("", None).unwrap();
+        assert_eq!(c.api, ClientOptions::default());
+        let c = super::super::parse(
+            "[cas]\nread_timeout = \"5s\"\n[alidns]\nendpoint = \"http://127.0.0.1:9\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.api.read_timeout, Duration::from_secs(5));
+        assert_eq!(c.api.alidns_endpoint.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(
+            c.api.connect_timeout,
+            ClientOptions::default().connect_timeout
+        );
+    }
+
+    #[test]
     fn renew_before_forms() {
         assert_eq!(
             parse_renew_before("1/3").unwrap(),
