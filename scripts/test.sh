@@ -29,16 +29,20 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo build"
-cargo build --all-targets
+cargo build --workspace --all-targets
 
 step "scripts: honour CARGO_TARGET_DIR (scripts/check-target-dir.sh)"
 scripts/check-target-dir.sh
 
+# --workspace: the cas-api crate's unit tests too, from the same build as the daemon's.
 step "cargo test"
-cargo test --all-targets 2>&1 | tee "$logs/cargo-test.log"   # what children print goes to the scan too
+cargo test --workspace --all-targets 2>&1 | tee "$logs/cargo-test.log"   # what children print goes to the scan too
+
+step "cargo test -p cas-api --doc (the crate-level example compiles)"
+cargo test -p cas-api --doc
 
 step "cargo test --features failpoints (crash right after each persisted step)"
 cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/cargo-test-failpoints.log"

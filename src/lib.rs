@@ -3,11 +3,9 @@
 //! A certificate lifecycle daemon for the Alibaba Cloud SSL Certificates Service (CAS).
 //!
 //! # Layout
-//! - [`cas`]: the CAS and Alidns APIs — signer, typed actions, errors, retries, rate limit.
-//! - [`credentials`]: where the AccessKey comes from (env, CLI profile, INI, file, systemd, ECS role).
-//! - [`secret`]: a string type that never prints itself.
-//! - [`accounts`]: users and groups from /etc/passwd and /etc/group; the service account.
-//! - [`fs_trust`]: whether a path can be trusted (owners and modes of every component).
+//! - [`cas`], [`credentials`], [`secret`], [`fs_trust`], [`accounts`]: re-exported from the
+//!   `cas-api` crate (the CAS and Alidns client, the credentials chain, `Secret`, trusted paths
+//!   and the service account), under the paths the daemon has always used.
 //! - [`config`]: TOML desired state → validated config; diffs for reload.
 //! - [`store`]: sled records, versioned; the only module that knows keys and trees.
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
@@ -23,15 +21,11 @@
 //! - [`listen`]: descriptor budget and accept back-off shared by the metrics and control listeners.
 //! - [`logging`]: tracing set-up, text or JSON.
 //! - [`sim`]: the CAS + Alidns simulator with a local test CA (feature `sim`).
-pub mod accounts;
-pub mod cas;
 pub mod config;
 pub mod control;
-pub mod credentials;
 pub mod daemon;
 pub mod deploy;
 pub mod failpoint;
-pub mod fs_trust;
 pub mod hook;
 pub mod keys;
 pub mod lifecycle;
@@ -39,8 +33,18 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
-pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod validation;
+
+pub use cas_api::fs_trust::accounts;
+pub use cas_api::{credentials, fs_trust, secret};
+
+/// The CAS and Alidns APIs (the `cas-api` crate under its old path).
+pub mod cas {
+    pub use cas_api::{
+        backoff, client, error, model, options, ratelimit, responses, sign, ApiError, Client,
+        ClientOptions, ErrorClass, Observer, SignatureVersion,
+    };
+}

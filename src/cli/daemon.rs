@@ -40,8 +40,7 @@ pub(super) fn load_config(cli: &super::Cli) -> Result<Config, ExitCode> {
 /// The API client for the configured credentials and endpoints, counting calls in `metrics`.
 pub(super) fn make_client(cfg: &Config, metrics: &Metrics) -> Result<Client, Failure> {
     let creds = Credentials::resolve(&cfg.credentials).map_err(|e| report::credentials(&e))?;
-    let mut client =
-        Client::new(&cfg.cas, &cfg.alidns, creds).map_err(|e| report::api(&e, None))?;
+    let mut client = Client::new(&cfg.api, creds).map_err(|e| report::api(&e, None))?;
     let m = metrics.clone();
     client.set_observer(Arc::new(move |action: &str, code: &str| {
         m.api_call(action, code)

@@ -4,18 +4,15 @@
 //! distinct exit code ([`super::report`]). The AccessKey secret is never printed.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use cas_certd::cas::model::{CertificateState, Challenge, ListOrders, OrderId, OrderSummary};
 use cas_certd::cas::Client;
-use cas_certd::config::{AlidnsSettings, CasSettings, CredentialsSettings, SignatureVersion};
+use cas_certd::cas::{ClientOptions, SignatureVersion};
+use cas_certd::config::CredentialsSettings;
 use cas_certd::credentials::Credentials;
 
 use super::exit;
 use super::report::{self, Failure};
-
-/// The default product when neither `--product` nor the config names one (the seed's default).
-const DEFAULT_PRODUCT: &str = "symantec-free-1-free";
 
 /// Connection options shared by the API subcommands.
 #[derive(Debug, Clone, clap::Args)]
@@ -98,32 +95,9 @@ pub enum OrderCommand {
 
 /// What the subcommands need from the configuration.
 struct Setup {
-    cas: CasSettings,
-    alidns: AlidnsSettings,
+    api: ClientOptions,
     credentials: CredentialsSettings,
     products: Vec<String>,
-}
-
-/// Defaults used when there is no config file.
-fn default_setup() -> Result<Setup, String> {
-    let parse = |s: &str| url::Url::parse(s).map_err(|e| format!("{s}: {e}"));
-    Ok(Setup {
-        cas: CasSettings {
-            endpoint: parse("https://cas.aliyuncs.com")?,
-            signature: SignatureVersion::V1,
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(10),
-            qps: 10.0,
-            qps_overrides: Vec::new(),
-            max_attempts: 4,
-            max_retry_time: Duration::from_secs(30),
-        },
-        alidns: AlidnsSettings {
-            endpoint: parse("https://alidns.aliyuncs.com")?,
-        },
-        credentials: CredentialsSettings::default(),
-        products: Vec::new(),
-    })
 }
 
 /// Reads the config (when it exists) and applies the command-line overrides; on failure,
@@ -139,23 +113,26 @@ fn setup(cli: &super::Cli, api: &ApiArgs) -> Result<Setup, ExitCode> {
         products.sort();
         products.dedup();
         Setup {
-            cas: c.cas,
-            alidns: c.alidns,
+            api: c.api,
             credentials: c.credentials,
             products,
         }
     } else {
-        default_setup()
-            .map_err(|e| Failure::new(exit::CONFIG, format!("configuration: {e}")).exit())?
+        // No config file: the client's own defaults, as a config without [cas] gets.
+        Setup {
+            api: ClientOptions::default(),
+            credentials: CredentialsSettings::default(),
+            products: Vec::new(),
+        }
     };
     if let Some(e) = &api.endpoint {
         // One endpoint serves both APIs in tests (the simulator tells them apart by Version).
-        s.cas.endpoint = e.clone();
-        s.alidns.endpoint = e.clone();
+        s.api.cas_endpoint = e.clone();
+        s.api.alidns_endpoint = e.clone();
     }
     match api.signature {
-        Some(SigArg::V1) => s.cas.signature = SignatureVersion::V1,
-        Some(SigArg::V3) => s.cas.signature = SignatureVersion::V3,
+        Some(SigArg::V1) => s.api.signature = SignatureVersion::V1,
+        Some(SigArg::V3) => s.api.signature = SignatureVersion::V3,
         None => {}
     }
     Ok(s)
@@ -165,7 +142,7 @@ fn setup(cli: &super::Cli, api: &ApiArgs) -> Result<Setup, ExitCode> {
 fn client(cli: &super::Cli, api: &ApiArgs) -> Result<(Client, Setup), ExitCode> {
     let s = setup(cli, api)?;
     let creds = Credentials::resolve(&s.credentials).map_err(|e| report::credentials(&e).exit())?;
-    let c = Client::new(&s.cas, &s.alidns, creds).map_err(|e| report::api(&e, None).exit())?;
+    let c = Client::new(&s.api, creds).map_err(|e| report::api(&e, None).exit())?;
     Ok((c, s))
 }
 
@@ -206,7 +183,7 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
     } else if !s.products.is_empty() {
         s.products.clone()
     } else {
-        vec![DEFAULT_PRODUCT.to_string()]
+        vec![cas_certd::config::DEFAULT_PRODUCT.to_string()]
     };
     let mut states = Vec::new();
     for p in &products {

@@ -31,7 +31,8 @@ const ROOT_KEYS: &[&str] = &[
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cas-certd";
 pub(crate) const DEFAULT_OUTPUT_DIR: &str = "/etc/cas-certd/live";
 pub(crate) const DEFAULT_SCHEDULE: &str = "0 */10 * * * *";
-pub(crate) const DEFAULT_PRODUCT: &str = "symantec-free-1-free";
+/// The product ordered when neither the certificate, `[defaults]` nor `--product` names one.
+pub const DEFAULT_PRODUCT: &str = "symantec-free-1-free";
 
 /// Builds the config; with `trust` (the uids the daemon trusts), also checks that the paths it
 /// names are safe on this machine (`paths::check_trust`).
@@ -90,8 +91,7 @@ pub(crate) fn build(
         },
         None => LogFormat::Text,
     };
-    let cas = cas_settings(&root, errs);
-    let alidns = alidns_settings(&root, errs);
+    let api = client_options(&root, errs);
     let credentials = credentials_settings(&root, errs);
     let metrics = metrics_settings(&root, errs);
     let control_socket = match root.str("control_socket", errs) {
@@ -140,8 +140,7 @@ pub(crate) fn build(
         poll_min,
         poll_max,
         log_format,
-        cas,
-        alidns,
+        api,
         credentials,
         metrics,
         control_socket,
@@ -200,61 +199,36 @@ pub(super) fn duration(t: &Tbl, k: &str, errs: &mut Errors) -> Option<Duration> 
     }
 }
 
-fn endpoint(t: &Tbl, k: &str, default: &str, errs: &mut Errors) -> url::Url {
-    let parsed = match t.str(k, errs) {
-        None => None,
-        Some((s, span)) => match check_endpoint(&s) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                errs.push(span, &t.key(k), e);
-                None
-            }
-        },
-    };
-    parsed.unwrap_or_else(|| endpoint_default(default))
-}
-
-/// `https://` anywhere, `http://` only to a loopback host.
-pub(crate) fn check_endpoint(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
-    let loopback = match u.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => return Err(format!("{s:?} has no host")),
-    };
-    match u.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(
-                "plain http is only allowed to a loopback address; use https://".to_string(),
-            )
+/// The endpoint at `k` when set and valid (`cas_api::parse_endpoint`: one rule for config
+/// files, command lines and the client).
+fn endpoint(t: &Tbl, k: &str, errs: &mut Errors) -> Option<url::Url> {
+    let (s, span) = t.str(k, errs)?;
+    match cas_api::options::parse_endpoint(&s) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errs.push(span, &t.key(k), e);
+            None
         }
-        other => return Err(format!("scheme {other:?} is not supported; use https://")),
     }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("credentials do not belong in the endpoint URL".into());
-    }
-    if u.query().is_some() {
-        return Err("the endpoint may not have a query string".into());
-    }
-    Ok(u)
 }
 
-fn cas_settings(root: &Tbl, errs: &mut Errors) -> CasSettings {
-    let t = root.table("cas", errs);
-    let mut s = CasSettings {
-        endpoint: endpoint_default("https://cas.aliyuncs.com"),
-        signature: SignatureVersion::V1,
-        connect_timeout: Duration::from_secs(10),
-        read_timeout: Duration::from_secs(30),
-        qps: 10.0,
-        qps_overrides: Vec::new(),
-        max_attempts: 4,
-        max_retry_time: Duration::from_secs(60),
+/// `[cas]` and `[alidns]` over [`ClientOptions::default`], the one home of the defaults.
+fn client_options(root: &Tbl, errs: &mut Errors) -> ClientOptions {
+    let mut s = ClientOptions::default();
+    cas_settings(root, &mut s, errs);
+    if let Some(t) = root.table("alidns", errs) {
+        t.unknown_keys(&["endpoint"], errs);
+        if let Some(u) = endpoint(&t, "endpoint", errs) {
+            s.alidns_endpoint = u;
+        }
+    }
+    s
+}
+
+fn cas_settings(root: &Tbl, s: &mut ClientOptions, errs: &mut Errors) {
+    let Some(t) = root.table("cas", errs) else {
+        return;
     };
-    let Some(t) = t else { return s };
     t.unknown_keys(
         &[
             "endpoint",
@@ -268,7 +242,9 @@ fn cas_settings(root: &Tbl, errs: &mut Errors) -> CasSettings {
         ],
         errs,
     );
-    s.endpoint = endpoint(&t, "endpoint", "https://cas.aliyuncs.com", errs);
+    if let Some(u) = endpoint(&t, "endpoint", errs) {
+        s.cas_endpoint = u;
+    }
     if let Some((v, span)) = t.str("signature", errs) {
         match v.to_ascii_lowercase().as_str() {
             "v1" => s.signature = SignatureVersion::V1,
@@ -321,23 +297,6 @@ fn cas_settings(root: &Tbl, errs: &mut Errors) -> CasSettings {
             errs.push(span, &t.key("max_attempts"), "must be between 1 and 20");
         }
     }
-    s
-}
-
-#[allow(clippy::unwrap_used)] // only called with literals that parse
-fn endpoint_default(s: &str) -> url::Url {
-    url::Url::parse(s).unwrap()
-}
-
-fn alidns_settings(root: &Tbl, errs: &mut Errors) -> AlidnsSettings {
-    let mut s = AlidnsSettings {
-        endpoint: endpoint_default("https://alidns.aliyuncs.com"),
-    };
-    if let Some(t) = root.table("alidns", errs) {
-        t.unknown_keys(&["endpoint"], errs);
-        s.endpoint = endpoint(&t, "endpoint", "https://alidns.aliyuncs.com", errs);
-    }
-    s
 }
 
 fn credentials_settings(root: &Tbl, errs: &mut Errors) -> CredentialsSettings {
@@ -399,14 +358,21 @@ mod tests {
     }
 
     #[test]
-    fn endpoints() {
-        assert!(check_endpoint("https://cas.aliyuncs.com").is_ok());
-        assert!(check_endpoint("http://127.0.0.1:8080").is_ok());
-        assert!(check_endpoint("http://[::1]:8080").is_ok());
-        assert!(check_endpoint("http://localhost:1").is_ok());
-        assert!(check_endpoint("http://cas.aliyuncs.com").is_err());
-        assert!(check_endpoint("ftp://x.example").is_err());
-        assert!(check_endpoint("https://u:p@x.example").is_err());
+    fn client_defaults_are_cas_api_defaults() {
+        // One home: a config without [cas]/[alidns] gets exactly `ClientOptions::default()`.
+        let c = super::super::parse("", None).unwrap();
+        assert_eq!(c.api, ClientOptions::default());
+        let c = super::super::parse(
+            "[cas]\nread_timeout = \"5s\"\n[alidns]\nendpoint = \"http://127.0.0.1:9\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.api.read_timeout, Duration::from_secs(5));
+        assert_eq!(c.api.alidns_endpoint.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(
+            c.api.connect_timeout,
+            ClientOptions::default().connect_timeout
+        );
     }
 
     #[test]

@@ -1,20 +1,12 @@
 //! The validated configuration: what the rest of the daemon consumes. Built from the raw TOML
 //! by `config::load`/`config::parse`; every value here has already been checked.
-//!
-//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): add fields freely, do not rename these.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cas::model::Contact;
-
-/// Which RPC signature the client sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub enum SignatureVersion {
-    #[default]
-    V1,
-    V3,
-}
+pub use cas_api::credentials::CredentialsSettings;
+pub use cas_api::{ClientOptions, SignatureVersion};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +22,8 @@ pub struct Config {
     pub poll_min: Duration,
     pub poll_max: Duration,
     pub log_format: LogFormat,
-    pub cas: CasSettings,
-    pub alidns: AlidnsSettings,
+    /// `[cas]` and `[alidns]`: how the API client connects, retries and paces its calls.
+    pub api: ClientOptions,
     pub credentials: CredentialsSettings,
     pub metrics: Option<MetricsSettings>,
     /// Control socket for `status`/`renew` while running; default `<state_dir>/control.sock`.
@@ -50,34 +42,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CasSettings {
-    /// Full URL; `http://` only for loopback.
-    pub endpoint: url::Url,
-    pub signature: SignatureVersion,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    /// Client-side limit per action, calls per second, unless overridden in `qps_overrides`.
-    pub qps: f64,
-    pub qps_overrides: Vec<(String, f64)>,
-    /// Retry budget per call.
-    pub max_attempts: u32,
-    pub max_retry_time: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlidnsSettings {
-    pub endpoint: url::Url,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct CredentialsSettings {
-    /// A credentials file named in the config (INI or `key = value`), mode 0600 or stricter.
-    pub file: Option<PathBuf>,
-    /// ECS RAM role name for the metadata service.
-    pub ecs_ram_role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -240,9 +240,10 @@ fn client_interop_shared_limiter_avoids_throttling() {
     use std::sync::{Arc, Mutex};
     let srv = SignServer::start(&["--max-qps", "3"]);
     let endpoint = url::Url::parse(&srv.endpoint()).expect("url");
-    let cas = cas_certd::config::CasSettings {
-        endpoint: endpoint.clone(),
-        signature: cas_certd::config::SignatureVersion::V3,
+    let cas = cas_certd::cas::ClientOptions {
+        cas_endpoint: endpoint.clone(),
+        alidns_endpoint: endpoint,
+        signature: cas_certd::cas::SignatureVersion::V3,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
         qps: 100.0,
@@ -257,9 +258,7 @@ fn client_interop_shared_limiter_avoids_throttling() {
         security_token: None,
         expires: None,
     });
-    let mut client =
-        cas_certd::cas::Client::new(&cas, &cas_certd::config::AlidnsSettings { endpoint }, creds)
-            .expect("client");
+    let mut client = cas_certd::cas::Client::new(&cas, creds).expect("client");
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let s = seen.clone();
     client.set_observer(Arc::new(move |_a: &str, code: &str| {
@@ -333,11 +332,12 @@ fn client_interop_every_action_both_signatures() {
     let csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB+zCCAWQCAQAw/abc=\n-----END CERTIFICATE REQUEST-----\n";
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for sig in [
-        cas_certd::config::SignatureVersion::V1,
-        cas_certd::config::SignatureVersion::V3,
+        cas_certd::cas::SignatureVersion::V1,
+        cas_certd::cas::SignatureVersion::V3,
     ] {
-        let cas = cas_certd::config::CasSettings {
-            endpoint: endpoint.clone(),
+        let cas = cas_certd::cas::ClientOptions {
+            cas_endpoint: endpoint.clone(),
+            alidns_endpoint: endpoint.clone(),
             signature: sig,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
@@ -352,14 +352,7 @@ fn client_interop_every_action_both_signatures() {
             security_token: Some(cas_certd::secret::Secret::new("STS.token/with+slash=")),
             expires: None,
         });
-        let c = cas_certd::cas::Client::new(
-            &cas,
-            &cas_certd::config::AlidnsSettings {
-                endpoint: endpoint.clone(),
-            },
-            creds,
-        )
-        .expect("client");
+        let c = cas_certd::cas::Client::new(&cas, creds).expect("client");
         rt.block_on(async {
             let id = c
                 .create_certificate_for_package(&CreateOrder {

@@ -203,7 +203,7 @@ fn shipped_example_and_minimal_configs_parse() {
         config::load(&repo_root().join("config/example.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ex.certificates.len(), 4);
     assert_eq!(ex.check_schedule, "0 */10 * * * *");
-    assert_eq!(ex.cas.qps_overrides.len(), 2);
+    assert_eq!(ex.api.qps_overrides.len(), 2);
     let wild = &ex.certificates[1];
     assert_eq!(wild.domains, ["*.example.com"]);
     assert_eq!(wild.key, KeyKind::EcdsaP384);

@@ -978,10 +978,11 @@ async fn huge_answer_server(
 }
 
 fn client_for(endpoint: url::Url) -> cas_certd::cas::Client {
-    use cas_certd::config::{AlidnsSettings, CasSettings, SignatureVersion};
+    use cas_certd::cas::{ClientOptions, SignatureVersion};
     use cas_certd::credentials::{AccessKey, Credentials};
-    let cas = CasSettings {
-        endpoint: endpoint.clone(),
+    let opts = ClientOptions {
+        cas_endpoint: endpoint.clone(),
+        alidns_endpoint: endpoint,
         signature: SignatureVersion::V1,
         connect_timeout: std::time::Duration::from_secs(5),
         read_timeout: std::time::Duration::from_secs(20),
@@ -996,7 +997,7 @@ fn client_for(endpoint: url::Url) -> cas_certd::cas::Client {
         security_token: None,
         expires: None,
     });
-    cas_certd::cas::Client::new(&cas, &AlidnsSettings { endpoint }, creds).unwrap()
+    cas_certd::cas::Client::new(&opts, creds).unwrap()
 }
 
 /// Without a cap the client buffered the whole 100 MB (and an endless chunked body until the

@@ -2,6 +2,7 @@
 //! the real `cas-certd` binary and the simulator as separate processes on loopback.
 mod support;
 
+mod api_options;
 mod cli_verbs;
 mod client_cli;
 mod client_interop;

@@ -324,15 +324,16 @@ fn faults_are_injected_before_actions_run() {
 #[test]
 fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
     use cas_certd::cas::model::{Contact, CreateOrder, ValidateType};
-    use cas_certd::config::{AlidnsSettings, CasSettings, SignatureVersion};
+    use cas_certd::cas::{ClientOptions, SignatureVersion};
     use cas_certd::credentials::{AccessKey, Credentials};
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sim");
     let (sim, addr) = start_sim(&data, &[]);
     let endpoint: url::Url = format!("http://{addr}").parse().unwrap();
-    let settings = CasSettings {
-        endpoint: endpoint.clone(),
+    let settings = ClientOptions {
+        cas_endpoint: endpoint.clone(),
+        alidns_endpoint: endpoint,
         signature: SignatureVersion::V3,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(10),
@@ -347,8 +348,7 @@ fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
         security_token: None,
         expires: None,
     });
-    let client =
-        cas_certd::cas::Client::new(&settings, &AlidnsSettings { endpoint }, creds).unwrap();
+    let client = cas_certd::cas::Client::new(&settings, creds).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     for i in 0..7 {
         rt.block_on(client.create_certificate_for_package(&CreateOrder {

@@ -79,7 +79,7 @@ pub async fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
         security_token: None,
         expires: None,
     });
-    let client = cas_certd::cas::Client::new(&cfg.cas, &cfg.alidns, creds)?;
+    let client = cas_certd::cas::Client::new(&cfg.api, creds)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let services = Services {
         client,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer};
 
-use super::model::*;
+use crate::model::*;
 use crate::secret::Secret;
 
 /// An i64 sent as a number or a string (Alibaba is not consistent).

@@ -1,7 +1,7 @@
 //! `Secret`: a string that never shows itself in `Debug`, `Display` or logs.
 //!
 //! AccessKey secrets, security tokens and private keys are held in this type so that a stray
-//! `{:?}` in a log line or an error cannot leak them (design invariant 4).
+//! `{:?}` in a log line or an error cannot leak them.
 
 /// A secret string. `Debug` and `Display` print `***`; use [`Secret::expose`] where the
 /// value is really needed (signing, writing a key file).

@@ -1,4 +1,4 @@
-//! Where the AccessKey comes from, in the official SDKs' order (spec §7): env vars, the CLI
+//! Where the AccessKey comes from, in the official SDKs' order: env vars, the CLI
 //! profile file, the INI credentials file, a file named in the config, systemd credentials,
 //! the ECS RAM role (refreshed before expiry).
 //!
@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::CredentialsSettings;
 use crate::secret::Secret;
 
 mod files;
@@ -44,6 +43,16 @@ fn remember(key: &AccessKey) {
     if let Some(t) = &key.security_token {
         crate::secret::remember(t);
     }
+}
+
+/// Where [`Credentials::resolve`] looks besides the SDKs' usual places (a daemon fills it
+/// from its config; the default looks only there).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CredentialsSettings {
+    /// A credentials file (INI or `key = value`), mode 0600 or stricter.
+    pub file: Option<PathBuf>,
+    /// ECS RAM role name for the metadata service.
+    pub ecs_ram_role: Option<String>,
 }
 
 /// The default ECS metadata service.

@@ -1,4 +1,4 @@
-//! The API error type and its classification (spec §5) — the one place that decides whether a
+//! The API error type and its classification — the one place that decides whether a
 //! failure is retried, final, or of unknown outcome.
 
 /// What the caller may do after a failed call.
@@ -45,7 +45,7 @@ pub enum ApiError {
     Config(String),
 }
 
-/// Codes that are retried with backoff (spec §5).
+/// Codes that are retried with backoff.
 const RETRYABLE_CODES: &[&str] = &[
     "Throttling",
     "Throttling.User",
@@ -78,7 +78,7 @@ pub const SIGNATURE_REJECTED: &str =
     "signature rejected by the server (check the AccessKey secret)";
 
 impl ApiError {
-    /// The classification of spec §5. The only place that decides.
+    /// The classification. The only place that decides.
     pub fn class(&self) -> ErrorClass {
         match self {
             ApiError::Service { status, code, .. } => {

@@ -1,6 +1,6 @@
 //! Typed requests and responses of the CAS and Alidns actions.
 //!
-//! Decoding is tolerant where Alibaba is inconsistent (spec §4): `OrderId` arrives as a JSON
+//! Decoding is tolerant where Alibaba is inconsistent: `OrderId` arrives as a JSON
 //! number or string and exceeds 2^53; unknown fields are ignored; optional fields may be absent;
 //! an unknown `Type` becomes [`CertificateState::Other`], never a panic.
 

@@ -16,8 +16,11 @@
 //! own. These are checks at a moment; code that writes under a path still opens it with
 //! `O_NOFOLLOW` directory fds, because a trusted user can change things afterwards.
 //!
-//! Used by `config::load` (the config file, `output_dir`, webroots, the credentials file) and
-//! `credentials`; the deploy code may reuse it.
+//! Used by `credentials` (the credentials file) and by cas-certd's config loading (the config
+//! file, `output_dir`, webroots). It lives in this crate because it is how a credentials file
+//! is trusted; [`accounts`] is here because the trusted owners include the service account.
+
+pub mod accounts;
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
@@ -67,13 +70,13 @@ impl FsTrustError {
 }
 
 /// The owners the daemon trusts: root, its effective uid and, for a root process, the service
-/// account (`crate::accounts`). That last one is why `cas-certd check`, run by root, accepts the
+/// account (`accounts`). That last one is why `cas-certd check`, run by root, accepts the
 /// `output_dir` and webroot directories README gives to `cas-certd`, as the daemon will.
 pub fn daemon_uids() -> Vec<u32> {
     let euid = rustix::process::geteuid().as_raw();
     let mut uids = vec![0, euid];
     if euid == 0 {
-        uids.extend(crate::accounts::service_uid());
+        uids.extend(accounts::service_uid());
     }
     uids.sort_unstable();
     uids.dedup();
