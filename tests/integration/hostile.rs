@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -473,21 +473,12 @@ fn files_are_private_and_ours_under_umask_000() {
         dns_cert("dns", "key = \"cas\"\n")
     );
     let cfg = w.config(&certs);
-    let log = std::fs::File::create(w.p("daemon.log")).unwrap();
     // `exec` keeps the pid: the daemon itself runs with umask 000.
-    let _d = Proc(
-        Command::new("sh")
-            .arg("-c")
-            .arg("umask 000; exec \"$0\" --config \"$1\" run")
-            .arg(bin())
-            .arg(&cfg)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let _d = w.daemon_via(
+        &["sh", "-c", "umask 000; exec \"$0\" \"$@\""],
+        &cfg,
+        "daemon.log",
+        &[],
     );
     wait_for("both deployed", Duration::from_secs(60), || {
         w.live("web", "cert.pem").exists() && w.live("dns", "cert.pem").exists()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::world::{Proc, World, KEY_ID, KEY_SECRET};
+use crate::support::world::{Proc, World};
 use crate::support::{bin, free_port};
 
 /// An unprivileged uid for the "someone else" side of the peer-credential tests.
@@ -28,27 +28,8 @@ fn daemon_with_nofile(w: &World, config: &Path, log: &str, nofile: u64) -> Proc 
         Command::new("prlimit").arg("--version").output().is_ok(),
         "prlimit (util-linux) is needed to lower the daemon's descriptor limit"
     );
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(w.p(log))
-        .unwrap();
-    Proc(
-        Command::new("prlimit")
-            .arg(format!("--nofile={nofile}:{nofile}"))
-            .arg("--")
-            .arg(bin())
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
-            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    let nofile = format!("--nofile={nofile}:{nofile}");
+    w.daemon_via(&["prlimit", &nofile, "--"], config, log, &[])
 }
 
 /// user+system CPU time of `pid` so far.

@@ -177,14 +177,33 @@ reload = ["sh", "-c", "echo reload $CERT_NAME >> {hooklog}"]
     }
 
     pub fn daemon_env(&self, config: &Path, log: &str, env: &[(&str, &str)]) -> Proc {
+        self.daemon_via(&[], config, log, env)
+    }
+
+    /// `cas-certd run` started through `launcher` (argv that execs the binary given after it,
+    /// e.g. `prlimit --nofile=N:N --`), so the child's pid is still the daemon's. Empty: directly.
+    pub fn daemon_via(
+        &self,
+        launcher: &[&str],
+        config: &Path,
+        log: &str,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.p(log))
             .unwrap();
+        let mut cmd = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         Proc(
-            Command::new(bin())
-                .arg("--config")
+            cmd.arg("--config")
                 .arg(config)
                 .arg("run")
                 .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
