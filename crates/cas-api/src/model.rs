@@ -8,6 +8,20 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::secret::Secret;
 
+/// The product CAS orders from when a call names none. The 2024 API page (`003_…txt` in the
+/// seeds) names `digicert-free-1-free` (3-month free DV); the 2022 reference named
+/// `symantec-free-1-free`, which accounts still hold.
+pub const DEFAULT_PRODUCT: &str = "digicert-free-1-free";
+
+/// The free DV products every account is granted quota of.
+pub const FREE_PRODUCTS: &[&str] = &["digicert-free-1-free", "symantec-free-1-free"];
+
+/// Whether `code` is a free product: paid products renew through
+/// `RenewCertificateOrderForPackageRequest`, free ones are ordered anew.
+pub fn is_free_product(code: &str) -> bool {
+    code.to_ascii_lowercase().contains("free")
+}
+
 /// A CAS order id. Values exceed 2^53, so it is a `u64`, parsed from a number or a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
