@@ -2,6 +2,7 @@
 //! knows sled trees and keys. Records are JSON with a `v` field so a newer daemon can read what
 //! an older one wrote. Also writes `status.json`, a snapshot that `status` reads while the
 //! daemon holds sled's lock.
+mod persisted;
 mod record;
 
 use std::path::{Path, PathBuf};
