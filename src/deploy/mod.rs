@@ -1,8 +1,7 @@
 //! Deploying a certificate: checks before install, the atomic versioned set, permissions.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): `pem` does the checks, `files` the layout,
-//! `dirfd` the fd-relative file operations under `<output_dir>/<name>`, `manifest` which
-//! directories are ours.
+//! `pem` does the checks, `files` the layout, `dirfd` the fd-relative file operations under
+//! `<output_dir>/<name>`, `manifest` which directories are ours.
 
 mod dirfd;
 mod files;
