@@ -97,7 +97,8 @@ pub struct SimulateArgs {
     /// Fraction of calls answered 200 with a truncated non-JSON body (action not run).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub garbage_rate: f64,
-    /// Answer every OrderId as a JSON string (by default only where the seed shows a string).
+    /// Answer every OrderId as a JSON string (by default only where Alibaba's documented examples
+    /// show a string).
     #[arg(long)]
     pub string_order_ids: bool,
     /// Play a CA gone bad for orders whose first domain matches (all orders without a

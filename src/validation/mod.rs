@@ -1,9 +1,7 @@
 //! Proving control of a domain: `file` (webroot), `alidns` (TXT), `command`, `manual`.
-//! Each provider has two steps, present and cleanup; what was presented is serialisable so a
-//! restarted daemon can still clean up. Everything in a [`Challenge`] comes from the network and
-//! is checked before it becomes a path, a DNS name or an argument.
-//!
-//! INTERFACE PINNED FOR PARALLEL WORK (issue 4).
+//! Each provider has two steps, present and cleanup; what was presented ([`Presented`]) is kept
+//! in the store so a restarted daemon can still clean up. Everything in a [`Challenge`] comes
+//! from the network and is checked before it becomes a path, a DNS name or an argument.
 
 pub mod alidns;
 pub mod file;
