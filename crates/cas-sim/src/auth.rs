@@ -1,6 +1,6 @@
 //! Request authentication as Alibaba does it: signature v1 (parameters) or V3 (Authorization
 //! header), the 15-minute clock window and nonce reuse. Canonicalisation is the shared
-//! [`crate::cas::sign`] code, the same the client signs with. The server clock may be shifted
+//! `cas_api::sign` code, the same the client signs with. The server clock may be shifted
 //! (`--clock-offset`) so a client sees a real `InvalidTimeStamp.Expired`, as on a skewed host.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 
 use super::reject::Reject;
-use crate::cas::sign;
-use crate::secret::Secret;
+use cas_api::sign;
+use cas_api::Secret;
 
 /// How far a request's timestamp may be from the server clock.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);

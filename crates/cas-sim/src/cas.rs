@@ -8,7 +8,8 @@ use super::reject::Reject;
 use super::server::Params;
 use super::state::{Order, OrderState, State};
 use super::validate;
-use super::{Sim, DEFAULT_PRODUCT};
+use super::Sim;
+use cas_api::model::DEFAULT_PRODUCT;
 
 pub(super) const REFUND_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -566,7 +567,7 @@ async fn renew(sim: &Sim, p: &Params) -> Answer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::sim::{auth, ca, faults, state, SimOptions};
+    use crate::{auth, ca, faults, state, SimOptions};
 
     fn sim(dir: &std::path::Path, opts: SimOptions) -> Sim {
         Sim {
@@ -733,7 +734,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v["ProductCode"], "digicert-free-1-free");
-        assert_eq!(v["TotalCount"], crate::sim::DEFAULT_QUOTA);
+        assert_eq!(v["TotalCount"], crate::DEFAULT_QUOTA);
     }
 
     #[test]
