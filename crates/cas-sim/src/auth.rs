@@ -12,11 +12,11 @@ use cas_api::sign;
 use cas_api::Secret;
 
 /// How far a request's timestamp may be from the server clock.
-pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// One request as the verifier sees it.
 #[derive(Debug)]
-pub struct SignedRequest<'a> {
+pub(crate) struct SignedRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a [(String, String)],
@@ -28,7 +28,7 @@ pub struct SignedRequest<'a> {
 
 /// Known keys and seen nonces.
 #[derive(Debug, Default)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     keys: HashMap<String, Secret>,
     nonces: HashMap<String, Instant>,
     /// Added to the host clock to get the server's clock.
@@ -44,7 +44,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Verifier {
-    pub fn new(creds: &[(String, Secret)]) -> Verifier {
+    pub(crate) fn new(creds: &[(String, Secret)]) -> Verifier {
         Verifier {
             keys: creds.iter().cloned().collect(),
             nonces: HashMap::new(),
@@ -53,22 +53,22 @@ impl Verifier {
     }
 
     /// The server's clock runs `offset` ahead of the host's (behind when negative).
-    pub fn with_clock_offset(mut self, offset: chrono::TimeDelta) -> Verifier {
+    pub(crate) fn with_clock_offset(mut self, offset: chrono::TimeDelta) -> Verifier {
         self.clock_offset = offset;
         self
     }
 
     /// The server's idea of now: what timestamps are judged against.
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() + self.clock_offset
     }
 
-    pub fn clock_offset(&self) -> chrono::TimeDelta {
+    pub(crate) fn clock_offset(&self) -> chrono::TimeDelta {
         self.clock_offset
     }
 
     /// Checks the request; returns the AccessKeyId it was signed with.
-    pub fn verify(
+    pub(crate) fn verify(
         &mut self,
         r: &SignedRequest<'_>,
         now: chrono::DateTime<chrono::Utc>,

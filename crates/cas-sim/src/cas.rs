@@ -43,7 +43,7 @@ pub(super) fn oid(sim: &Sim, id: u64, string: bool) -> Value {
     }
 }
 
-pub async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
+pub(crate) async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
     match action {
         "DescribePackageState" => package_state(sim, p).await,
         "CreateCertificateForPackageRequest" => create_for_package(sim, p).await,
@@ -98,7 +98,7 @@ fn valid_name(d: &str) -> bool {
 }
 
 /// Checks a domain list: 1..=5 names, all wildcard or all plain.
-pub fn check_domains(list: &[String]) -> Result<(), Reject> {
+pub(crate) fn check_domains(list: &[String]) -> Result<(), Reject> {
     if list.is_empty() || list.len() > 5 {
         return Err(Reject::invalid(
             "Domain",
@@ -200,7 +200,7 @@ fn random_token() -> String {
 }
 
 /// Creates an order, consuming one unit of quota.
-pub fn new_order(
+pub(crate) fn new_order(
     sim: &Sim,
     st: &mut State,
     product: &str,
@@ -316,7 +316,7 @@ fn rejected(sim: &Sim, domains: &[String]) -> bool {
 }
 
 /// Moves an order along as far as time and proofs allow.
-pub async fn advance(sim: &Sim, id: u64) -> Result<(), Reject> {
+pub(crate) async fn advance(sim: &Sim, id: u64) -> Result<(), Reject> {
     // The FILE fetch happens without holding the lock.
     let (check, domain, vt, token) = {
         let st = sim.state.lock().await;

@@ -156,7 +156,7 @@ pub(crate) struct Sim {
 
 impl Sim {
     /// Writes the books now, or marks them for the next periodic write (`persist_interval`).
-    pub fn persist(&self, st: &state::State) -> Result<(), state::StateError> {
+    pub(crate) fn persist(&self, st: &state::State) -> Result<(), state::StateError> {
         if self.opts.persist_interval.is_zero() {
             st.save(&self.state_path)
         } else {

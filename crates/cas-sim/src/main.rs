@@ -3,9 +3,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Run the CAS + Alidns simulator (a local stand-in for Alibaba Cloud, with a test CA).
+// `about` is the package description.
 #[derive(Debug, Parser)]
-#[command(name = "cas-sim", version)]
+#[command(name = "cas-sim", version, about)]
 struct Cli {
     #[command(flatten)]
     args: cas_sim::cli::SimulateArgs,

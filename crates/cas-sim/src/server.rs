@@ -15,13 +15,13 @@ use super::reject::Reject;
 use super::state::Call;
 use super::Sim;
 
-pub const CAS_VERSION: &str = "2020-04-07";
-pub const DNS_VERSION: &str = "2015-01-09";
+pub(crate) const CAS_VERSION: &str = "2020-04-07";
+pub(crate) const DNS_VERSION: &str = "2015-01-09";
 
 /// Parameters of one call, query and form merged (the auth parameters included).
-pub type Params = HashMap<String, String>;
+pub(crate) type Params = HashMap<String, String>;
 
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     sim: Arc<Sim>,
     stop: tokio::sync::oneshot::Receiver<()>,
