@@ -227,30 +227,20 @@ impl Verifier {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::server::parse_pairs;
     use axum::http::HeaderValue;
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn verifier() -> Verifier {
         Verifier::new(&[("ak".to_string(), Secret::new("sk"))])
     }
 
+    /// The parameters of a v1 GET as the server parses them from its query string.
     fn v1_params(ts: &str, nonce: &str, secret: &str) -> Vec<(String, String)> {
-        let mut ps = p(&[
-            ("AccessKeyId", "ak"),
-            ("Action", "DescribePackageState"),
-            ("Format", "JSON"),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureNonce", nonce),
-            ("SignatureVersion", "1.0"),
-            ("Timestamp", ts),
-            ("Version", "2020-04-07"),
-        ]);
+        let mut ps = parse_pairs(&format!(
+            "AccessKeyId=ak&Action=DescribePackageState&Format=JSON&SignatureMethod=HMAC-SHA1\
+             &SignatureNonce={nonce}&SignatureVersion=1.0&Timestamp={}&Version=2020-04-07",
+            sign::percent_encode(ts)
+        ));
         let sig = sign::v1_signature(secret, "GET", &ps);
         ps.push(("Signature".into(), sig));
         ps
@@ -317,10 +307,12 @@ mod tests {
         );
     }
 
+    /// A V3 POST as an SDK sends it: its headers (every one signed) and its query.
     fn v3_request(secret: &str, nonce: &str, body: &[u8]) -> (HeaderMap, Vec<(String, String)>) {
-        let query = p(&[("ProductCode", "digicert-free-1-free")]);
+        let query = parse_pairs("ProductCode=digicert-free-1-free");
         let hash = sign::sha256_hex(body);
-        let signed = p(&[
+        let mut h = HeaderMap::new();
+        for (k, v) in [
             ("host", "127.0.0.1:1"),
             ("x-acs-action", "DescribePackageState"),
             ("x-acs-version", "2020-04-07"),
@@ -328,7 +320,13 @@ mod tests {
             ("x-acs-signature-nonce", nonce),
             ("x-acs-content-sha256", &hash),
             ("user-agent", "AlibabaCloud (Linux) Python/3.11"),
-        ]);
+        ] {
+            h.insert(k, HeaderValue::from_str(v).unwrap());
+        }
+        let signed: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
         let auth = sign::v3_authorization(
             "ak",
             secret,
@@ -340,13 +338,6 @@ mod tests {
                 payload_sha256_hex: &hash,
             },
         );
-        let mut h = HeaderMap::new();
-        for (k, v) in &signed {
-            h.insert(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
         h.insert("authorization", HeaderValue::from_str(&auth).unwrap());
         (h, query)
     }

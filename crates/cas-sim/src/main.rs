@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// `about` is the package description.
+// `about` is the doc of the flags' struct, shared with `cas-certd simulate`.
 #[derive(Debug, Parser)]
 #[command(name = "cas-sim", version, about)]
 struct Cli {
@@ -11,19 +11,11 @@ struct Cli {
     args: cas_sim::cli::SimulateArgs,
 }
 
-fn main() -> ExitCode {
+// A runtime that cannot start panics with tokio's message, which is all there is to say.
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cas-sim: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(cas_sim::cli::run("cas-sim", &cli.args)) {
+    match cas_sim::cli::run("cas-sim", &cli.args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cas-sim: {e}");

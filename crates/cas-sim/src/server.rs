@@ -111,7 +111,8 @@ async fn ledger(AxState(sim): AxState<Arc<Sim>>) -> Response {
     )
 }
 
-fn parse_pairs(s: &str) -> Vec<(String, String)> {
+/// Name/value pairs of a query string or form body, decoded.
+pub(crate) fn parse_pairs(s: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(s.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
