@@ -8,7 +8,7 @@ use crate::reject::Reject;
 use crate::server::Params;
 use crate::state::{Order, OrderState, State};
 use crate::Sim;
-use cas_api::model::DEFAULT_PRODUCT;
+use cas_api::model::{is_free_product, DEFAULT_PRODUCT};
 
 fn valid_name(d: &str) -> bool {
     let base = d.strip_prefix("*.").unwrap_or(d);
@@ -233,7 +233,7 @@ pub(super) async fn renew(sim: &Sim, p: &Params) -> Answer {
     let csr = get(p, "Csr").map(str::to_string);
     let mut st = sim.state.lock().await;
     let o = st.order(id).ok_or_else(Reject::no_order)?.clone();
-    if o.product_code.contains("-free-") {
+    if is_free_product(&o.product_code) {
         return Err(Reject::order_state(
             "Free certificates cannot be renewed; apply for a new certificate instead.",
         ));
