@@ -23,7 +23,7 @@ pub enum CaError {
     Rcgen(#[from] rcgen::Error),
     #[error("invalid CSR: {0}")]
     Csr(String),
-    /// A well-formed CSR whose key CAS does not sign (spec §4: RSA ≥ 2048 or ECC).
+    /// A well-formed CSR whose key CAS does not sign (it signs RSA of 2048 bits or more, and EC).
     #[error("the CSR's key cannot be used: {0}")]
     UnusableKey(String),
 }

@@ -79,10 +79,10 @@ pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("simulator: {0}")]
-    Other(String),
+    /// The data directory or the books in it.
     #[error(transparent)]
     State(#[from] state::StateError),
+    /// The test CA's key or root.
     #[error(transparent)]
     Ca(#[from] ca::CaError),
     #[error("simulator: cannot listen on {addr}: {source}")]
