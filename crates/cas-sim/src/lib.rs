@@ -179,6 +179,8 @@ impl Sim {
 /// A running simulator.
 #[derive(Debug)]
 pub struct SimHandle {
+    /// Where it listens (with port 0 asked for, the port the system picked): the endpoint for
+    /// both CAS and Alidns is `http://{addr}`.
     pub addr: SocketAddr,
     /// The test CA's root certificate, PEM, for `openssl verify` or curl.
     pub root_pem: PathBuf,
