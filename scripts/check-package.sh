@@ -181,9 +181,10 @@ for gone in /etc/cas-certd/config.toml /etc/cas-certd/access_key_id /etc/cas-cer
   [ ! -e "$gone" ] || fail "dpkg -P left $gone"
 done
 snapshot /etc/cas-certd/live | diff "$tmp/deployed.before" - || fail "dpkg -P touched the deployed certificates"
+[ -d /var/www/html/.well-known/pki-validation ] || fail "dpkg -P removed the webroot's challenge directory"
 getent passwd cas-certd >/dev/null || fail "dpkg -P removed the user that owns the deployed certificates"
 ! dpkg-query -W cas-certd >/dev/null 2>&1 || fail "dpkg still knows cas-certd after -P"
-ok "dpkg -P: config, credentials and state removed; deployed certificates and user kept"
+ok "dpkg -P: config, credentials and state removed; deployed certificates, challenge directory and user kept"
 
 # --- 6. a fresh install starts nothing --------------------------------------------------------
 fresh_out=$(dpkg_under_systemd -i "$deb_n1" 2>&1) || { echo "$fresh_out" >&2; fail "dpkg -i $deb_n1 after purge"; }

@@ -23,8 +23,8 @@ target=$(scripts/target-dir.sh)
 cargo build --release --locked -p cas-certd --no-default-features --bin cas-certd >&2
 bin="$target/release/cas-certd"
 
-# Generated files go where [package.metadata.deb] assets look: cargo-deb reads a source path
-# starting with `target/release/` from the real target dir (CARGO_TARGET_DIR honoured).
+# Generated files go to <target dir>/release/package, where the assets of [package.metadata.deb]
+# name them: cargo-deb resolves their target-dir prefix to the real one (CARGO_TARGET_DIR honoured).
 gen="$target/release/package"
 rm -rf "$gen"
 mkdir -p "$gen"
