@@ -112,10 +112,11 @@ for f in /usr/lib/systemd/system/cas-certd.service /usr/lib/systemd/system/cas-c
 done
 cmp -s config/minimal.toml /etc/cas-certd/config.toml || fail "/etc/cas-certd/config.toml is not config/minimal.toml"
 dpkg-query -W -f='${Conffiles}\n' cas-certd | grep -q '^ /etc/cas-certd/config.toml ' || fail "config.toml is not a conffile"
-zcat /usr/share/man/man1/cas-certd.1.gz | grep -q '^\.TH' || fail "the man page is not a man page"
+grep -q '^\.TH' <(zcat /usr/share/man/man1/cas-certd.1.gz) || fail "the man page is not a man page"
 grep -q 'complete' /usr/share/bash-completion/completions/cas-certd || fail "no bash completion"
 # The production build: no simulator.
-if cas-certd --help | grep -qw simulate; then fail "the packaged binary carries the simulator"; fi
+help=$(cas-certd --help)
+if grep -qw simulate <<<"$help"; then fail "the packaged binary carries the simulator"; fi
 grep -qx 'ExecStart=/usr/bin/cas-certd --config /etc/cas-certd/config.toml run' /usr/lib/systemd/system/cas-certd.service ||
   fail "the installed unit does not start /usr/bin/cas-certd"
 ! grep -n /usr/local /usr/lib/systemd/system/cas-certd.service || fail "the installed unit names /usr/local"
