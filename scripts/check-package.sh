@@ -41,16 +41,22 @@ done
 fail() { echo "check-package: FAILED: $*" >&2; exit 1; }
 ok() { echo "check-package: ok: $*"; }
 
-# The webroot directories the tmpfiles.d file makes: remove those this run made.
+# The webroot directories the tmpfiles.d file makes: remove those this run made, and give a
+# challenge directory that was there before its owner and mode back.
+challenge=/var/www/html/.well-known/pki-validation
 made_dirs=()
-for d in /var/www /var/www/html /var/www/html/.well-known /var/www/html/.well-known/pki-validation; do
+for d in /var/www /var/www/html /var/www/html/.well-known "$challenge"; do
   [ -e "$d" ] || made_dirs=("$d" "${made_dirs[@]}")   # deepest first
 done
+challenge_was=$(stat -c '%u:%g %a' "$challenge" 2>/dev/null || true)
 tmp=$(mktemp -d)
 cleanup() {
   if dpkg-query -W cas-certd >/dev/null 2>&1; then dpkg -P cas-certd >/dev/null 2>&1 || true; fi
   rm -rf /etc/cas-certd /var/lib/cas-certd
   for d in "${made_dirs[@]}"; do rm -rf "$d"; done
+  if [ -n "$challenge_was" ]; then
+    chown "${challenge_was% *}" "$challenge" && chmod "${challenge_was#* }" "$challenge" || true
+  fi
   if getent passwd cas-certd >/dev/null; then userdel cas-certd || true; fi
   if getent group cas-certd >/dev/null; then groupdel cas-certd || true; fi
   rm -rf "$tmp"
