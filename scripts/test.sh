@@ -63,4 +63,7 @@ step "bench smoke: scripts/bench.py --smoke (N=100)"
 step "systemd: verify and security"
 scripts/check-systemd.sh "$bin"
 
+step "package: scripts/check-package.sh (as root: build, install, upgrade, remove the .deb)"
+scripts/check-package.sh
+
 step "all tests passed"
