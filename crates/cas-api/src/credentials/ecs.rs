@@ -238,12 +238,15 @@ mod tests {
 
     const TOKEN: &str = "imds-session-token-7f3a9c";
 
-    /// A metadata service on loopback: records each request (method, path, the token header,
-    /// the TTL header) and hands out keys expiring `expire_in` from now.
+    /// One request the stand-in saw: method, path, the token header, the TTL header.
+    type Seen = (String, String, Option<String>, Option<String>);
+
+    /// A metadata service on loopback: records each request and hands out keys expiring
+    /// `expire_in` from now.
     struct Stand {
         url: String,
         hits: Arc<AtomicUsize>,
-        seen: Arc<Mutex<Vec<(String, String, Option<String>, Option<String>)>>>,
+        seen: Arc<Mutex<Vec<Seen>>>,
     }
 
     fn header(req: &str, name: &str) -> Option<String> {
