@@ -47,6 +47,13 @@ fn remember(key: &AccessKey) {
     }
 }
 
+/// The text of a file holding some other secret (a webhook's URL and key), refused unless it
+/// passes the checks every credentials file passes: a regular file of mode 0600 or stricter,
+/// owned by root or the daemon's user, on a path no one else controls.
+pub fn read_private_file(path: &std::path::Path) -> Result<String, CredentialsError> {
+    Ok(read_private(path, true)?.unwrap_or_default())
+}
+
 /// Where [`Credentials::resolve`] looks besides the SDKs' usual places (a daemon fills it
 /// from its config; the default looks only there).
 #[derive(Debug, Clone, PartialEq, Default)]
