@@ -20,6 +20,7 @@ mod hooks;
 mod hostile;
 mod listeners;
 mod logs;
+mod notify;
 mod service;
 mod sim_fidelity;
 mod sim_sdk;
