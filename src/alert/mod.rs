@@ -199,6 +199,24 @@ impl Alerts {
     }
 }
 
+/// What would keep `[notify]` from working, one line each: a command that cannot run, a
+/// webhook credentials file that cannot be used (`check` prints them).
+pub fn problems(s: &NotifySettings) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(h) = &s.command {
+        let argv0 = h.argv.first().map_or("", String::as_str);
+        if let Err(e) = crate::hook::find_program(argv0, &h.pass_env) {
+            out.push(format!("[notify] command: {e}"));
+        }
+    }
+    for (i, w) in s.webhooks.iter().enumerate() {
+        if let Err(e) = webhook_secrets(i + 1, w) {
+            out.push(e.to_string());
+        }
+    }
+    out
+}
+
 /// The targets of `s`, webhook credentials files read. Every URL and secret is remembered for
 /// redaction.
 fn targets(s: &NotifySettings) -> Result<Vec<deliver::Target>, AlertError> {

@@ -407,6 +407,22 @@ fn a_webhook_credentials_file_others_can_read_is_refused_at_start() {
     ));
     let cred = w.p("feishu.cred");
     std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // `check --offline` says so first.
+    let out = Command::new(crate::support::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["check", "--offline"])
+        .output()
+        .unwrap();
+    keep_output("notify-check", &out);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("[notify] webhook 3 (feishu)") && text.contains("chmod 600"),
+        "{text}"
+    );
+    assert!(!text.contains(FEISHU_SECRET), "{text}");
     let mut d = w.daemon(&cfg, "daemon.log");
     let t0 = std::time::Instant::now();
     let status = loop {
