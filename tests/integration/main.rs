@@ -14,6 +14,7 @@ mod demo;
 mod deploy_files;
 mod deploy_race;
 mod docs_links;
+mod ecs_metadata;
 mod faults;
 mod fuzz;
 mod hooks;
