@@ -445,3 +445,41 @@ fn a_webhook_credentials_file_others_can_read_is_refused_at_start() {
     );
     assert!(rx.all().is_empty());
 }
+
+#[test]
+fn a_reload_with_an_unusable_webhook_file_keeps_the_running_notifier_which_reports_it() {
+    let w = World::new(&[]);
+    let rx = receiver(0);
+    let table = notify_table(&w, &rx, "events = [\"config.reload_failed\"]");
+    let cfg = w.config(&format!(
+        "{}{table}",
+        w.file_cert("one", "\"one.example.test\"")
+    ));
+    let d = w.daemon(&cfg, "daemon.log");
+    wait_for("the daemon is up", Duration::from_secs(30), || {
+        std::fs::read_to_string(w.p("daemon.log")).is_ok_and(|l| l.contains("cas-certd running"))
+    });
+    let cred = w.p("feishu.cred");
+    std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &d.0.id().to_string()])
+        .status()
+        .unwrap();
+    // The failed reload is itself notified, through the notifier that kept running, to the
+    // Feishu webhook too (its file was read when it was still private).
+    wait_for(
+        "config.reload_failed everywhere",
+        Duration::from_secs(30),
+        || {
+            KINDS
+                .iter()
+                .all(|k| !rx.got(k, "config.reload_failed", None).is_empty())
+        },
+    );
+    let t = rx.got("slack", "config.reload_failed", None)[0].text();
+    assert!(
+        t.contains(&cred.display().to_string()) && t.contains("chmod 600"),
+        "{t}"
+    );
+    assert!(!t.contains(FEISHU_SECRET), "{t}");
+}
