@@ -22,23 +22,13 @@ const ANSWER_CAP: usize = 64 * 1024;
 /// The generic format's signature header: `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Cas-Certd-Signature";
 
-/// `https://` to any host, `http://` only to loopback; no user or password in it.
+/// The transport rule of every URL the daemon sends to (`cas_api::options::check_transport`:
+/// `https://`, `http://` only to loopback), and no user or password in it. Its query may hold
+/// a token (DingTalk, WeCom).
 pub fn check_webhook_url(s: &str) -> Result<url::Url, String> {
+    // Never echo `s`: it holds the robot's token.
     let u = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
-    let loopback = match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => return Err("the URL has no host".into()),
-    };
-    match u.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err("plain http:// is only allowed for loopback addresses; use https://".into())
-        }
-        other => return Err(format!("unsupported scheme {other:?}; use https://")),
-    }
+    cas_api::options::check_transport(&u).map_err(|e| e.replace(u.as_str(), "the URL"))?;
     if !u.username().is_empty() || u.password().is_some() {
         return Err("no user or password in the URL".into());
     }
