@@ -163,6 +163,7 @@ impl Alerts {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("cas-certd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AlertError::Http(e.to_string()))?;
         self.limiter

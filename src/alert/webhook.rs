@@ -161,8 +161,9 @@ impl Webhook {
         if !status.is_success() {
             return Err(SendError {
                 reason: format!("HTTP {status}"),
-                // Throttled or a server error: later may work. Other refusals will not.
-                permanent: status.is_client_error() && status.as_u16() != 429,
+                // Throttled, timed out or a server error: later may work. Other answers (a
+                // refusal, a redirect, which is not followed) will not.
+                permanent: !(status.is_server_error() || matches!(status.as_u16(), 408 | 429)),
             });
         }
         refused(self.format, &answer).map_or(Ok(()), |reason| {
