@@ -2,8 +2,8 @@
 //!
 //! An instance in hardened mode answers only requests that carry a session token: PUT
 //! `/latest/api/token` with the token's lifetime in a header, then the token in a header on each
-//! GET. We always ask for one. As Alibaba's own providers do (`EcsRamRoleCredentialsProvider` of
-//! the Python `alibabacloud_credentials`), a refused or failed token call means plain mode (GETs
+//! GET. We always ask for one. As Alibaba's credentials SDKs do (the Python one is in the test
+//! venv, `scripts/setup-python.sh`), a refused or failed token call means plain mode (GETs
 //! without a token), and a GET that fails with a token is tried once without it, unless
 //! `ALIBABA_CLOUD_IMDSV1_DISABLED=true` forbids plain mode: then either failure is the error.
 
