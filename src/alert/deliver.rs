@@ -83,8 +83,7 @@ pub async fn run(mut rx: mpsc::Receiver<Alert>, ctx: Ctx) {
                 for i in 0..ctx.targets.len() {
                     let (ctx, a, sem) = (ctx.clone(), a.clone(), sem.clone());
                     inflight.spawn(async move {
-                        let _permit = sem.acquire_owned().await;
-                        send_with_retries(&ctx, &ctx.targets[i], &a).await;
+                        send_with_retries(&ctx, &sem, &ctx.targets[i], &a).await;
                     });
                 }
             }
@@ -107,9 +106,12 @@ pub async fn run(mut rx: mpsc::Receiver<Alert>, ctx: Ctx) {
     while inflight.join_next().await.is_some() {}
 }
 
-async fn send_with_retries(ctx: &Ctx, target: &Target, a: &Alert) {
+/// Sends `a` to `target`, holding one of `sem`'s permits per attempt only (not while waiting
+/// to retry, so a target that is down does not hold up the others).
+async fn send_with_retries(ctx: &Ctx, sem: &Semaphore, target: &Target, a: &Alert) {
     let mut wait = FIRST_RETRY;
     for attempt in 1..=ATTEMPTS {
+        let permit = sem.acquire().await;
         let (result, permanent) = match target {
             Target::Command(h) => match super::command::run(h, a, &ctx.host).await {
                 Ok(()) => (Ok(()), false),
@@ -123,6 +125,7 @@ async fn send_with_retries(ctx: &Ctx, target: &Target, a: &Alert) {
                 Err(e) => (Err(e.reason), e.permanent),
             },
         };
+        drop(permit);
         match result {
             Ok(()) => {
                 ctx.metrics.notification(target.kind(), "sent");
