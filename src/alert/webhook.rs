@@ -293,6 +293,64 @@ mod tests {
         assert!(check_webhook_url("x").is_err());
     }
 
+    /// A server on loopback that answers every request with `answer` (HTTP 200).
+    async fn answering(answer: &'static str) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn failures_never_carry_the_url_and_refusals_are_final() {
+        let alert = super::super::message::Alert {
+            event: "hook.failed".into(),
+            level: "ERROR".into(),
+            time: Utc::now(),
+            message: "m".into(),
+            fields: vec![],
+            suppressed: 0,
+        };
+        let http = reqwest::Client::new();
+        let token = "url-token-in-query-91x";
+        let addr = answering(r#"{"errcode":310000,"errmsg":"sign not match"}"#).await;
+        let w = Webhook {
+            format: WebhookFormat::DingTalk,
+            url: Secret::new(format!("http://{addr}/robot/send?access_token={token}")),
+            secret: Some(Secret::new(SK)),
+            label: "dingtalk webhook 1".into(),
+        };
+        let e = w.send(&http, &alert, "h").await.unwrap_err();
+        assert!(e.permanent && e.reason.contains("310000"), "{e:?}");
+        assert!(!e.reason.contains(token), "{e:?}");
+        // Nothing listens: a transport error, retried, without the URL.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let w = Webhook {
+            url: Secret::new(format!("http://{closed}/robot/send?access_token={token}")),
+            ..w
+        };
+        let e = w.send(&http, &alert, "h").await.unwrap_err();
+        assert!(!e.permanent, "{e:?}");
+        assert!(
+            !e.reason.contains(token) && !e.reason.contains("robot"),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn refusals_in_a_200_answer() {
         assert_eq!(
