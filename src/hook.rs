@@ -172,12 +172,24 @@ pub fn find_program(argv0: &str, pass: &[String]) -> Result<std::path::PathBuf, 
 /// Runs `hook` with `env` (see [`child_env`]); what it printed comes back redacted
 /// ([`crate::secret::redact`]).
 pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, HookError> {
+    run_with_input(hook, env, None).await
+}
+
+/// [`run`], with `input` on the child's stdin (closed after it; `/dev/null` without).
+pub async fn run_with_input(
+    hook: &Hook,
+    env: &[(String, String)],
+    input: Option<Vec<u8>>,
+) -> Result<HookOutput, HookError> {
     let argv0 = hook.argv.first().cloned().unwrap_or_default();
     let mut cmd = Command::new(&argv0);
     cmd.args(hook.argv.iter().skip(1))
         .env_clear()
         .envs(child_env(env, &hook.pass_env))
-        .stdin(std::process::Stdio::null())
+        .stdin(match input {
+            Some(_) => std::process::Stdio::piped(),
+            None => std::process::Stdio::null(),
+        })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .process_group(0)
@@ -187,6 +199,14 @@ pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, Ho
         source,
     })?;
     let pid = child.id();
+    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), input) {
+        // Written aside: a child that never reads must not stall us on a full pipe. Dropping
+        // the handle closes it, so the child sees the end of its input.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
     let captured = Arc::new(Mutex::new(Captured::default()));
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {

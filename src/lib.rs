@@ -16,10 +16,12 @@
 //! - [`hook`]: running reload hooks (argv, timeout, process group, capped output).
 //! - [`daemon`]: the event loop — schedule, signals, reload, shutdown.
 //! - [`control`]: the 0600 unix socket through which `status` and `renew` talk to a running daemon.
+//! - [`alert`]: notifications (`[notify]`): chosen log events to a command and webhooks.
 //! - [`notify`]: sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`listen`]: descriptor budget and accept back-off shared by the metrics and control listeners.
 //! - [`logging`]: tracing set-up, text or JSON.
+pub mod alert;
 pub mod config;
 pub mod control;
 pub mod daemon;

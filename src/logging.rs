@@ -8,7 +8,8 @@
 //!   (a few at `warn`) whatever it says, because their debug and trace lines print payloads:
 //!   sled prints every record, private keys included, as a list of bytes.
 //!
-//! Events carry a stable `event` field (`cert.ordered`, …) for machines.
+//! Events carry a stable `event` field (`cert.ordered`, …) for machines; the notifier
+//! (`crate::alert`) is a layer here too, and sends the chosen ones.
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
@@ -112,6 +113,14 @@ pub fn dependency_cap() -> Targets {
     )
 }
 
+/// What the notifier (`crate::alert`) looks at, whatever `RUST_LOG` says: the daemon's and its
+/// API client's events at `info` and above (every event a notification can be for).
+fn alert_targets() -> Targets {
+    Targets::new()
+        .with_target(OWN_TARGET, LevelFilter::INFO)
+        .with_target("cas_api", LevelFilter::INFO)
+}
+
 /// `RUST_LOG` when set and valid, otherwise [`DEFAULT_LEVEL`].
 fn env_filter() -> EnvFilter {
     EnvFilter::builder()
@@ -158,6 +167,7 @@ pub fn init(format: LogFormat) {
     let filter = env_filter().and(dependency_cap());
     let installed = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
+        .with(crate::alert::layer().with_filter(alert_targets()))
         .try_init()
         .is_ok();
     if let (true, Some(e)) = (installed, fallback) {

@@ -25,6 +25,10 @@ struct Inner {
     orders_created: BTreeMap<String, u64>,
     renewal_failures: BTreeMap<String, u64>,
     api_calls: BTreeMap<(String, String), u64>,
+    /// By target kind (`dingtalk`, `command`, …) and outcome (`sent`, `failed`).
+    notifications: BTreeMap<(String, String), u64>,
+    /// By reason (`rate_limited`, `queue_full`).
+    notifications_skipped: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +106,24 @@ impl Metrics {
             .api_calls
             .entry((action.to_string(), code.to_string()))
             .or_default() += 1;
+    }
+
+    /// A notification to a target of kind `target` ended with `outcome` (`sent`, `failed`).
+    pub fn notification(&self, target: &str, outcome: &str) {
+        *self
+            .lock()
+            .notifications
+            .entry((target.to_string(), outcome.to_string()))
+            .or_default() += 1;
+    }
+
+    /// `n` notifications not sent, for `reason` (`rate_limited`, `queue_full`).
+    pub fn notifications_skipped(&self, reason: &str, n: u64) {
+        *self
+            .lock()
+            .notifications_skipped
+            .entry(reason.to_string())
+            .or_default() += n;
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -193,6 +215,34 @@ impl Metrics {
                 &mut out,
                 "cas_certd_api_calls_total",
                 &[("action", action), ("code", code)],
+                *n,
+            );
+        }
+        header(
+            &mut out,
+            "cas_certd_notifications_total",
+            "counter",
+            "Notifications ([notify]) by target kind and outcome (sent, or failed after the retries).",
+        );
+        for ((target, outcome), n) in &g.notifications {
+            sample(
+                &mut out,
+                "cas_certd_notifications_total",
+                &[("target", target), ("outcome", outcome)],
+                *n,
+            );
+        }
+        header(
+            &mut out,
+            "cas_certd_notifications_skipped_total",
+            "counter",
+            "Notifications not sent: rate_limited (the per-event limit) or queue_full (dropped).",
+        );
+        for (reason, n) in &g.notifications_skipped {
+            sample(
+                &mut out,
+                "cas_certd_notifications_skipped_total",
+                &[("reason", reason)],
                 *n,
             );
         }

@@ -49,6 +49,7 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
         },
     };
     failures.extend(publishing(cli, &cfg, client.as_ref()).await);
+    failures.extend(notifications(cli, &cfg));
     if let Some(client) = &client {
         failures.extend(quota(&cfg, client).await);
     }
@@ -63,6 +64,21 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `[notify]`: the command can run, each webhook credentials file can be used.
+fn notifications(cli: &super::Cli, cfg: &Config) -> Vec<Failure> {
+    let Some(n) = &cfg.notify else {
+        return Vec::new();
+    };
+    cas_certd::alert::problems(n)
+        .into_iter()
+        .map(|p| {
+            let f = Failure::new(exit::CONFIG, format!("{}: {p}", cli.config.display()));
+            f.print();
+            f
+        })
+        .collect()
 }
 
 /// What the daemon checks before paying for an order: everything needed to publish each

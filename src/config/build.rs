@@ -27,6 +27,7 @@ const ROOT_KEYS: &[&str] = &[
     "concurrency",
     "defaults",
     "certificate",
+    "notify",
 ];
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cas-certd";
 pub(crate) const DEFAULT_OUTPUT_DIR: &str = "/etc/cas-certd/live";
@@ -92,6 +93,7 @@ pub(crate) fn build(
     let api = client_options(&root, errs);
     let credentials = credentials_settings(&root, errs);
     let metrics = metrics_settings(&root, errs);
+    let notify = super::notify::settings(&root, errs);
     let control_socket = match root.str("control_socket", errs) {
         Some((s, span)) => abs_path(&s, span, "control_socket", errs),
         None => state_dir.join("control.sock"),
@@ -141,6 +143,7 @@ pub(crate) fn build(
         api,
         credentials,
         metrics,
+        notify,
         control_socket,
         concurrency,
         certificates,

@@ -240,7 +240,7 @@ pub(super) fn overridable(t: &Tbl, errs: &mut Errors) -> Overridable {
 }
 
 /// `reload = ["argv", ...]` or `reload = { argv = [...], timeout = "60s" }`.
-fn hook(v: &Spanned<DeValue<'_>>, key: &str, errs: &mut Errors) -> Option<Hook> {
+pub(super) fn hook(v: &Spanned<DeValue<'_>>, key: &str, errs: &mut Errors) -> Option<Hook> {
     let (argv, timeout) = match v.get_ref() {
         DeValue::Array(_) => (argv_of(v, key, errs)?, DEFAULT_HOOK_TIMEOUT),
         DeValue::Table(t) => {

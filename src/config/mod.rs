@@ -13,6 +13,7 @@ mod build;
 mod cert;
 pub mod domain;
 pub mod model;
+mod notify;
 mod overlap;
 mod paths;
 mod walk;

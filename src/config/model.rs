@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::notify::{NotifySettings, RateLimit, WebhookFormat, WebhookSettings, WebhookSource};
 use crate::cas::model::Contact;
 pub use cas_api::credentials::CredentialsSettings;
 pub use cas_api::{ClientOptions, SignatureVersion};
@@ -26,6 +27,8 @@ pub struct Config {
     pub api: ClientOptions,
     pub credentials: CredentialsSettings,
     pub metrics: Option<MetricsSettings>,
+    /// `[notify]`: where chosen log events are sent; `None` without the table.
+    pub notify: Option<NotifySettings>,
     /// Control socket for `status`/`renew` while running; default `<state_dir>/control.sock`.
     pub control_socket: PathBuf,
     /// At most this many certificates are worked on at once.

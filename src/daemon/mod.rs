@@ -46,6 +46,8 @@ pub enum DaemonError {
     Scheduler(String),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Notify(#[from] crate::alert::AlertError),
 }
 
 /// What the daemon reports to an embedding program (the demo, tests).
@@ -99,6 +101,8 @@ struct State {
     sem: Arc<Semaphore>,
     stopping: Arc<AtomicBool>,
     tasks: JoinSet<TaskResult>,
+    /// Sends the `[notify]` events; reconfigured on reload.
+    alerts: crate::alert::Alerts,
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
@@ -109,6 +113,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     crate::listen::raise_fd_limit();
+    let alerts = crate::alert::Alerts::start(
+        config.notify.as_ref(),
+        crate::alert::global(),
+        services.metrics.clone(),
+    )?;
     let store = Store::open(&config.state_dir)?;
     let (listener, socket_file) = control::bind(&config.control_socket)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Incoming>(16);
@@ -152,6 +161,7 @@ pub async fn run(
         hook_retry: HashMap::new(),
         stopping: Arc::new(AtomicBool::new(false)),
         tasks: JoinSet::new(),
+        alerts,
     };
     st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
@@ -224,6 +234,7 @@ pub async fn run(
     let _ = sched.shutdown().await;
     let _ = metrics_stop_tx.send(());
     info!("stopped");
+    st.alerts.shutdown(crate::alert::SHUTDOWN_WAIT).await;
     Ok(())
 }
 
@@ -457,7 +468,14 @@ impl State {
             self.services.notifier.ready();
             return;
         };
-        match config::load(&path) {
+        // The notifier's files (webhook credentials) are read before anything else changes.
+        let loaded = config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|new| match self.alerts.reconfigure(new.notify.as_ref()) {
+                Ok(()) => Ok(new),
+                Err(e) => Err(e.to_string()),
+            });
+        match loaded {
             Err(errs) => {
                 error!(event = "config.reload_failed", errors = %errs,
                     "the new configuration is invalid; keeping the running one");

@@ -68,22 +68,7 @@ fn fixed_url(s: &str) -> url::Url {
 /// signs it; anything else there would be sent unsigned or leak a secret into logs).
 /// The error says what is wrong and how to fix it.
 pub fn check_endpoint(url: &url::Url) -> Result<(), String> {
-    let loopback = match url.host() {
-        Some(url::Host::Domain("")) | None => return Err(format!("{url} has no host")),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(
-                "plain http:// is only allowed for loopback addresses; use https://".to_string(),
-            )
-        }
-        other => return Err(format!("unsupported scheme {other:?}; use https://")),
-    }
+    check_transport(url)?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("credentials do not belong in the endpoint URL".into());
     }
@@ -91,6 +76,25 @@ pub fn check_endpoint(url: &url::Url) -> Result<(), String> {
         return Err("the endpoint may not have a query string".into());
     }
     Ok(())
+}
+
+/// The scheme half of the endpoint rule, for any URL the daemon sends to (webhooks too):
+/// `https://` to any host, `http://` only to a loopback host.
+pub fn check_transport(url: &url::Url) -> Result<(), String> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain("")) | None => return Err(format!("{url} has no host")),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => {
+            Err("plain http:// is only allowed for loopback addresses; use https://".to_string())
+        }
+        other => Err(format!("unsupported scheme {other:?}; use https://")),
+    }
 }
 
 /// Parses and checks an endpoint (`check_endpoint`), for config files and command lines.

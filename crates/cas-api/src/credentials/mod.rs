@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::secret::Secret;
 
+mod ecs;
 mod files;
+use ecs::EcsRole;
 use files::{cli_profile, ini_key, read_private, IniKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,13 @@ fn remember(key: &AccessKey) {
     }
 }
 
+/// The text of a file holding some other secret (a webhook's URL and key), refused unless it
+/// passes the checks every credentials file passes: a regular file of mode 0600 or stricter,
+/// owned by root or the daemon's user, on a path no one else controls.
+pub fn read_private_file(path: &std::path::Path) -> Result<String, CredentialsError> {
+    Ok(read_private(path, true)?.unwrap_or_default())
+}
+
 /// Where [`Credentials::resolve`] looks besides the SDKs' usual places (a daemon fills it
 /// from its config; the default looks only there).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -55,8 +64,7 @@ pub struct CredentialsSettings {
     pub ecs_ram_role: Option<String>,
 }
 
-/// The default ECS metadata service.
-pub const ECS_METADATA_ENDPOINT: &str = "http://100.100.100.200";
+pub use ecs::ECS_METADATA_ENDPOINT;
 /// Temporary credentials are refreshed this long before they expire.
 const REFRESH_BEFORE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
@@ -70,14 +78,6 @@ pub struct Credentials {
 enum Source {
     Fixed { key: AccessKey, from: String },
     Ecs(EcsRole),
-}
-
-#[derive(Debug)]
-struct EcsRole {
-    /// None: ask the metadata service which role is attached.
-    role: Option<String>,
-    endpoint: String,
-    cache: tokio::sync::Mutex<Option<AccessKey>>,
 }
 
 impl Credentials {
@@ -217,15 +217,8 @@ impl Credentials {
     }
 
     fn ecs(role: Option<String>, env: &dyn Fn(&str) -> Option<String>) -> Credentials {
-        let endpoint = env("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT")
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| ECS_METADATA_ENDPOINT.to_string());
         Credentials {
-            inner: Arc::new(Source::Ecs(EcsRole {
-                role,
-                endpoint: endpoint.trim_end_matches('/').to_string(),
-                cache: tokio::sync::Mutex::new(None),
-            })),
+            inner: Arc::new(Source::Ecs(EcsRole::new(role, env))),
         }
     }
 
@@ -271,98 +264,6 @@ impl Credentials {
                 None => "ECS RAM role".into(),
             },
         }
-    }
-}
-
-impl EcsRole {
-    async fn fetch(&self) -> Result<AccessKey, CredentialsError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .timeout(std::time::Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| CredentialsError::Ecs(e.to_string()))?;
-        let base = format!(
-            "{}/latest/meta-data/ram/security-credentials/",
-            self.endpoint
-        );
-        let role = match &self.role {
-            Some(r) => r.clone(),
-            None => {
-                let text = get_text(&http, &base).await?;
-                let r = text.lines().next().unwrap_or("").trim().to_string();
-                if r.is_empty() {
-                    return Err(CredentialsError::Ecs(
-                        "no RAM role attached to this instance".into(),
-                    ));
-                }
-                r
-            }
-        };
-        if !role
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(CredentialsError::Ecs(format!("invalid role name {role:?}")));
-        }
-        let text = get_text(&http, &format!("{base}{role}")).await?;
-        parse_ecs_answer(&text)
-    }
-}
-
-async fn get_text(http: &reqwest::Client, url: &str) -> Result<String, CredentialsError> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| CredentialsError::Ecs(format!("{url}: {e}")))?;
-    let status = r.status();
-    let text = r
-        .text()
-        .await
-        .map_err(|e| CredentialsError::Ecs(format!("{url}: {e}")))?;
-    if !status.is_success() {
-        return Err(CredentialsError::Ecs(format!("{url}: HTTP {status}")));
-    }
-    Ok(text)
-}
-
-fn parse_ecs_answer(text: &str) -> Result<AccessKey, CredentialsError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Answer {
-        code: Option<String>,
-        access_key_id: Option<String>,
-        access_key_secret: Option<Secret>,
-        security_token: Option<Secret>,
-        expiration: Option<String>,
-    }
-    let a: Answer = serde_json::from_str(text)
-        .map_err(|e| CredentialsError::Ecs(format!("unreadable metadata answer: {e}")))?;
-    if a.code.as_deref() != Some("Success") {
-        return Err(CredentialsError::Ecs(format!(
-            "metadata service answered Code {:?}",
-            a.code.unwrap_or_default()
-        )));
-    }
-    let expires = match a.expiration {
-        Some(e) => Some(
-            chrono::DateTime::parse_from_rfc3339(&e)
-                .map_err(|err| CredentialsError::Ecs(format!("bad Expiration {e:?}: {err}")))?
-                .with_timezone(&chrono::Utc),
-        ),
-        None => None,
-    };
-    match (a.access_key_id, a.access_key_secret) {
-        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok(AccessKey {
-            id,
-            secret,
-            security_token: a.security_token.filter(|t| !t.is_empty()),
-            expires,
-        }),
-        _ => Err(CredentialsError::Ecs(
-            "metadata answer without a key".into(),
-        )),
     }
 }
 
@@ -536,99 +437,6 @@ mod tests {
             m.contains("environment") && m.contains("config.json"),
             "{m}"
         );
-    }
-
-    /// A metadata service on loopback that counts calls and hands out keys expiring soon.
-    async fn metadata_server(
-        expire_in: chrono::TimeDelta,
-    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let h = hits.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = l.accept().await else {
-                    return;
-                };
-                let mut buf = vec![0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
-                let body = if path.ends_with("/security-credentials/") {
-                    "myrole".to_string()
-                } else if path.ends_with("/security-credentials/myrole") {
-                    let i = h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let exp = (chrono::Utc::now() + expire_in).format("%Y-%m-%dT%H:%M:%SZ");
-                    format!(
-                        r#"{{"Code":"Success","AccessKeyId":"STS.id{i}","AccessKeySecret":"sec{i}","SecurityToken":"tok{i}","Expiration":"{exp}","LastUpdated":"x"}}"#
-                    )
-                } else {
-                    String::new()
-                };
-                let status = if body.is_empty() {
-                    "404 Not Found"
-                } else {
-                    "200 OK"
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            }
-        });
-        (format!("http://{addr}"), hits)
-    }
-
-    #[tokio::test]
-    async fn ecs_role_refreshes_before_expiry() {
-        // Expiring in 3 minutes: inside the 5-minute refresh window, so every get() refreshes.
-        let (url, hits) = metadata_server(chrono::TimeDelta::minutes(3)).await;
-        let env = env_of(&[("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT", url.clone())]);
-        let s = CredentialsSettings {
-            file: None,
-            ecs_ram_role: Some("myrole".into()),
-        };
-        let c = Credentials::resolve_with(&s, &env).expect("resolve");
-        let k1 = key_of(&c).await;
-        let k2 = key_of(&c).await;
-        assert_eq!(k1.id, "STS.id0");
-        assert_eq!(k2.id, "STS.id1");
-        assert_eq!(k2.security_token.as_ref().map(Secret::expose), Some("tok1"));
-        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
-
-        // Expiring in an hour: cached.
-        let (url, hits) = metadata_server(chrono::TimeDelta::hours(1)).await;
-        let env = env_of(&[("ALIBABA_CLOUD_ECS_METADATA_ENDPOINT", url)]);
-        let s = CredentialsSettings {
-            file: None,
-            ecs_ram_role: None,
-        };
-        let env2 = move |k: &str| {
-            if k == "ALIBABA_CLOUD_ECS_METADATA" {
-                Some(String::new())
-            } else {
-                env(k)
-            }
-        };
-        // Empty role name: discovered from the metadata service.
-        let c = Credentials::resolve_with(&s, &env2);
-        assert!(
-            c.is_err(),
-            "an empty ALIBABA_CLOUD_ECS_METADATA is not a role"
-        );
-        let s = CredentialsSettings {
-            file: None,
-            ecs_ram_role: Some(String::new()),
-        };
-        let c = Credentials::resolve_with(&s, &env2).expect("resolve");
-        assert_eq!(key_of(&c).await.id, "STS.id0");
-        assert_eq!(key_of(&c).await.id, "STS.id0");
-        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]
