@@ -19,7 +19,6 @@ mod overlap;
 mod paths;
 mod split;
 mod walk;
-pub use build::DEFAULT_PRODUCT;
 pub use model::*;
 
 /// Every problem found in a config file, each with its place and reason.
