@@ -224,9 +224,24 @@ def write_config(work, sim_addr, n):
     return path
 
 
+def unit_environment():
+    """The `Environment=` settings of the shipped unit (systemd/cas-certd.service): the daemon
+    is measured as it runs there."""
+    unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "systemd",
+                        "cas-certd.service")
+    env = {}
+    with open(unit) as f:
+        for line in f:
+            if line.startswith("Environment="):
+                k, _, v = line.strip()[len("Environment="):].partition("=")
+                env[k] = v
+    return env
+
+
 class Daemon:
     """`cas-certd run` with NOTIFY_SOCKET pointing at our datagram socket (READY=1 is the
-    signal systemd itself waits for) and its JSON log in a file we follow."""
+    signal systemd itself waits for), the shipped unit's environment, and its JSON log in a
+    file we follow."""
 
     def __init__(self, binary, config, work, tag):
         self.notify_path = os.path.join(work, f"notify-{tag}.sock")
@@ -236,7 +251,7 @@ class Daemon:
         self.notify.bind(self.notify_path)
         self.log_path = os.path.join(work, f"daemon-{tag}.log")
         self.log = open(self.log_path, "wb")
-        env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
+        env = dict(os.environ, **unit_environment(), ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
                    ALIBABA_CLOUD_ACCESS_KEY_SECRET=KEY_SECRET,
                    NOTIFY_SOCKET=self.notify_path, RUST_LOG="info")
         self.t0 = time.time()
