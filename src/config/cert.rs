@@ -477,7 +477,8 @@ pub(super) fn split_certificates(
         if !syntax.is_empty() || doc.get_ref().len() != 1 {
             return None;
         }
-        let item = match value_at(doc.get_ref(), "certificate")?.get_ref() {
+        let root = Tbl::new(doc.get_ref(), "", doc.span());
+        let item = match root.get("certificate")?.get_ref() {
             DeValue::Array(items) if items.len() == 1 => items.first()?,
             _ => return None,
         };
@@ -487,12 +488,6 @@ pub(super) fn split_certificates(
         out.extend(built);
     }
     Some(out)
-}
-
-fn value_at<'a, 'i>(t: &'a DeTable<'i>, k: &str) -> Option<&'a Spanned<DeValue<'i>>> {
-    t.iter()
-        .find(|(key, _)| key.get_ref().as_ref() == k)
-        .map(|(_, v)| v)
 }
 
 /// The `i`-th `[[certificate]]`, with the defaults applied; `None` when it has errors.
