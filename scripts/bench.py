@@ -4,7 +4,8 @@ N certificates from an empty store under a per-account QPS limit, next to a naiv
 written with Alibaba's official Python SDK. Prints one table on stdout; progress on stderr.
 
 usage: bench.py --bin <target-dir>/release/cas-certd [--sizes 100,1000,10000] [--naive 10]
-                [--steady 60] [--smoke]
+                [--steady 60] [--smoke] [--keep] [--wrap 'heaptrack -o FILE']
+       bench.py --write-config DIR [--sizes N]   # only the config for N (profiling), then exit
 
 Everything is real: two processes talking HTTP on loopback, a webroot HTTP server (in this
 script) that the simulator fetches FILE proofs from, files written to disk. The figures come
@@ -223,9 +224,24 @@ def write_config(work, sim_addr, n):
     return path
 
 
+def unit_environment():
+    """The `Environment=` settings of the shipped unit (systemd/cas-certd.service): the daemon
+    is measured as it runs there."""
+    unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "systemd",
+                        "cas-certd.service")
+    env = {}
+    with open(unit) as f:
+        for line in f:
+            if line.startswith("Environment="):
+                k, _, v = line.strip()[len("Environment="):].partition("=")
+                env[k] = v
+    return env
+
+
 class Daemon:
     """`cas-certd run` with NOTIFY_SOCKET pointing at our datagram socket (READY=1 is the
-    signal systemd itself waits for) and its JSON log in a file we follow."""
+    signal systemd itself waits for), the shipped unit's environment, and its JSON log in a
+    file we follow."""
 
     def __init__(self, binary, config, work, tag):
         self.notify_path = os.path.join(work, f"notify-{tag}.sock")
@@ -235,11 +251,12 @@ class Daemon:
         self.notify.bind(self.notify_path)
         self.log_path = os.path.join(work, f"daemon-{tag}.log")
         self.log = open(self.log_path, "wb")
-        env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
+        env = dict(os.environ, **unit_environment(), ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
                    ALIBABA_CLOUD_ACCESS_KEY_SECRET=KEY_SECRET,
                    NOTIFY_SOCKET=self.notify_path, RUST_LOG="info")
         self.t0 = time.time()
-        self.proc = subprocess.Popen([binary, "--config", config, "run"], env=env,
+        wrap = ARGS.wrap.split() if ARGS.wrap else []
+        self.proc = subprocess.Popen(wrap + [binary, "--config", config, "run"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         self.pid = self.proc.pid
         self.ready_at = None
@@ -574,7 +591,7 @@ def smoke_check(results):
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", required=True)
+    ap.add_argument("--bin")
     ap.add_argument("--sizes", default="100,1000,10000")
     ap.add_argument("--naive", type=int, default=10, help="certificates for the naive client (0: skip)")
     ap.add_argument("--steady", type=float, default=60, help="steady-state window, seconds")
@@ -582,8 +599,18 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
     ap.add_argument("--concurrency", type=int, default=0,
                     help="the daemon's `concurrency` (default: the daemon's own default, 8)")
+    ap.add_argument("--wrap", default="",
+                    help="a command the daemon runs under (a profiler; its RSS is then not "
+                         "the daemon's)")
+    ap.add_argument("--write-config", metavar="DIR",
+                    help="only write DIR/config.toml for the first size (simulator at "
+                         "127.0.0.1:9), for profiling `check --offline`, and exit")
     ARGS = ap.parse_args()
     sizes = [int(x) for x in ARGS.sizes.split(",") if x]
+    if ARGS.write_config:
+        os.makedirs(ARGS.write_config, exist_ok=True)
+        print(write_config(os.path.abspath(ARGS.write_config), "127.0.0.1:9", sizes[0]))
+        return
     t0 = time.time()
     naive = run_naive(ARGS.naive) if ARGS.naive > 0 else None
     results = []

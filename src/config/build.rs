@@ -7,7 +7,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::cert::{certificates, overridable, Overridable, PER_CERT_KEYS};
+use super::cert::{certificates, overridable, split_certificates, Overridable, PER_CERT_KEYS};
 use super::model::*;
 use super::walk::{span_at, Errors, Tbl};
 use super::{overlap, paths};
@@ -34,9 +34,12 @@ pub(crate) const DEFAULT_OUTPUT_DIR: &str = "/etc/cas-certd/live";
 pub(crate) const DEFAULT_SCHEDULE: &str = "0 */10 * * * *";
 
 /// Builds the config; with `trust` (the uids the daemon trusts), also checks that the paths it
-/// names are safe on this machine (`paths::check_trust`).
+/// names are safe on this machine (`paths::check_trust`). The certificates are `doc`'s, or
+/// with `split` the tables at those ranges of the text (see `split`; then `None` when one of
+/// them does not parse on its own).
 pub(crate) fn build(
     doc: &Spanned<DeTable<'_>>,
+    split: Option<(&str, &[Range<usize>])>,
     source: Option<&Path>,
     trust: Option<&[u32]>,
     errs: &mut Errors,
@@ -117,7 +120,10 @@ pub(crate) fn build(
         }
         None => Overridable::default(),
     };
-    let certificates = certificates(&root, &defaults, errs);
+    let certificates = match split {
+        None => certificates(&root, &defaults, errs),
+        Some((text, ranges)) => split_certificates(text, ranges, &defaults, errs)?,
+    };
 
     let output_span = span_at(doc.get_ref(), &["output_dir"]).unwrap_or(0..0);
     paths::check_output_dir(&output_dir, output_span.clone(), errs);

@@ -1,10 +1,11 @@
 //! The per-certificate part of the config: `[defaults]` and each `[[certificate]]`, with the
 //! places (byte spans) of the values that later checks point at (`paths`, `overlap`).
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::time::Duration;
 
-use toml::de::DeValue;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::build::{abs_path, duration};
@@ -452,102 +453,145 @@ pub(super) fn certificates(
         );
         return Vec::new();
     };
-    let mut out = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("certificate[{i}]");
-        let DeValue::Table(t) = item.get_ref() else {
-            errs.push(item.span(), &path, "expected a table");
-            continue;
-        };
-        let t = Tbl::new(t, &path, item.span());
-        let mut name_span = item.span();
-        let mut allowed = vec!["name", "domains", "validation"];
-        allowed.extend_from_slice(PER_CERT_KEYS);
-        t.unknown_keys(&allowed, errs);
+    let mut names = HashSet::new();
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| certificate(i, item, defaults, &mut names, errs))
+        .collect()
+}
 
-        let name = match t.str("name", errs) {
-            Some((n, span)) => {
-                name_span = span.clone();
-                if let Err(e) = safe_name(&n) {
-                    errs.push(span, &t.key("name"), e);
-                } else if names.contains(&n) {
-                    errs.push(
-                        span,
-                        &t.key("name"),
-                        format!("{n:?} is used by an earlier certificate; names must be unique"),
-                    );
-                }
-                names.push(n.clone());
-                Some(n)
-            }
-            None => {
-                if t.get("name").is_none() {
-                    errs.push(
-                        item.span(),
-                        &t.key("name"),
-                        "missing: a short name, used as the directory name",
-                    );
-                }
-                None
-            }
-        };
-        let (domains, domain_spans) = cert_domains(&t, errs);
-        let wildcard = domains.iter().any(|d| d.starts_with("*."));
-        let validation = validation(&t, wildcard, errs);
-        let o = overridable(&t, errs).or(defaults);
-        if o.contact.is_none() && t.get("contact").is_none() {
-            errs.push(
-                item.span(),
-                &t.key("contact"),
-                "missing: CAS needs a contact (name, phone, email) in [defaults] or here",
-            );
+/// [`certificates`] of the `[[certificate]]` tables at `ranges` of `text`, each parsed, built
+/// and dropped before the next (see `split`). `None` when one is not a plain TOML table of
+/// its own (a syntax error): the whole document is then read as one, and reports it.
+pub(super) fn split_certificates(
+    text: &str,
+    ranges: &[Range<usize>],
+    defaults: &Overridable,
+    errs: &mut Errors,
+) -> Option<Vec<(Certificate, Places)>> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(ranges.len());
+    for (i, r) in ranges.iter().enumerate() {
+        let (doc, syntax) = DeTable::parse_recoverable(text.get(r.clone())?);
+        if !syntax.is_empty() || doc.get_ref().len() != 1 {
+            return None;
         }
-        let (Some(name), Some((validation, webroot)), Some(contact)) =
-            (name, validation, o.contact)
-        else {
-            continue;
+        let root = Tbl::new(doc.get_ref(), "", doc.span());
+        let item = match root.get("certificate")?.get_ref() {
+            DeValue::Array(items) if items.len() == 1 => items.first()?,
+            _ => return None,
         };
-        let group = o.group.clone();
-        let pass_env = o.hook_env.unwrap_or_default();
-        let validation = match validation {
-            Validation::Command { argv, timeout, .. } => Validation::Command {
-                argv,
-                timeout,
-                pass_env: pass_env.clone(),
-            },
-            v => v,
-        };
-        let places = Places {
-            key: path,
-            name: name_span,
-            domains: domain_spans,
-            webroot,
-        };
-        let cert = Certificate {
-            name,
-            domains,
-            validation,
-            product_code: o
-                .product_code
-                .unwrap_or_else(|| DEFAULT_PRODUCT.to_string()),
-            key: o.key.unwrap_or(KeyKind::EcdsaP256),
-            renew_before: o.renew_before.unwrap_or(RenewBefore::Fraction(1.0 / 3.0)),
-            contact,
-            reload: o.reload.map(|h| Hook { pass_env, ..h }),
-            files: FileOwnership {
-                owner: o.owner,
-                key_mode: o
-                    .key_mode
-                    .unwrap_or(if group.is_some() { 0o640 } else { 0o600 }),
-                group,
-                cert_mode: o.cert_mode.unwrap_or(0o644),
-            },
-            keep_versions: o.keep_versions.unwrap_or(3),
-        };
-        out.push((cert, places));
+        errs.offset = r.start;
+        let built = certificate(i, item, defaults, &mut names, errs);
+        errs.offset = 0;
+        out.extend(built);
     }
-    out
+    Some(out)
+}
+
+/// The `i`-th `[[certificate]]`, with the defaults applied; `None` when it has errors.
+fn certificate(
+    i: usize,
+    item: &Spanned<DeValue<'_>>,
+    defaults: &Overridable,
+    names: &mut HashSet<String>,
+    errs: &mut Errors,
+) -> Option<(Certificate, Places)> {
+    let path = format!("certificate[{i}]");
+    let DeValue::Table(t) = item.get_ref() else {
+        errs.push(item.span(), &path, "expected a table");
+        return None;
+    };
+    let t = Tbl::new(t, &path, item.span());
+    let mut name_span = item.span();
+    let mut allowed = vec!["name", "domains", "validation"];
+    allowed.extend_from_slice(PER_CERT_KEYS);
+    t.unknown_keys(&allowed, errs);
+
+    let name = match t.str("name", errs) {
+        Some((n, span)) => {
+            name_span = span.clone();
+            if let Err(e) = safe_name(&n) {
+                errs.push(span, &t.key("name"), e);
+            } else if names.contains(&n) {
+                errs.push(
+                    span,
+                    &t.key("name"),
+                    format!("{n:?} is used by an earlier certificate; names must be unique"),
+                );
+            }
+            names.insert(n.clone());
+            Some(n)
+        }
+        None => {
+            if t.get("name").is_none() {
+                errs.push(
+                    item.span(),
+                    &t.key("name"),
+                    "missing: a short name, used as the directory name",
+                );
+            }
+            None
+        }
+    };
+    let (domains, domain_spans) = cert_domains(&t, errs);
+    let wildcard = domains.iter().any(|d| d.starts_with("*."));
+    let validation = validation(&t, wildcard, errs);
+    let o = overridable(&t, errs).or(defaults);
+    if o.contact.is_none() && t.get("contact").is_none() {
+        errs.push(
+            item.span(),
+            &t.key("contact"),
+            "missing: CAS needs a contact (name, phone, email) in [defaults] or here",
+        );
+    }
+    let (Some(name), Some((validation, webroot)), Some(contact)) = (name, validation, o.contact)
+    else {
+        return None;
+    };
+    let group = o.group.clone();
+    let pass_env = o.hook_env.unwrap_or_default();
+    let validation = match validation {
+        Validation::Command { argv, timeout, .. } => Validation::Command {
+            argv,
+            timeout,
+            pass_env: pass_env.clone(),
+        },
+        v => v,
+    };
+    // Places in the file (the table may have been parsed on its own).
+    let places = Places {
+        key: path,
+        name: errs.place(name_span),
+        domains: domain_spans
+            .into_iter()
+            .map(|(k, s)| (k, errs.place(s)))
+            .collect(),
+        webroot: webroot.map(|s| errs.place(s)),
+    };
+    let cert = Certificate {
+        name,
+        domains,
+        validation,
+        product_code: o
+            .product_code
+            .unwrap_or_else(|| DEFAULT_PRODUCT.to_string()),
+        key: o.key.unwrap_or(KeyKind::EcdsaP256),
+        renew_before: o.renew_before.unwrap_or(RenewBefore::Fraction(1.0 / 3.0)),
+        contact,
+        reload: o.reload.map(|h| Hook { pass_env, ..h }),
+        files: FileOwnership {
+            owner: o.owner,
+            key_mode: o
+                .key_mode
+                .unwrap_or(if group.is_some() { 0o640 } else { 0o600 }),
+            group,
+            cert_mode: o.cert_mode.unwrap_or(0o644),
+        },
+        keep_versions: o.keep_versions.unwrap_or(3),
+    };
+    Some((cert, places))
 }
 
 /// The normalised names and their places; a name written otherwise than it is used (upper

@@ -4,6 +4,8 @@
 //! that unknown keys, wrong types and bad values are all reported in one go, each with its
 //! line and column, instead of serde's first-error-only. A TOML syntax error is the exception:
 //! after one, the rest of the file cannot be read as meant, so only that one is reported.
+//! Each `[[certificate]]` is parsed on its own where the file's layout allows (`split`), so a
+//! file of 10 000 certificates never exists as one document tree.
 //!
 //! [`load`] also checks the machine: the file is read only if it is a regular file that root
 //! or the daemon's user owns and no one else can write (it names the hooks the daemon runs),
@@ -16,6 +18,7 @@ pub mod model;
 mod notify;
 mod overlap;
 mod paths;
+mod split;
 mod walk;
 pub use model::*;
 
@@ -80,6 +83,41 @@ fn parse_with(
     let name = source
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "<config>".to_string());
+    match parse_split(text, &name, source, trust) {
+        Some(r) => r,
+        None => parse_whole(text, &name, source, trust),
+    }
+}
+
+/// [`parse_with`] a `[[certificate]]` at a time, when the layout allows (see `split`) and
+/// every part parses on its own; `None` otherwise.
+fn parse_split(
+    text: &str,
+    name: &str,
+    source: Option<&std::path::Path>,
+    trust: Option<&[u32]>,
+) -> Option<Result<Config, ConfigErrors>> {
+    let layout = split::layout(text)?;
+    let head = text.get(layout.head.clone())?;
+    let (doc, syntax) = toml::de::DeTable::parse_recoverable(head);
+    // `certificate` set in the head as well would clash with the tables: the whole document
+    // says how.
+    if !syntax.is_empty() || walk::span_at(doc.get_ref(), &["certificate"]).is_some() {
+        return None;
+    }
+    let mut errs = walk::Errors::default();
+    let split = Some((text, layout.certificates.as_slice()));
+    let c = build::build(&doc, split, source, trust, &mut errs)?;
+    Some(finish(c, errs, text, name))
+}
+
+/// [`parse_with`] of the whole document at once.
+fn parse_whole(
+    text: &str,
+    name: &str,
+    source: Option<&std::path::Path>,
+    trust: Option<&[u32]>,
+) -> Result<Config, ConfigErrors> {
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     let mut errs = walk::Errors::default();
     // The parser recovers and goes on, but what follows its first error is read wrongly (an
@@ -92,18 +130,31 @@ fn parse_with(
         let msg = e.message().trim().replace('\n', " ");
         errs.push(span, "syntax", format!("invalid TOML: {msg}"));
         return Err(ConfigErrors {
-            errors: errs.render(text, &name),
+            errors: errs.render(text, name),
         });
     }
-    let cfg = build::build(&doc, source, trust, &mut errs);
-    match cfg {
-        Some(mut c) if errs.list.is_empty() => {
-            c.notes = errs.render_notes(text, &name);
-            Ok(c)
-        }
-        _ => Err(ConfigErrors {
-            errors: errs.render(text, &name),
+    match build::build(&doc, None, source, trust, &mut errs) {
+        Some(c) => finish(c, errs, text, name),
+        None => Err(ConfigErrors {
+            errors: errs.render(text, name),
         }),
+    }
+}
+
+/// The config when no error was found, with its notes; every error otherwise.
+fn finish(
+    mut c: Config,
+    mut errs: walk::Errors,
+    text: &str,
+    name: &str,
+) -> Result<Config, ConfigErrors> {
+    if errs.list.is_empty() {
+        c.notes = errs.render_notes(text, name);
+        Ok(c)
+    } else {
+        Err(ConfigErrors {
+            errors: errs.render(text, name),
+        })
     }
 }
 

@@ -12,15 +12,25 @@ use toml::Spanned;
 pub(crate) struct Errors {
     pub(crate) list: Vec<(Range<usize>, String, String)>,
     pub(crate) notes: Vec<(Range<usize>, String, String)>,
+    /// Added to every span pushed: where in the file the text being read starts (a
+    /// `[[certificate]]` parsed on its own, see `split`).
+    pub(crate) offset: usize,
 }
 
 impl Errors {
     pub(crate) fn push(&mut self, span: Range<usize>, key: &str, reason: impl Into<String>) {
+        let span = self.place(span);
         self.list.push((span, key.to_string(), reason.into()));
     }
 
     pub(crate) fn note(&mut self, span: Range<usize>, key: &str, text: impl Into<String>) {
+        let span = self.place(span);
         self.notes.push((span, key.to_string(), text.into()));
+    }
+
+    /// `span` of the text being read as a place in the file.
+    pub(crate) fn place(&self, span: Range<usize>) -> Range<usize> {
+        span.start + self.offset..span.end + self.offset
     }
 
     /// `key` holds a value of the wrong type: "expected `expected`, found <its type>".

@@ -53,6 +53,15 @@ pub(super) struct Index {
 }
 
 impl Index {
+    /// Room for `n` certificates at once: growing the map by doubling to 10 000 entries held
+    /// the old table and the new one together.
+    pub(super) fn with_capacity(n: usize) -> Index {
+        Index {
+            entries: HashMap::with_capacity(n),
+            queue: Default::default(),
+        }
+    }
+
     pub(super) fn insert(&mut self, name: &str, e: Entry) {
         self.remove(name);
         self.queue.insert((e.due_key(), name.to_string()));

@@ -311,7 +311,7 @@ impl State {
 
     /// Rebuilds the index; with `restore`, also puts back deployed files missing on disk.
     fn refresh_all_and(&mut self, restore: bool) {
-        let mut index = Index::default();
+        let mut index = Index::with_capacity(self.config.certificates.len());
         for c in &self.config.certificates {
             let r = self.record(c);
             if restore {

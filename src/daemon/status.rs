@@ -4,8 +4,32 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::warn;
 
+use super::index::Index;
 use super::State;
+use crate::config::Config;
 use crate::store::{Snapshot, StatusRow};
+
+/// The index's status rows in the config's order (what the loop last saw; for status.json),
+/// serialized as they are read rather than copied first.
+struct IndexRows<'a> {
+    config: &'a Config,
+    index: &'a Index,
+}
+
+impl IndexRows<'_> {
+    fn iter(&self) -> impl Iterator<Item = &StatusRow> {
+        self.config
+            .certificates
+            .iter()
+            .filter_map(|c| self.index.get(&c.name).map(|e| &e.row))
+    }
+}
+
+impl serde::Serialize for IndexRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 /// status.json is rewritten at most this often while steps are running (and at once when idle).
 pub(super) const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
@@ -17,15 +41,6 @@ impl State {
             .certificates
             .iter()
             .map(|c| StatusRow::from_record(&self.record(c)))
-            .collect()
-    }
-
-    /// Status rows from the index (what the loop last saw; for status.json).
-    pub(super) fn index_rows(&self) -> Vec<StatusRow> {
-        self.config
-            .certificates
-            .iter()
-            .filter_map(|c| self.index.get(&c.name).map(|e| e.row.clone()))
             .collect()
     }
 
@@ -51,13 +66,24 @@ impl State {
     pub(super) fn snapshot(&mut self) {
         self.snapshot_dirty = false;
         self.last_snapshot = Some(std::time::Instant::now());
-        let rows = self.index_rows();
+        let rows = IndexRows {
+            config: &self.config,
+            index: &self.index,
+        };
         let now = Utc::now();
-        let due = rows.iter().filter(|r| r.next_due <= now).count();
-        let next = rows.iter().map(|r| r.next_due).filter(|t| *t > now).min();
+        let (mut count, mut due) = (0, 0);
+        let mut next = None::<chrono::DateTime<Utc>>;
+        for r in rows.iter() {
+            count += 1;
+            if r.next_due <= now {
+                due += 1;
+            } else if next.is_none_or(|t| r.next_due < t) {
+                next = Some(r.next_due);
+            }
+        }
         let line = format!(
             "{} certificates, {} due, next check {}",
-            rows.len(),
+            count,
             due,
             next.map(|t| t.format("%H:%M").to_string())
                 .unwrap_or_else(|| "-".into())

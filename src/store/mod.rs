@@ -198,11 +198,16 @@ impl Store {
     }
 
     /// Writes `<state_dir>/status.json` atomically (temp file, fsync, rename).
-    pub fn write_snapshot(&self, snap: &Snapshot) -> Result<(), StoreError> {
+    pub fn write_snapshot<R: serde::Serialize>(
+        &self,
+        snap: &Snapshot<R>,
+    ) -> Result<(), StoreError> {
         let path = self.dir.join("status.json");
         let tmp = self.dir.join(".status.json.tmp");
-        let body = serde_json::to_vec_pretty(snap).map_err(|e| StoreError::Db(e.to_string()))?;
-        write_file_sync(&tmp, &body)?;
+        // Written as it is serialized: the text of 10 000 rows is never in memory at once.
+        write_file_sync(&tmp, |w| {
+            serde_json::to_writer_pretty(w, snap).map_err(std::io::Error::other)
+        })?;
         std::fs::rename(&tmp, &path).map_err(|source| StoreError::Io {
             op: "rename",
             path: path.clone(),
@@ -244,7 +249,11 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     })
 }
 
-fn write_file_sync(path: &Path, body: &[u8]) -> Result<(), StoreError> {
+/// Writes `path` (0600) through a buffer with `body`, then fsyncs it.
+fn write_file_sync(
+    path: &Path,
+    body: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |op, source| StoreError::Io {
@@ -252,14 +261,17 @@ fn write_file_sync(path: &Path, body: &[u8]) -> Result<(), StoreError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
         .map_err(|e| io("create", e))?;
-    f.write_all(body).map_err(|e| io("write", e))?;
+    let mut w = std::io::BufWriter::new(&f);
+    body(&mut w).map_err(|e| io("write", e))?;
+    w.flush().map_err(|e| io("write", e))?;
+    drop(w);
     f.sync_all().map_err(|e| io("fsync", e))
 }
 
@@ -360,7 +372,7 @@ mod tests {
     fn snapshot_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
-        let snap = Snapshot {
+        let snap: Snapshot = Snapshot {
             written_at: chrono::Utc::now(),
             daemon_pid: Some(42),
             certificates: vec![],
@@ -368,5 +380,38 @@ mod tests {
         s.write_snapshot(&snap).unwrap();
         let back = read_snapshot(d.path()).unwrap();
         assert_eq!(back.daemon_pid, Some(42));
+    }
+
+    #[test]
+    fn status_json_written_from_any_row_sequence_is_the_vec_form_byte_for_byte() {
+        // The daemon streams its rows (no Vec); status.json must read as before.
+        struct Rows<'a>(&'a [StatusRow]);
+        impl serde::Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter())
+            }
+        }
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mut r = CertRecord::new("www", vec!["www.example.com".into()]);
+        let rows = vec![StatusRow::from_record(&r), {
+            r.last_error = Some("boom \"quoted\"".into());
+            StatusRow::from_record(&r)
+        }];
+        let at = chrono::Utc::now();
+        let vec_form: Snapshot = Snapshot {
+            written_at: at,
+            daemon_pid: Some(7),
+            certificates: rows.clone(),
+        };
+        s.write_snapshot(&Snapshot {
+            written_at: at,
+            daemon_pid: Some(7),
+            certificates: Rows(&rows),
+        })
+        .unwrap();
+        let written = std::fs::read(d.path().join("status.json")).unwrap();
+        assert_eq!(written, serde_json::to_vec_pretty(&vec_form).unwrap());
+        assert_eq!(read_snapshot(d.path()).unwrap(), vec_form);
     }
 }

@@ -237,12 +237,14 @@ impl StatusRow {
     }
 }
 
-/// `<state_dir>/status.json`.
+/// `<state_dir>/status.json`. The rows are a `Vec` when read; the daemon writes them from
+/// its index as they are serialized (any `R` that serializes as a sequence of [`StatusRow`]),
+/// so 10 000 rows are never copied at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct Snapshot<R = Vec<StatusRow>> {
     pub written_at: DateTime<Utc>,
     pub daemon_pid: Option<u32>,
-    pub certificates: Vec<StatusRow>,
+    pub certificates: R,
 }
 
 #[cfg(test)]
