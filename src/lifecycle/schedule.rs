@@ -87,7 +87,9 @@ pub fn first_poll_delay(
 #[derive(Debug, Clone)]
 pub struct AdoptQuery<'a> {
     pub domains: &'a [String],
-    pub product_code: &'a str,
+    /// The product the intent ordered; `None` (an intent recorded before the product was)
+    /// accepts any.
+    pub product_code: Option<&'a str>,
     pub intent_at: DateTime<Utc>,
     /// Orders that are certainly not the one (deployed, abandoned).
     pub known: &'a [OrderId],
@@ -108,10 +110,9 @@ pub fn pick_adoptable(q: &AdoptQuery<'_>, orders: &[OrderSummary]) -> Option<Ord
                 .map(|d| d.split(',').any(|d| d.trim().eq_ignore_ascii_case(first)))
                 .unwrap_or(false)
         })
-        .filter(|o| {
-            o.product_code
-                .as_deref()
-                .is_none_or(|p| p.eq_ignore_ascii_case(q.product_code))
+        .filter(|o| match (o.product_code.as_deref(), q.product_code) {
+            (Some(listed), Some(ordered)) => listed.eq_ignore_ascii_case(ordered),
+            _ => true,
         })
         .filter(|o| {
             !matches!(
@@ -127,11 +128,6 @@ pub fn pick_adoptable(q: &AdoptQuery<'_>, orders: &[OrderSummary]) -> Option<Ord
         .filter(|o| o.buy_date.is_some_and(|b| b >= since_ms))
         .max_by_key(|o| (o.buy_date, o.order_id))
         .map(|o| o.order_id)
-}
-
-/// Paid products renew through RenewCertificateOrderForPackageRequest; free ones order anew.
-pub fn is_free_product(code: &str) -> bool {
-    code.to_ascii_lowercase().contains("free")
 }
 
 pub(crate) fn secs(s: f64) -> TimeDelta {
@@ -255,7 +251,7 @@ mod tests {
         let known = [OrderId(1)];
         let q = AdoptQuery {
             domains: &domains,
-            product_code: "symantec-free-1-free",
+            product_code: Some("symantec-free-1-free"),
             intent_at: intent,
             known: &known,
         };
@@ -280,17 +276,18 @@ mod tests {
         let domains = vec!["a.test".to_string()];
         let q = AdoptQuery {
             domains: &domains,
-            product_code: "geotrust-dv-1-starter",
+            product_code: Some("geotrust-dv-1-starter"),
             intent_at: t(0),
             known: &[],
         };
         let orders = vec![order(9, "a.test", "PAYED", Some(t(0)))];
         assert_eq!(pick_adoptable(&q, &orders), None);
-    }
-
-    #[test]
-    fn free_products_are_recognised() {
-        assert!(is_free_product("symantec-free-1-free"));
-        assert!(!is_free_product("geotrust-dv-1-starter"));
+        // An intent written before the product was recorded adopts whatever product it finds:
+        // the default product changed between releases.
+        let q = AdoptQuery {
+            product_code: None,
+            ..q
+        };
+        assert_eq!(pick_adoptable(&q, &orders), Some(OrderId(9)));
     }
 }

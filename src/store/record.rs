@@ -27,6 +27,11 @@ pub enum Phase {
         created_at: DateTime<Utc>,
         /// Hex SHA-256 of the CSR sent (empty without a CSR), to tell our order apart.
         csr_fingerprint: String,
+        /// The product ordered. Adoption looks for an order of this product, not of the one
+        /// configured now (the default product changed between releases). `None` in intents
+        /// written before it was recorded: adoption then accepts any product.
+        #[serde(default)]
+        product: Option<String>,
     },
     /// CAS gave us an order; its challenge is not yet published.
     Ordered {
@@ -74,6 +79,14 @@ impl Phase {
             Phase::Deployed { .. } => "deployed",
             Phase::Failed { .. } => "failed",
         }
+    }
+
+    /// Nothing is in flight: a new attempt (first order or renewal) may start here.
+    pub fn is_resting(&self) -> bool {
+        matches!(
+            self,
+            Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+        )
     }
 
     /// The order in flight, if any (not the deployed one).
@@ -252,15 +265,15 @@ pub struct StatusRow {
 impl StatusRow {
     pub fn from_record(r: &CertRecord) -> StatusRow {
         let next_action = match &r.phase {
-            Phase::Idle | Phase::Failed { .. } if r.deployed.is_none() || r.force_renew => {
-                "order".to_string()
-            }
-            Phase::Idle | Phase::Failed { .. } | Phase::Deployed { .. } => "renew".to_string(),
-            Phase::KeyReady => "create order".to_string(),
-            Phase::Intent { .. } => "find or create order".to_string(),
-            Phase::Ordered { .. } => "publish challenge".to_string(),
-            Phase::Presented { .. } | Phase::Polling { .. } => "poll".to_string(),
-        };
+            Phase::KeyReady => "create order",
+            Phase::Intent { .. } => "find or create order",
+            Phase::Ordered { .. } => "publish challenge",
+            Phase::Presented { .. } | Phase::Polling { .. } => "poll",
+            // At rest: a forced attempt (domains changed) orders anew.
+            Phase::Idle | Phase::Failed { .. } if r.deployed.is_none() || r.force_renew => "order",
+            Phase::Idle | Phase::Failed { .. } | Phase::Deployed { .. } => "renew",
+        }
+        .to_string();
         let instructions = match r.phase.presented() {
             Some(Presented::Manual { instructions }) => Some(instructions.clone()),
             _ => None,
@@ -362,6 +375,7 @@ mod tests {
         r.phase = Phase::Intent {
             created_at: Utc::now(),
             csr_fingerprint: "ab".into(),
+            product: Some("digicert-free-1-free".into()),
         };
         let b = r.encode().unwrap();
         let back = CertRecord::decode("a", &b).unwrap();
