@@ -30,6 +30,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The packaged build: the daemon without the simulator (checked, not built, so the debug binary
+# the tests below run keeps its default features).
+cargo clippy -p cas-certd --no-default-features --all-targets -- -D warnings
 
 step "cargo build"
 cargo build --workspace --all-targets
@@ -37,12 +40,12 @@ cargo build --workspace --all-targets
 step "scripts: honour CARGO_TARGET_DIR (scripts/check-target-dir.sh)"
 scripts/check-target-dir.sh
 
-# --workspace: the cas-api crate's unit tests too, from the same build as the daemon's.
+# --workspace: the cas-api and cas-sim crates' tests too, from the same build as the daemon's.
 step "cargo test"
 cargo test --workspace --all-targets 2>&1 | tee "$logs/cargo-test.log"   # what children print goes to the scan too
 
-step "cargo test -p cas-api --doc (the crate-level example compiles)"
-cargo test -p cas-api --doc
+step "cargo test -p cas-api -p cas-sim --doc (the crate-level examples compile)"
+cargo test -p cas-api -p cas-sim --doc
 
 step "cargo test --features failpoints (crash right after each persisted step)"
 cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/cargo-test-failpoints.log"

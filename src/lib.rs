@@ -20,7 +20,6 @@
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`listen`]: descriptor budget and accept back-off shared by the metrics and control listeners.
 //! - [`logging`]: tracing set-up, text or JSON.
-//! - [`sim`]: the CAS + Alidns simulator with a local test CA (feature `sim`).
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -33,8 +32,6 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod store;
 pub mod validation;
 

@@ -28,7 +28,10 @@ fn main() -> ExitCode {
             Command::Orders(a) => cli::ops::orders(&cli, a).await,
             Command::Order(a) => cli::ops::order(&cli, a).await,
             #[cfg(feature = "sim")]
-            Command::Simulate(a) => cli::simulate::simulate(&cli, a).await,
+            Command::Simulate(a) => cas_sim::cli::run("cas-certd simulate", a)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from),
             #[cfg(feature = "sim")]
             Command::Demo(a) => cli::daemon::demo(&cli, a).await,
             Command::Completions(a) => cli::service::completions(a),

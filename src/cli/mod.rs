@@ -6,8 +6,6 @@ pub mod ops;
 pub mod renew;
 pub mod report;
 pub mod service;
-#[cfg(feature = "sim")]
-pub mod simulate;
 pub mod status;
 
 use std::path::PathBuf;
@@ -79,7 +77,7 @@ pub enum Command {
     Order(ops::OrderCommand),
     /// Run the CAS + Alidns simulator with a local test CA.
     #[cfg(feature = "sim")]
-    Simulate(Box<simulate::SimulateArgs>),
+    Simulate(Box<cas_sim::cli::SimulateArgs>),
     /// Zero-setup demo: simulator + daemon in one process, certificates into ./demo.
     #[cfg(feature = "sim")]
     Demo(daemon::DemoArgs),

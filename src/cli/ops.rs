@@ -5,7 +5,9 @@
 
 use std::process::ExitCode;
 
-use cas_certd::cas::model::{CertificateState, Challenge, ListOrders, OrderId, OrderSummary};
+use cas_certd::cas::model::{
+    CertificateState, Challenge, ListOrders, OrderId, OrderSummary, DEFAULT_PRODUCT,
+};
 use cas_certd::cas::Client;
 use cas_certd::cas::{ClientOptions, SignatureVersion};
 use cas_certd::config::CredentialsSettings;
@@ -37,8 +39,9 @@ pub enum SigArg {
 /// Exits 5 (quota) when a product has no certificates left or was never bought.
 #[derive(Debug, clap::Args)]
 pub struct PackageArgs {
-    /// Product code (default: the products named in the config, else symantec-free-1-free).
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", help = format!(
+        "Product code (default: the products named in the config, else {DEFAULT_PRODUCT})"
+    ))]
     pub product: Vec<String>,
     #[command(flatten)]
     pub api: ApiArgs,
@@ -183,7 +186,7 @@ pub async fn package(cli: &super::Cli, a: &PackageArgs) -> anyhow::Result<ExitCo
     } else if !s.products.is_empty() {
         s.products.clone()
     } else {
-        vec![cas_certd::config::DEFAULT_PRODUCT.to_string()]
+        vec![DEFAULT_PRODUCT.to_string()]
     };
     let mut states = Vec::new();
     for p in &products {

@@ -31,8 +31,6 @@ const ROOT_KEYS: &[&str] = &[
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cas-certd";
 pub(crate) const DEFAULT_OUTPUT_DIR: &str = "/etc/cas-certd/live";
 pub(crate) const DEFAULT_SCHEDULE: &str = "0 */10 * * * *";
-/// The product ordered when neither the certificate, `[defaults]` nor `--product` names one.
-pub const DEFAULT_PRODUCT: &str = "symantec-free-1-free";
 
 /// Builds the config; with `trust` (the uids the daemon trusts), also checks that the paths it
 /// names are safe on this machine (`paths::check_trust`).

@@ -7,11 +7,11 @@ use std::time::Duration;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::build::{abs_path, duration, DEFAULT_PRODUCT};
+use super::build::{abs_path, duration};
 use super::domain::{normalize_domain, safe_name};
 use super::model::*;
 use super::walk::{str_list_of, Errors, Tbl};
-use crate::cas::model::{Contact, ValidateType};
+use crate::cas::model::{Contact, ValidateType, DEFAULT_PRODUCT};
 
 pub(super) const PER_CERT_KEYS: &[&str] = &[
     "product_code",

@@ -16,7 +16,6 @@ pub mod model;
 mod overlap;
 mod paths;
 mod walk;
-pub use build::DEFAULT_PRODUCT;
 pub use model::*;
 
 /// Every problem found in a config file, each with its place and reason.

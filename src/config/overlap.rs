@@ -14,7 +14,7 @@ use super::walk::Errors;
 fn family(k: KeyKind) -> &'static str {
     match k {
         KeyKind::EcdsaP256 | KeyKind::EcdsaP384 => "ECDSA",
-        // CAS makes RSA keys (docs spec: `PrivateKey` is PKCS#1 RSA).
+        // CAS makes RSA keys (Alibaba's API docs: `PrivateKey` is PKCS#1 RSA).
         KeyKind::Rsa2048 | KeyKind::Rsa3072 | KeyKind::Rsa4096 | KeyKind::Cas => "RSA",
     }
 }

@@ -122,10 +122,11 @@ fn open_for_install(output_dir: &Path, name: &str) -> Result<(Dir, Dir), DeployE
     Ok((dir, versions))
 }
 
-/// The checks [`install`] makes on an existing `<output_dir>/<name>` before it changes
-/// anything, without changing anything: call before ordering, so a directory we may not use
-/// costs no quota.
-pub(crate) fn preflight(output_dir: &Path, name: &str) -> Result<(), DeployError> {
+/// Whether [`install`] may use `<output_dir>/<name>`, changing nothing: an existing directory
+/// must be ours (it has our manifest, or the layout an earlier version made) and, like its
+/// `versions`, writable by the daemon's user and root only. Call it before ordering, so a
+/// directory we may not use costs no quota.
+pub fn preflight(output_dir: &Path, name: &str) -> Result<(), DeployError> {
     if let Err(e) = crate::config::domain::safe_name(name) {
         return Err(invalid("deploy", output_dir, format!("name {name:?}: {e}")));
     }
@@ -143,17 +144,32 @@ pub(crate) fn preflight(output_dir: &Path, name: &str) -> Result<(), DeployError
     Ok(())
 }
 
-/// For tests: make the write of this file fail, to prove an error leaves the old set alone.
-pub(crate) type Inject = Option<&'static str>;
+#[cfg(test)]
+thread_local! {
+    /// For tests: the file whose write fails, to prove an error leaves the old set alone.
+    static FAIL_WRITE: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
 
-pub(crate) fn install(
+#[cfg(test)]
+fn write_fails(file: &str) -> bool {
+    FAIL_WRITE.with(|f| f.get() == Some(file))
+}
+
+#[cfg(not(test))]
+fn write_fails(_: &str) -> bool {
+    false
+}
+
+/// Installs `set` as `<output_dir>/<name>/` atomically (versioned directory with a manifest
+/// of `origin`, fsynced, one symlink renamed into place, directory fsynced); keeps
+/// `keep_versions` old versions. Makes the [`preflight`] checks first.
+pub fn install(
     output_dir: &Path,
     name: &str,
     set: &PemSet,
     files: &FileOwnership,
     keep_versions: usize,
     origin: &Origin,
-    inject: Inject,
 ) -> Result<Deployed, DeployError> {
     if let Err(e) = crate::config::domain::safe_name(name) {
         return Err(invalid("deploy", output_dir, format!("name {name:?}: {e}")));
@@ -188,7 +204,7 @@ pub(crate) fn install(
             (MANIFEST, &manifest, files.cert_mode),
         ];
         for (file, data, mode) in contents {
-            if inject == Some(file) {
+            if write_fails(file) {
                 return Err(invalid("write", &tmp.join(file), "injected failure".into()));
             }
             tmp.create_file(file, data, mode, uid, gid)?;
@@ -316,7 +332,9 @@ fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, Deplo
     Ok(Some([cert, chain, full, key]))
 }
 
-pub(crate) fn inspect_live(
+/// Reads the live set of `name`, if any, and returns its info when the pair is intact and
+/// matches `expected_fingerprint`; `Ok(None)` when missing, altered or mismatched (restore it).
+pub fn inspect_live(
     output_dir: &Path,
     name: &str,
     expected_fingerprint: &str,
@@ -342,9 +360,10 @@ pub(crate) fn inspect_live(
     }
 }
 
-/// Whether the live files are byte for byte `set`. No parsing and no key arithmetic, so the
-/// daemon can check thousands of sets at start in well under a second.
-pub(crate) fn live_is(output_dir: &Path, name: &str, set: &PemSet) -> Result<bool, DeployError> {
+/// Whether `<output_dir>/<name>` holds exactly `set`, byte for byte, in the layout [`install`]
+/// makes. No parsing and no key arithmetic, so the daemon can check thousands of sets at start
+/// in well under a second.
+pub fn live_is(output_dir: &Path, name: &str, set: &PemSet) -> Result<bool, DeployError> {
     Ok(match read_live(output_dir, name)? {
         Some([cert, chain, _, key]) => {
             cert == set.cert_pem && chain == set.chain_pem && key == set.key_pem.expose()
@@ -395,14 +414,16 @@ mod tests {
             .unwrap()
             .0;
         let old = self_signed(&k1);
-        let d = install(tmp.path(), "www", &old, &own(), 3, &origin(), None).unwrap();
+        let d = install(tmp.path(), "www", &old, &own(), 3, &origin()).unwrap();
         let live_before = fs::read_link(d.dir.join("live")).unwrap();
         let k2 = crate::keys::generate(KeyKind::EcdsaP256, &["a.example.com".into()])
             .unwrap()
             .0;
         let new = self_signed(&k2);
         for file in FILES {
-            let e = install(tmp.path(), "www", &new, &own(), 3, &origin(), Some(file)).unwrap_err();
+            FAIL_WRITE.with(|f| f.set(Some(file)));
+            let e = install(tmp.path(), "www", &new, &own(), 3, &origin()).unwrap_err();
+            FAIL_WRITE.with(|f| f.set(None));
             assert!(e.to_string().contains("injected"), "{e}");
             assert_eq!(fs::read_link(d.dir.join("live")).unwrap(), live_before);
             assert_eq!(fs::read_to_string(&d.cert).unwrap(), old.cert_pem);

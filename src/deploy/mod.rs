@@ -1,8 +1,7 @@
 //! Deploying a certificate: checks before install, the atomic versioned set, permissions.
 //!
-//! INTERFACE PINNED FOR PARALLEL WORK (issue 4): `pem` does the checks, `files` the layout,
-//! `dirfd` the fd-relative file operations under `<output_dir>/<name>`, `manifest` which
-//! directories are ours.
+//! `pem` does the checks, `files` the layout, `dirfd` the fd-relative file operations under
+//! `<output_dir>/<name>`, `manifest` which directories are ours.
 
 mod dirfd;
 mod files;
@@ -10,13 +9,13 @@ mod manifest;
 mod pem;
 
 pub use files::ids as ownership_ids;
+pub use files::{inspect_live, install, live_is, preflight};
 pub use manifest::{Manifest, Origin};
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::FileOwnership;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +58,7 @@ pub struct PemSet {
 }
 
 /// Facts about a certificate that passed the checks.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
@@ -96,44 +95,8 @@ pub fn check(
     pem::check(set, domains, now)
 }
 
-/// Installs `set` as `<output_dir>/<name>/` atomically (versioned directory with a manifest
-/// of `origin`, fsynced, one symlink renamed into place, directory fsynced); keeps
-/// `keep_versions` old versions. Makes the [`preflight`] checks first.
-pub fn install(
-    output_dir: &Path,
-    name: &str,
-    set: &PemSet,
-    files: &FileOwnership,
-    keep_versions: usize,
-    origin: &Origin,
-) -> Result<Deployed, DeployError> {
-    files::install(output_dir, name, set, files, keep_versions, origin, None)
-}
-
 /// The manifest of the live set of `name` (what was deployed, from which order), when there is
 /// one nobody but the daemon's user or root could have written.
 pub fn live_manifest(output_dir: &Path, name: &str) -> Result<Option<Manifest>, DeployError> {
     manifest::live_manifest(output_dir, name)
-}
-
-/// Whether [`install`] may use `<output_dir>/<name>`, changing nothing: an existing directory
-/// must be ours (it has our manifest, or the layout an earlier version made) and, like its
-/// `versions`, writable by the daemon's user and root only. Call it before ordering.
-pub fn preflight(output_dir: &Path, name: &str) -> Result<(), DeployError> {
-    files::preflight(output_dir, name)
-}
-
-/// Reads the live set of `name`, if any, and returns its info when the pair is intact and
-/// matches `expected_fingerprint`; `Ok(None)` when missing, altered or mismatched (restore it).
-pub fn inspect_live(
-    output_dir: &Path,
-    name: &str,
-    expected_fingerprint: &str,
-) -> Result<Option<CertInfo>, DeployError> {
-    files::inspect_live(output_dir, name, expected_fingerprint)
-}
-
-/// Whether `<output_dir>/<name>` holds exactly `set`, in the layout [`install`] makes.
-pub fn live_is(output_dir: &Path, name: &str, set: &PemSet) -> Result<bool, DeployError> {
-    files::live_is(output_dir, name, set)
 }

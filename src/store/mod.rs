@@ -1,12 +1,15 @@
 //! The persistent state: one sled database under `state_dir`. This is the only module that
-//! knows sled trees and keys. Records are JSON with a `v` field so a newer daemon can read what
-//! an older one wrote. Also writes `status.json`, a snapshot that `status` reads while the
-//! daemon holds sled's lock.
+//! knows sled trees and keys. Records are stored in the versioned format of `persisted`, so a
+//! newer daemon reads what an older one wrote. Also writes `status.json`, a snapshot that
+//! `status` reads while the daemon holds sled's lock.
+mod persisted;
 mod record;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
+pub use persisted::RECORD_VERSION;
+pub(crate) use persisted::{decode, encode};
 pub use record::*;
 
 /// Tree of per-certificate records, keyed by certificate name.
@@ -110,13 +113,13 @@ impl Store {
     pub fn get(&self, name: &str) -> Result<Option<CertRecord>, StoreError> {
         match self.certs.get(name.as_bytes())? {
             None => Ok(None),
-            Some(b) => CertRecord::decode(name, &b).map(Some),
+            Some(b) => decode(name, &b).map(Some),
         }
     }
 
     /// Writes a record (not yet durable: see [`Store::put_durable`]).
     pub fn put(&self, rec: &CertRecord) -> Result<(), StoreError> {
-        let bytes = rec.encode()?;
+        let bytes = encode(rec)?;
         self.certs.insert(rec.name.as_bytes(), bytes)?;
         Ok(())
     }
@@ -173,7 +176,7 @@ impl Store {
         for item in self.certs.iter() {
             let (k, v) = item?;
             let name = String::from_utf8_lossy(&k).into_owned();
-            out.push(CertRecord::decode(&name, &v));
+            out.push(decode(&name, &v));
         }
         Ok(out)
     }

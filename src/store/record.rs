@@ -1,21 +1,17 @@
-//! The persisted record types. Every record carries `v`; decoding accepts every version up to
-//! [`RECORD_VERSION`] and upgrades older ones in [`CertRecord::decode`].
+//! The domain record of one certificate ([`CertRecord`], [`Phase`]) and the `status` rows made
+//! from it. How a record is written to disk is not decided here: see `persisted`.
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::cas::model::OrderId;
 use crate::deploy::CertInfo;
 use crate::secret::Secret;
 use crate::validation::Presented;
 
-use super::StoreError;
-
-/// The newest record format this build writes.
-pub const RECORD_VERSION: u32 = 1;
+use super::RECORD_VERSION;
 
 /// Where a certificate is in its lifecycle. Each variant is one persisted step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
     /// Nothing in flight (fresh, or waiting until renewal is due).
     Idle,
@@ -30,7 +26,6 @@ pub enum Phase {
         /// The product ordered. Adoption looks for an order of this product, not of the one
         /// configured now (the default product changed between releases). `None` in intents
         /// written before it was recorded: adoption then accepts any product.
-        #[serde(default)]
         product: Option<String>,
     },
     /// CAS gave us an order; its challenge is not yet published.
@@ -110,19 +105,18 @@ impl Phase {
 }
 
 /// The certificate currently deployed, with what is needed to restore its files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeployedCert {
     pub order_id: OrderId,
     pub info: CertInfo,
     pub cert_pem: String,
     pub chain_pem: String,
     /// Private key (the state directory is 0700 and the database files are ours only).
-    #[serde(serialize_with = "ser_secret")]
     pub key_pem: Secret,
 }
 
 /// Everything the daemon remembers about one configured certificate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CertRecord {
     /// Record format version.
     pub v: u32,
@@ -131,36 +125,25 @@ pub struct CertRecord {
     pub domains: Vec<String>,
     pub phase: Phase,
     /// The key for the order in flight (our own key; `None` when CAS makes it).
-    #[serde(default, serialize_with = "ser_opt_secret")]
     pub pending_key: Option<Secret>,
-    #[serde(default)]
     pub pending_csr: Option<String>,
-    #[serde(default)]
     pub deployed: Option<DeployedCert>,
     /// When the next step is due (poll, retry, or renewal).
     pub next_due: DateTime<Utc>,
-    #[serde(default)]
     pub last_error: Option<String>,
-    #[serde(default)]
     pub last_success: Option<DateTime<Utc>>,
     /// Set by `renew --force` or a domain change: order a new certificate now.
-    #[serde(default)]
     pub force_renew: bool,
     /// A deployment happened and its reload hook has not yet succeeded.
-    #[serde(default)]
     pub hook_pending: bool,
-    #[serde(default)]
     pub hook_attempt: u32,
     /// Orders we gave up on that still need cancel/delete (quota back).
-    #[serde(default)]
     pub orders_to_clean: Vec<OrderId>,
     /// Consecutive failures, for backoff.
-    #[serde(default)]
     pub failures: u32,
     /// Orders this certificate is done with (abandoned, deleted, undeletable, or replaced by a
     /// renewal), newest last, at most [`RETIRED_KEEP`]. Adoption after a crash must never pick
     /// one of them: its certificate is not for our current key.
-    #[serde(default)]
     pub retired_orders: Vec<OrderId>,
 }
 
@@ -213,36 +196,6 @@ impl CertRecord {
         known.extend(self.retired_orders.iter().copied());
         known.extend(self.deployed.as_ref().map(|d| d.order_id));
         known
-    }
-
-    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        let mut r = self.clone();
-        r.v = RECORD_VERSION;
-        serde_json::to_vec(&r).map_err(|e| StoreError::Decode {
-            name: self.name.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    pub fn decode(name: &str, bytes: &[u8]) -> Result<CertRecord, StoreError> {
-        #[derive(Deserialize)]
-        struct Head {
-            v: u32,
-        }
-        let err = |e: serde_json::Error| StoreError::Decode {
-            name: name.to_string(),
-            reason: e.to_string(),
-        };
-        let head: Head = serde_json::from_slice(bytes).map_err(err)?;
-        if head.v > RECORD_VERSION {
-            return Err(StoreError::TooNew {
-                name: name.to_string(),
-                v: head.v,
-                max: RECORD_VERSION,
-            });
-        }
-        // v1 is the current format; later versions add an upgrade step here.
-        serde_json::from_slice(bytes).map_err(err)
     }
 }
 
@@ -304,17 +257,6 @@ pub struct Snapshot {
     pub certificates: Vec<StatusRow>,
 }
 
-fn ser_secret<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
-    ser.serialize_str(s.expose())
-}
-
-fn ser_opt_secret<S: Serializer>(s: &Option<Secret>, ser: S) -> Result<S::Ok, S::Error> {
-    match s {
-        Some(s) => ser.serialize_some(s.expose()),
-        None => ser.serialize_none(),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -338,49 +280,5 @@ mod tests {
         assert!(known.contains(&OrderId(1)));
         assert!(known.contains(&OrderId(10 + RETIRED_KEEP as u64 + 2)));
         assert!(!known.contains(&OrderId(10)));
-        // An old record without the field still decodes.
-        let mut v: serde_json::Value = serde_json::from_slice(&r.encode().unwrap()).unwrap();
-        v.as_object_mut().unwrap().remove("retired_orders");
-        let back = CertRecord::decode("a", &serde_json::to_vec(&v).unwrap()).unwrap();
-        assert!(back.retired_orders.is_empty());
-    }
-
-    /// A record exactly as version 1 wrote it must keep decoding in later versions.
-    #[test]
-    fn decodes_a_v1_record() {
-        let v1 = r#"{"v":1,"name":"www","domains":["example.com","www.example.com"],
-            "phase":{"phase":"polling","order_id":"18446744073709551000","presented":
-              {"File":{"path":"/var/www/.well-known/pki-validation/fileauth.txt"}},
-              "presented_at":"2026-01-01T00:00:00Z","next_poll":"2026-01-01T00:01:00Z","attempt":2},
-            "pending_key":"-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n",
-            "pending_csr":null,"deployed":null,"next_due":"2026-01-01T00:01:00Z",
-            "last_error":null,"last_success":null,"force_renew":false,"hook_pending":false,
-            "hook_attempt":0,"orders_to_clean":[123],"failures":0}"#;
-        let r = CertRecord::decode("www", v1.as_bytes()).unwrap();
-        assert_eq!(r.phase.open_order(), Some(OrderId(18446744073709551000)));
-        assert_eq!(r.orders_to_clean, vec![OrderId(123)]);
-        assert!(r.pending_key.unwrap().expose().contains("PRIVATE KEY"));
-    }
-
-    #[test]
-    fn refuses_a_newer_version_instead_of_guessing() {
-        let e = CertRecord::decode("x", br#"{"v":99}"#).unwrap_err();
-        assert!(matches!(e, StoreError::TooNew { v: 99, .. }), "{e}");
-    }
-
-    #[test]
-    fn round_trips_with_key_and_deployed_cert() {
-        let mut r = CertRecord::new("a", vec!["a.test".into()]);
-        r.pending_key = Some(Secret::new("SUPERSECRETKEYMATERIAL"));
-        r.phase = Phase::Intent {
-            created_at: Utc::now(),
-            csr_fingerprint: "ab".into(),
-            product: Some("digicert-free-1-free".into()),
-        };
-        let b = r.encode().unwrap();
-        let back = CertRecord::decode("a", &b).unwrap();
-        assert_eq!(back, r);
-        // The Debug form used in logs never shows the key.
-        assert!(!format!("{back:?}").contains("SUPERSECRETKEYMATERIAL"));
     }
 }

@@ -1,9 +1,7 @@
 //! Proving control of a domain: `file` (webroot), `alidns` (TXT), `command`, `manual`.
-//! Each provider has two steps, present and cleanup; what was presented is serialisable so a
-//! restarted daemon can still clean up. Everything in a [`Challenge`] comes from the network and
-//! is checked before it becomes a path, a DNS name or an argument.
-//!
-//! INTERFACE PINNED FOR PARALLEL WORK (issue 4).
+//! Each provider has two steps, present and cleanup; what was presented ([`Presented`]) is kept
+//! in the store so a restarted daemon can still clean up. Everything in a [`Challenge`] comes
+//! from the network and is checked before it becomes a path, a DNS name or an argument.
 
 pub mod alidns;
 pub mod file;
@@ -47,8 +45,9 @@ pub enum ValidationError {
     Command(#[from] crate::hook::HookError),
 }
 
-/// What was put in place, so it can be removed later (also after a restart).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What was put in place, so it can be removed later (also after a restart: the store persists
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presented {
     File {
         path: PathBuf,
@@ -64,14 +63,11 @@ pub enum Presented {
         record: String,
         value: String,
         timeout_secs: u64,
-        /// `DNS` or `FILE` (added later: older records lack it).
-        #[serde(default)]
+        /// `DNS` or `FILE` (empty in records older than this field).
         challenge_type: String,
         /// The certificate, for CERT_NAME at cleanup.
-        #[serde(default)]
         cert_name: String,
         /// `hook_env` at present, so cleanup runs with the same environment.
-        #[serde(default)]
         pass_env: Vec<String>,
     },
     /// Nothing to clean: the operator publishes it.
@@ -440,8 +436,17 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        // Survives a restart: serialised and read back.
-        let p: Presented = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        // Survives a restart: written to a record and read back.
+        let mut rec = crate::store::CertRecord::new("wild", doms(&["*.example.com"]));
+        rec.phase = crate::store::Phase::Presented {
+            order_id: crate::cas::model::OrderId(1),
+            presented: p,
+            presented_at: chrono::Utc::now(),
+            attempt: 0,
+        };
+        let bytes = crate::store::encode(&rec).unwrap();
+        let rec = crate::store::decode("wild", &bytes).unwrap();
+        let p = rec.phase.presented().unwrap().clone();
         assert!(cleanup_local(&p).await.unwrap());
         assert_eq!(
             std::fs::read_to_string(&log).unwrap(),

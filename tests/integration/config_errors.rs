@@ -234,7 +234,8 @@ fn shipped_example_and_minimal_configs_parse() {
     assert_eq!(min.poll_max, std::time::Duration::from_secs(600));
     assert_eq!(min.concurrency, 8);
     let c = &min.certificates[0];
-    assert_eq!(c.product_code, "symantec-free-1-free");
+    // The 2024 API page's default product (the 2022 reference named symantec-free-1-free).
+    assert_eq!(c.product_code, "digicert-free-1-free");
     assert_eq!(c.key, KeyKind::EcdsaP256);
     assert_eq!(c.renew_before, RenewBefore::Fraction(1.0 / 3.0));
     assert_eq!(c.files.key_mode, 0o600);

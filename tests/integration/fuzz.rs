@@ -348,7 +348,8 @@ fn json_answer() -> BoxedStrategy<Value> {
         .boxed()
 }
 
-/// Realistic answers (from the spec and the simulator), mutated by the byte-level target.
+/// Realistic answers (from Alibaba's documented examples and the simulator), mutated by the
+/// byte-level target.
 const ANSWERS: &[&str] = &[
     r#"{"RequestId":"r","OrderId":123456789012345678}"#,
     r#"{"RequestId":"r","OrderId":"9007199254740993"}"#,

@@ -27,6 +27,25 @@ use serde_json::Value;
 use crate::support::bin;
 use crate::support::world::*;
 
+/// Every hostile FILE Uri and content the simulator can send fails the daemon's own checks
+/// (moved here from the simulator, which no longer sees the daemon).
+#[test]
+fn every_hostile_uri_is_refused_by_the_daemon_check() {
+    use cas_certd::validation::file::{check_content, check_uri};
+    use cas_sim::hostile::{file_content, file_uri, Mode};
+    for (name, m) in Mode::ALL {
+        if let Some(uri) = file_uri(m, Path::new("/tmp/sim")) {
+            assert!(check_uri(&uri).is_err(), "{name}: {uri:?} passed check_uri");
+        }
+        if let Some(content) = file_content(m, "token") {
+            assert!(
+                check_content(&content).is_err(),
+                "{name}: {content:?} passed check_content"
+            );
+        }
+    }
+}
+
 /// `cert.renew_failed` errors per certificate, from a JSON daemon log.
 fn failures(log: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();

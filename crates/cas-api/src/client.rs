@@ -522,25 +522,15 @@ fn server_time_in_message(message: &str) -> Option<chrono::DateTime<chrono::Utc>
 }
 
 /// The error returned when a re-signed retry met the same code again.
-fn persistent_resign_error(err: ApiError) -> ApiError {
-    match err {
-        ApiError::Service {
-            action,
-            status,
-            code,
-            message,
-            request_id,
-        } if code == "InvalidTimeStamp.Expired" => ApiError::Service {
-            action,
-            status,
-            message: format!(
-                "{message}; the request timestamp was rejected twice: the local clock is probably skewed (check NTP)"
-            ),
-            code,
-            request_id,
-        },
-        other => other,
+fn persistent_resign_error(mut err: ApiError) -> ApiError {
+    if let ApiError::Service { code, message, .. } = &mut err {
+        if code == "InvalidTimeStamp.Expired" {
+            message.push_str(
+                "; the request timestamp was rejected twice: the local clock is probably skewed (check NTP)",
+            );
+        }
     }
+    err
 }
 
 /// For a create: any failure that does not prove nothing happened becomes "outcome unknown".

@@ -8,9 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::secret::Secret;
 
-/// The product CAS orders from when a call names none. The 2024 API page (`003_…txt` in the
-/// seeds) names `digicert-free-1-free` (3-month free DV); the 2022 reference named
-/// `symantec-free-1-free`, which accounts still hold.
+/// The product CAS orders from when a call names none. Alibaba's 2024 API page for
+/// `CreateCertificateForPackageRequest` names `digicert-free-1-free` (3-month free DV); the 2022
+/// reference named `symantec-free-1-free`, which accounts still hold.
 pub const DEFAULT_PRODUCT: &str = "digicert-free-1-free";
 
 /// The free DV products every account is granted quota of.

@@ -348,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn order_list_seed_style() {
+    fn order_list_with_mixed_id_types_and_unknown_fields() {
         let p: OrderPageRaw = parse(
             r#"{"RequestId":"r","TotalCount":2,"CurrentPage":1,"ShowSize":50,
             "CertificateOrderList":[

@@ -300,7 +300,6 @@ endpoint = "http://{sim}"
 endpoint = "http://{sim}"
 
 [defaults]
-product_code = "symantec-free-1-free"
 key = "ecdsa-p256"
 renew_before = "1/3"
 contact = {{ name = "Demo", phone = "13900000000", email = "demo@example.test" }}

@@ -3,6 +3,7 @@
 //! quota orders (order fields only); CERT rows are the issued certificates (certificate fields
 //! only); BUY (purchase orders) and UPLOAD (uploaded certificates) exist nowhere in the
 //! simulator and list nothing.
+use cas_api::model::is_free_product;
 use serde_json::{json, Value};
 use sha1::Digest as _;
 
@@ -39,7 +40,7 @@ fn status(o: &Order, now: i64) -> &'static str {
 /// `CertType`: FREE for the free products (the SDK's "personal test certificate"), else the
 /// validation level the product code names.
 fn cert_type(product: &str) -> &'static str {
-    if product.contains("-free-") {
+    if is_free_product(product) {
         "FREE"
     } else if product.contains("-ov-") {
         "OV"

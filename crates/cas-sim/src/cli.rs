@@ -1,13 +1,40 @@
-//! `cas-certd simulate`: runs the CAS + Alidns simulator until SIGINT/SIGTERM.
+//! The command line of the simulator, shared by the `cas-sim` binary and `cas-certd simulate`:
+//! one flag set ([`SimulateArgs`]) and one runner ([`run`]) that serves until SIGINT/SIGTERM.
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use cas_api::Secret;
 
-use cas_certd::secret::Secret;
-use cas_certd::sim::{self, faults::FaultOptions, SimOptions};
+use crate::faults::FaultOptions;
+use crate::{hostile, SimError, SimOptions};
+
+/// Why the simulator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag's value is out of range.
+    #[error("{0}")]
+    Usage(String),
+    /// No key pair to accept.
+    #[error("{0}")]
+    Credentials(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot watch for SIGTERM: {0}")]
+    Signal(std::io::Error),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Run the CAS + Alidns simulator (a local stand-in for Alibaba Cloud, with a test CA).
 ///
@@ -97,15 +124,16 @@ pub struct SimulateArgs {
     /// Fraction of calls answered 200 with a truncated non-JSON body (action not run).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub garbage_rate: f64,
-    /// Answer every OrderId as a JSON string (by default only where the seed shows a string).
+    /// Answer every OrderId as a JSON string (by default only where Alibaba's documented examples
+    /// show a string).
     #[arg(long)]
     pub string_order_ids: bool,
     /// Play a CA gone bad for orders whose first domain matches (all orders without a
     /// pattern). MODE: uri-dotdot, uri-absolute, uri-percent, uri-nul (FILE challenge Uri),
     /// wrong-domain, wrong-key, expired (issued certificate), huge-body (100 MB
     /// DescribeCertificateState answer). Repeatable; the first matching rule wins.
-    #[arg(long, value_name = "MODE[=DOMAIN_PATTERN]", value_parser = sim::hostile::parse)]
-    pub hostile: Vec<sim::hostile::Rule>,
+    #[arg(long, value_name = "MODE[=DOMAIN_PATTERN]", value_parser = hostile::parse)]
+    pub hostile: Vec<hostile::Rule>,
     /// Write the books at most this often (and at shutdown) instead of after every change;
     /// for benchmarks with thousands of orders. 0s (default): after every change.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "0s")]
@@ -138,10 +166,9 @@ fn parse_offset(s: &str) -> Result<chrono::TimeDelta, String> {
     Ok(if neg { -d } else { d })
 }
 
-fn credentials(a: &SimulateArgs) -> anyhow::Result<Vec<(String, Secret)>> {
+fn credentials(a: &SimulateArgs) -> Result<Vec<(String, Secret)>, CliError> {
     if let Some(path) = &a.credentials_file {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
         let (mut id, mut secret) = (None, None);
         for line in text.lines() {
             if let Some((k, v)) = line.split_once('=') {
@@ -154,10 +181,12 @@ fn credentials(a: &SimulateArgs) -> anyhow::Result<Vec<(String, Secret)>> {
         }
         match (id, secret) {
             (Some(i), Some(s)) => return Ok(vec![(i, s)]),
-            _ => bail!(
-                "{}: needs access_key_id and access_key_secret",
-                path.display()
-            ),
+            _ => {
+                return Err(CliError::Credentials(format!(
+                    "{}: needs access_key_id and access_key_secret",
+                    path.display()
+                )))
+            }
         }
     }
     match (
@@ -165,12 +194,16 @@ fn credentials(a: &SimulateArgs) -> anyhow::Result<Vec<(String, Secret)>> {
         std::env::var("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
     ) {
         (Ok(i), Ok(s)) if !i.is_empty() && !s.is_empty() => Ok(vec![(i, Secret::new(s))]),
-        _ => bail!("no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET or --credentials-file"),
+        _ => Err(CliError::Credentials(
+            "no credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET or --credentials-file".into(),
+        )),
     }
 }
 
-pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    for (name, f) in [
+/// Starts the simulator `a` describes, writes `--ready-file`, and serves until SIGINT or
+/// SIGTERM; then writes the books and returns. `name` introduces the startup line on stderr.
+pub async fn run(name: &str, a: &SimulateArgs) -> Result<(), CliError> {
+    for (flag, f) in [
         ("--fail-rate", a.fail_rate),
         ("--reset-rate", a.reset_rate),
         ("--garbage-rate", a.garbage_rate),
@@ -178,7 +211,7 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
         ("--latency-rate", a.latency_rate.unwrap_or(1.0)),
     ] {
         if !(0.0..=1.0).contains(&f) {
-            bail!("{name} must be between 0 and 1");
+            return Err(CliError::Usage(format!("{flag} must be between 0 and 1")));
         }
     }
     let opts = SimOptions {
@@ -211,23 +244,23 @@ pub async fn simulate(_cli: &super::Cli, a: &SimulateArgs) -> anyhow::Result<Exi
         hostile: a.hostile.clone(),
         persist_interval: a.persist_interval,
     };
-    let handle = sim::start(opts).await?;
+    let handle = crate::start(opts).await?;
     eprintln!(
-        "cas-certd simulate: listening on http://{} (root CA {})",
+        "{name}: listening on http://{} (root CA {})",
         handle.addr,
         handle.root_pem.display()
     );
     if let Some(rf) = &a.ready_file {
         let tmp = rf.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}\n", handle.addr))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, rf).with_context(|| format!("writing {}", rf.display()))?;
+        std::fs::write(&tmp, format!("{}\n", handle.addr)).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, rf).map_err(io(rf))?;
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(CliError::Signal)?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     handle.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

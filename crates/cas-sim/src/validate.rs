@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::state::Record;
 
 /// The fixed FILE path.
-pub const FILE_URI: &str = "/.well-known/pki-validation/fileauth.txt";
+pub(crate) const FILE_URI: &str = "/.well-known/pki-validation/fileauth.txt";
 
 /// Does `pattern` (`*.example.com` or a plain name) cover `domain`?
-pub fn pattern_matches(pattern: &str, domain: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, domain: &str) -> bool {
     let (p, d) = (pattern.to_ascii_lowercase(), domain.to_ascii_lowercase());
     match p.strip_prefix("*.") {
         Some(base) => d.ends_with(&format!(".{base}")) && d.len() > base.len() + 1,
@@ -19,7 +19,7 @@ pub fn pattern_matches(pattern: &str, domain: &str) -> bool {
 }
 
 /// Where to connect for `domain`: the first exact --resolve entry, else the first pattern.
-pub fn resolve(map: &[(String, SocketAddr)], domain: &str) -> Option<SocketAddr> {
+pub(crate) fn resolve(map: &[(String, SocketAddr)], domain: &str) -> Option<SocketAddr> {
     map.iter()
         .find(|(p, _)| p.eq_ignore_ascii_case(domain))
         .or_else(|| map.iter().find(|(p, _)| pattern_matches(p, domain)))
@@ -27,7 +27,7 @@ pub fn resolve(map: &[(String, SocketAddr)], domain: &str) -> Option<SocketAddr>
 }
 
 /// FILE check: GET the proof and compare the trimmed body with `content`.
-pub async fn check_file(map: &[(String, SocketAddr)], domain: &str, content: &str) -> bool {
+pub(crate) async fn check_file(map: &[(String, SocketAddr)], domain: &str, content: &str) -> bool {
     let url = match resolve(map, domain) {
         Some(addr) => format!("http://{addr}{FILE_URI}"),
         None => format!("http://{domain}{FILE_URI}"),
@@ -51,13 +51,13 @@ pub async fn check_file(map: &[(String, SocketAddr)], domain: &str, content: &st
 }
 
 /// The name the DNS proof lives at: `_dnsauth.<domain without *.>`.
-pub fn dns_name(domain: &str) -> String {
+pub(crate) fn dns_name(domain: &str) -> String {
     let base = domain.strip_prefix("*.").unwrap_or(domain);
     format!("_dnsauth.{}", base.to_ascii_lowercase())
 }
 
 /// DNS check: a TXT record with `value` at `_dnsauth.<base>`.
-pub fn check_dns(records: &[Record], domain: &str, value: &str) -> bool {
+pub(crate) fn check_dns(records: &[Record], domain: &str, value: &str) -> bool {
     let want = dns_name(domain);
     records.iter().any(|r| {
         r.rtype.eq_ignore_ascii_case("TXT")
@@ -68,7 +68,7 @@ pub fn check_dns(records: &[Record], domain: &str, value: &str) -> bool {
 
 /// RecordDomain as CAS reports it: relative to the longest configured zone containing the
 /// name (`_dnsauth.www` for www.example.com in example.com); fully qualified if none does.
-pub fn record_domain(zones: &[String], domain: &str) -> String {
+pub(crate) fn record_domain(zones: &[String], domain: &str) -> String {
     let full = dns_name(domain);
     let zone = zones
         .iter()

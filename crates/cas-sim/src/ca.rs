@@ -23,14 +23,14 @@ pub enum CaError {
     Rcgen(#[from] rcgen::Error),
     #[error("invalid CSR: {0}")]
     Csr(String),
-    /// A well-formed CSR whose key CAS does not sign (spec §4: RSA ≥ 2048 or ECC).
+    /// A well-formed CSR whose key CAS does not sign (it signs RSA of 2048 bits or more, and EC).
     #[error("the CSR's key cannot be used: {0}")]
     UnusableKey(String),
 }
 
 /// What a CSR asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CsrInfo {
+pub(crate) struct CsrInfo {
     pub common_name: Option<String>,
     pub sans: Vec<String>,
     /// The key algorithm as ListUserCertificateOrder's `Algorithm` names it: RSA or ECC.
@@ -38,7 +38,7 @@ pub struct CsrInfo {
 }
 
 /// Reads CN and DNS SANs from a PEM CSR and checks its self-signature.
-pub fn parse_csr(pem: &str) -> Result<CsrInfo, CaError> {
+pub(crate) fn parse_csr(pem: &str) -> Result<CsrInfo, CaError> {
     let block = pem_block(pem).ok_or_else(|| CaError::Csr("not a PEM CSR".into()))?;
     let (_, csr) =
         X509CertificationRequest::from_der(&block).map_err(|e| CaError::Csr(e.to_string()))?;
@@ -127,14 +127,14 @@ pub(super) fn pem_block(pem: &str) -> Option<Vec<u8>> {
 
 /// A leaf as issued: chain PEM (leaf first, then root) and the key when the CA made it.
 #[derive(Debug)]
-pub struct Issued {
+pub(crate) struct Issued {
     pub chain_pem: String,
     pub key_pem: Option<String>,
     pub not_before_ms: i64,
     pub not_after_ms: i64,
 }
 
-pub struct Ca {
+pub(crate) struct Ca {
     root_pem: String,
     key: KeyPair,
     pub root_path: PathBuf,
@@ -150,7 +150,7 @@ impl std::fmt::Debug for Ca {
 
 impl Ca {
     /// Loads the CA from `<dir>`, or creates it (key 0600, created with its mode).
-    pub fn open(dir: &Path) -> Result<Ca, CaError> {
+    pub(crate) fn open(dir: &Path) -> Result<Ca, CaError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| CaError::Io { path, source }
@@ -204,14 +204,10 @@ impl Ca {
         })
     }
 
-    pub fn root_pem(&self) -> &str {
-        &self.root_pem
-    }
-
     /// Issues a leaf for `domains` (CN = first) valid for `lifetime` from now; the public key
     /// comes from `csr`, or from a new key returned in `key_pem` as CAS makes them: RSA 2048,
     /// PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`, the seed's DescribeCertificateState example).
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         domains: &[String],
         csr: Option<&str>,
@@ -227,7 +223,7 @@ impl Ca {
 
     /// As [`Ca::issue`] with an explicit validity window (the hostile `expired` mode issues
     /// one that already ended).
-    pub fn issue_window(
+    pub(crate) fn issue_window(
         &self,
         domains: &[String],
         csr: Option<&str>,
@@ -281,11 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::open(dir.path()).unwrap();
         let again = Ca::open(dir.path()).unwrap();
-        assert_eq!(
-            ca.root_pem(),
-            again.root_pem(),
-            "root made once, then reloaded"
-        );
+        assert_eq!(ca.root_pem, again.root_pem, "root made once, then reloaded");
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec!["www.example.com".to_string()]).unwrap();
         p.distinguished_name

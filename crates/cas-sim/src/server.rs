@@ -15,13 +15,13 @@ use super::reject::Reject;
 use super::state::Call;
 use super::Sim;
 
-pub const CAS_VERSION: &str = "2020-04-07";
-pub const DNS_VERSION: &str = "2015-01-09";
+pub(crate) const CAS_VERSION: &str = "2020-04-07";
+pub(crate) const DNS_VERSION: &str = "2015-01-09";
 
 /// Parameters of one call, query and form merged (the auth parameters included).
-pub type Params = HashMap<String, String>;
+pub(crate) type Params = HashMap<String, String>;
 
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     sim: Arc<Sim>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -111,7 +111,8 @@ async fn ledger(AxState(sim): AxState<Arc<Sim>>) -> Response {
     )
 }
 
-fn parse_pairs(s: &str) -> Vec<(String, String)> {
+/// Name/value pairs of a query string or form body, decoded.
+pub(crate) fn parse_pairs(s: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(s.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()

@@ -15,13 +15,22 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::cas::Client;
-use crate::config::{self, Certificate, Config, Hook};
-use crate::control::{self, Incoming, Request, Response};
+use crate::config::{self, Certificate, Config};
+use crate::control::{self, Incoming};
 use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
-use crate::lifecycle::{self, exec::Exec, schedule, StepOutcome};
+use crate::lifecycle::{self, exec::Exec, StepOutcome};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::{CertRecord, Phase, Snapshot, StatusRow, Store, StoreError};
+use crate::store::{CertRecord, Phase, Store, StoreError};
+
+mod hooks;
+mod index;
+mod requests;
+mod status;
+
+use hooks::hook_backoff;
+use index::{Entry, Index};
+use status::SNAPSHOT_EVERY;
 
 /// How long shutdown waits for steps in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -60,18 +69,6 @@ pub struct Services {
     pub handle_sighup: bool,
 }
 
-/// What the loop answers a control request with.
-enum Answer {
-    Now(Response),
-    /// A renewal that is not due: the answer says what it costs (the remaining count is
-    /// fetched first).
-    Confirm {
-        name: String,
-        product: String,
-        due_at: DateTime<Utc>,
-    },
-}
-
 enum TaskResult {
     Step {
         name: String,
@@ -83,91 +80,6 @@ enum TaskResult {
         ok: bool,
     },
 }
-
-/// What the loop needs of one record, kept in memory: reading and decoding every record on
-/// every wake-up (each finished step) made the loop O(N²) at thousands of certificates.
-/// Refreshed from the store whenever the loop learns that a record changed.
-struct Entry {
-    next_due: DateTime<Utc>,
-    /// Idle, Deployed or Failed: nothing in flight, so a forced renewal may skip the wait.
-    resting: bool,
-    force_renew: bool,
-    hook_pending: bool,
-    row: StatusRow,
-}
-
-impl Entry {
-    fn of(r: &CertRecord) -> Entry {
-        Entry {
-            next_due: r.next_due,
-            resting: r.phase.is_resting(),
-            force_renew: r.force_renew,
-            hook_pending: r.hook_pending,
-            row: StatusRow::from_record(r),
-        }
-    }
-
-    /// Where this certificate sits in the queue: orders in flight first, then those at rest
-    /// (new orders, renewals), each by due time (a forced renewal at rest: at once). In-flight
-    /// first, because a poll that waits behind thousands of due creates is polled late, and
-    /// the time-to-issue the daemon learns would be the queue, not the CA.
-    fn due_key(&self) -> (bool, DateTime<Utc>) {
-        if self.force_renew && self.resting {
-            (true, DateTime::<Utc>::MIN_UTC)
-        } else {
-            (self.resting, self.next_due)
-        }
-    }
-}
-
-/// The entries, and the same certificates ordered by when they are due, so finding the next
-/// due ones costs O(log N) rather than a scan of every certificate.
-#[derive(Default)]
-struct Index {
-    entries: HashMap<String, Entry>,
-    queue: std::collections::BTreeSet<((bool, DateTime<Utc>), String)>,
-}
-
-impl Index {
-    fn insert(&mut self, name: &str, e: Entry) {
-        self.remove(name);
-        self.queue.insert((e.due_key(), name.to_string()));
-        self.entries.insert(name.to_string(), e);
-    }
-
-    fn remove(&mut self, name: &str) {
-        if let Some(old) = self.entries.remove(name) {
-            self.queue.remove(&(old.due_key(), name.to_string()));
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.get(name)
-    }
-
-    /// One class (in flight, or at rest) by due time, due no later than `until`.
-    fn class(
-        &self,
-        rest: bool,
-        until: DateTime<Utc>,
-    ) -> impl Iterator<Item = (DateTime<Utc>, &String)> {
-        use std::ops::Bound::{Excluded, Included};
-        let end = until.checked_add_signed(chrono::TimeDelta::nanoseconds(1));
-        let end = match end {
-            Some(e) => Excluded(((rest, e), String::new())),
-            None => Included(((rest, until), String::from(char::MAX))),
-        };
-        self.queue
-            .range((
-                Included(((rest, DateTime::<Utc>::MIN_UTC), String::new())),
-                end,
-            ))
-            .map(|((_, at), n)| (*at, n))
-    }
-}
-
-/// status.json is rewritten at most this often while steps are running (and at once when idle).
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 
 struct State {
     config: Arc<Config>,
@@ -539,213 +451,6 @@ impl State {
         }
     }
 
-    /// Once no step is running (the batch is over), runs each distinct reload hook once, with
-    /// the environment of the last certificate deployed for it.
-    fn maybe_run_hooks(&mut self) {
-        if !self.running.is_empty() || self.hooks_running {
-            return;
-        }
-        let now = Utc::now();
-        let mut groups: Vec<(Hook, Vec<(Certificate, CertRecord)>)> = Vec::new();
-        for c in &self.config.certificates {
-            let Some(h) = &c.reload else { continue };
-            if !self.index.get(&c.name).is_some_and(|e| e.hook_pending) {
-                continue;
-            }
-            let r = self.record(c);
-            if !r.hook_pending {
-                continue;
-            }
-            if self
-                .hook_retry
-                .get(&c.name)
-                .is_some_and(|(_, at)| *at > now)
-            {
-                continue;
-            }
-            match groups.iter_mut().find(|(g, _)| g == h) {
-                Some((_, v)) => v.push((c.clone(), r)),
-                None => groups.push((h.clone(), vec![(c.clone(), r)])),
-            }
-        }
-        for (hook, members) in groups {
-            let names: Vec<String> = members.iter().map(|(c, _)| c.name.clone()).collect();
-            let Some((last, _)) = members.iter().max_by_key(|(_, r)| r.last_success).cloned()
-            else {
-                continue;
-            };
-            let env = crate::hook::reload_env(&self.config.output_dir, &last.name, &last.domains);
-            // The attempt this run is, and the wait before the next should it fail (the same
-            // rule `finished` applies), so the failure event says when it is retried.
-            let attempt = members
-                .iter()
-                .map(|(_, r)| r.hook_attempt)
-                .max()
-                .unwrap_or(0)
-                + 1;
-            let retry_in = hook_backoff(attempt);
-            self.hooks_running = true;
-            self.tasks.spawn(async move {
-                match crate::hook::run(&hook, &env).await {
-                    Ok(out) => {
-                        info!(event = "hook.ok", cert = %last.name, certs = ?names,
-                            output = %log_tail(out.output.trim_end()),
-                            truncated = out.truncated, "reload hook ran");
-                        TaskResult::Hook { names, ok: true }
-                    }
-                    Err(e) => {
-                        error!(event = "hook.failed", cert = %last.name, certs = ?names,
-                            error = %e, attempt, retry_in_secs = retry_in.as_secs(),
-                            "reload hook failed; will retry");
-                        TaskResult::Hook { names, ok: false }
-                    }
-                }
-            });
-        }
-    }
-
-    /// Status rows read from the store (exact, for the control socket).
-    fn rows(&self) -> Vec<StatusRow> {
-        self.config
-            .certificates
-            .iter()
-            .map(|c| StatusRow::from_record(&self.record(c)))
-            .collect()
-    }
-
-    /// Status rows from the index (what the loop last saw; for status.json).
-    fn index_rows(&self) -> Vec<StatusRow> {
-        self.config
-            .certificates
-            .iter()
-            .filter_map(|c| self.index.get(&c.name).map(|e| e.row.clone()))
-            .collect()
-    }
-
-    fn snapshot_pending(&self) -> bool {
-        self.snapshot_dirty
-    }
-
-    /// Writes status.json when something changed: at once when no step runs, otherwise at most
-    /// every [`SNAPSHOT_EVERY`] (each write is O(N)).
-    fn maybe_snapshot(&mut self) {
-        if !self.snapshot_dirty {
-            return;
-        }
-        let recent = self
-            .last_snapshot
-            .is_some_and(|l| l.elapsed() < SNAPSHOT_EVERY);
-        if recent && !self.running.is_empty() {
-            return;
-        }
-        self.snapshot();
-    }
-
-    fn snapshot(&mut self) {
-        self.snapshot_dirty = false;
-        self.last_snapshot = Some(std::time::Instant::now());
-        let rows = self.index_rows();
-        let now = Utc::now();
-        let due = rows.iter().filter(|r| r.next_due <= now).count();
-        let next = rows.iter().map(|r| r.next_due).filter(|t| *t > now).min();
-        let line = format!(
-            "{} certificates, {} due, next check {}",
-            rows.len(),
-            due,
-            next.map(|t| t.format("%H:%M").to_string())
-                .unwrap_or_else(|| "-".into())
-        );
-        self.services.notifier.status(&line);
-        let snap = Snapshot {
-            written_at: now,
-            daemon_pid: Some(std::process::id()),
-            certificates: rows,
-        };
-        if let Err(e) = self.store.write_snapshot(&snap) {
-            warn!(error = %e, "cannot write status.json");
-        }
-    }
-
-    async fn control(&mut self, req: Request) -> Answer {
-        match req {
-            Request::Status => Answer::Now(Response::Status {
-                certificates: self.rows(),
-            }),
-            Request::Renew { name, force } => self.renew(name, force).await,
-        }
-    }
-
-    /// `renew NAME`: a due certificate (or a confirmed one) is due now; one that is not due
-    /// needs confirming, and nothing is spent (see [`lifecycle::manual`]).
-    async fn renew(&mut self, name: String, confirmed: bool) -> Answer {
-        use lifecycle::manual::{self, Decision};
-        let now_msg = |message: String| Answer::Now(Response::Ok { message });
-        let Some(c) = self.cert(&name).cloned() else {
-            return Answer::Now(Response::Error {
-                message: format!("no certificate named {name:?} in the configuration"),
-            });
-        };
-        let mut r = self.record(&c);
-        let why = match manual::decide(&r, c.renew_before, Utc::now()) {
-            Decision::InFlight(phase) => {
-                return now_msg(format!(
-                    "{name} already has an order in flight ({phase}): its certificate is on \
-                     the way; nothing more ordered"
-                ))
-            }
-            Decision::NotDue { due_at } if !confirmed => {
-                return Answer::Confirm {
-                    name,
-                    product: c.product_code.clone(),
-                    due_at,
-                }
-            }
-            Decision::NotDue { .. } => "confirmed with --yes".to_string(),
-            Decision::Due(because) => because.to_string(),
-        };
-        r.next_due = Utc::now();
-        if let Err(e) = self.store.put_durable(&r).await {
-            return Answer::Now(Response::Error {
-                message: e.to_string(),
-            });
-        }
-        info!(event = "cert.renew_requested", cert = %name, reason = %why,
-            "renewal requested on the control socket");
-        self.refresh(&name);
-        self.snapshot_dirty = true;
-        now_msg(format!(
-            "renewal of {name} scheduled now ({why}); it uses one unit of {}",
-            c.product_code
-        ))
-    }
-
-    /// Sends a control answer. One that needs confirming first learns how many units of the
-    /// product are left (DescribePackageState) in a task of its own: the loop does not wait
-    /// on the API.
-    fn answer(&self, answer: Answer, reply: tokio::sync::oneshot::Sender<Response>) {
-        match answer {
-            Answer::Now(resp) => {
-                let _ = reply.send(resp);
-            }
-            Answer::Confirm {
-                name,
-                product,
-                due_at,
-            } => {
-                let client = self.services.client.clone();
-                tokio::spawn(async move {
-                    let left = client
-                        .describe_package_state(&product)
-                        .await
-                        .map(|s| s.left())
-                        .map_err(|e| e.to_string());
-                    let message = lifecycle::manual::cost_message(&name, &product, due_at, left);
-                    let _ = reply.send(Response::Confirm { message });
-                });
-            }
-        }
-    }
-
     async fn reload(&mut self) {
         self.services.notifier.reloading();
         let Some(path) = self.config.source.clone() else {
@@ -811,30 +516,6 @@ impl State {
             error!(cert = %c.name, error = %e, "state store failure");
         }
     }
-}
-
-/// Wait after the `attempt`-th failed run of a reload hook: 10 s, doubling, at most 10 min.
-fn hook_backoff(attempt: u32) -> Duration {
-    schedule::backoff(
-        Duration::from_secs(10),
-        Duration::from_secs(600),
-        attempt.saturating_sub(1),
-    )
-}
-
-/// How much of a successful hook's output goes into its log line (the run keeps up to
-/// [`crate::hook::OUTPUT_CAP`]; a log line need not carry all of it).
-const HOOK_LOG_TAIL: usize = 4096;
-
-/// The last [`HOOK_LOG_TAIL`] bytes of `s`, cut at a character boundary, marked when cut.
-fn log_tail(s: &str) -> String {
-    if s.len() <= HOOK_LOG_TAIL {
-        return s.to_string();
-    }
-    let start = (s.len() - HOOK_LOG_TAIL..s.len())
-        .find(|i| s.is_char_boundary(*i))
-        .unwrap_or(s.len());
-    format!("[…] {}", &s[start..])
 }
 
 fn positions(config: &Config) -> HashMap<String, usize> {
@@ -904,27 +585,5 @@ async fn work(
         name: cert.name,
         deployed,
         error,
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hook_backoff_doubles_from_10s_to_10min_and_log_tail_cuts() {
-        assert_eq!(hook_backoff(1), Duration::from_secs(10));
-        assert_eq!(hook_backoff(2), Duration::from_secs(20));
-        assert_eq!(hook_backoff(3), Duration::from_secs(40));
-        assert_eq!(hook_backoff(50), Duration::from_secs(600));
-        assert_eq!(log_tail("short"), "short");
-        let long = "é".repeat(10_000);
-        let t = log_tail(&long);
-        assert!(
-            t.starts_with("[…] ") && t.len() <= HOOK_LOG_TAIL + 8,
-            "{}",
-            t.len()
-        );
     }
 }

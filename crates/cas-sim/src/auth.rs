@@ -1,6 +1,6 @@
 //! Request authentication as Alibaba does it: signature v1 (parameters) or V3 (Authorization
 //! header), the 15-minute clock window and nonce reuse. Canonicalisation is the shared
-//! [`crate::cas::sign`] code, the same the client signs with. The server clock may be shifted
+//! `cas_api::sign` code, the same the client signs with. The server clock may be shifted
 //! (`--clock-offset`) so a client sees a real `InvalidTimeStamp.Expired`, as on a skewed host.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 
 use super::reject::Reject;
-use crate::cas::sign;
-use crate::secret::Secret;
+use cas_api::sign;
+use cas_api::Secret;
 
 /// How far a request's timestamp may be from the server clock.
-pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// One request as the verifier sees it.
 #[derive(Debug)]
-pub struct SignedRequest<'a> {
+pub(crate) struct SignedRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a [(String, String)],
@@ -28,7 +28,7 @@ pub struct SignedRequest<'a> {
 
 /// Known keys and seen nonces.
 #[derive(Debug, Default)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     keys: HashMap<String, Secret>,
     nonces: HashMap<String, Instant>,
     /// Added to the host clock to get the server's clock.
@@ -44,7 +44,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl Verifier {
-    pub fn new(creds: &[(String, Secret)]) -> Verifier {
+    pub(crate) fn new(creds: &[(String, Secret)]) -> Verifier {
         Verifier {
             keys: creds.iter().cloned().collect(),
             nonces: HashMap::new(),
@@ -53,22 +53,22 @@ impl Verifier {
     }
 
     /// The server's clock runs `offset` ahead of the host's (behind when negative).
-    pub fn with_clock_offset(mut self, offset: chrono::TimeDelta) -> Verifier {
+    pub(crate) fn with_clock_offset(mut self, offset: chrono::TimeDelta) -> Verifier {
         self.clock_offset = offset;
         self
     }
 
     /// The server's idea of now: what timestamps are judged against.
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() + self.clock_offset
     }
 
-    pub fn clock_offset(&self) -> chrono::TimeDelta {
+    pub(crate) fn clock_offset(&self) -> chrono::TimeDelta {
         self.clock_offset
     }
 
     /// Checks the request; returns the AccessKeyId it was signed with.
-    pub fn verify(
+    pub(crate) fn verify(
         &mut self,
         r: &SignedRequest<'_>,
         now: chrono::DateTime<chrono::Utc>,
@@ -227,30 +227,20 @@ impl Verifier {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::server::parse_pairs;
     use axum::http::HeaderValue;
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn verifier() -> Verifier {
         Verifier::new(&[("ak".to_string(), Secret::new("sk"))])
     }
 
+    /// The parameters of a v1 GET as the server parses them from its query string.
     fn v1_params(ts: &str, nonce: &str, secret: &str) -> Vec<(String, String)> {
-        let mut ps = p(&[
-            ("AccessKeyId", "ak"),
-            ("Action", "DescribePackageState"),
-            ("Format", "JSON"),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureNonce", nonce),
-            ("SignatureVersion", "1.0"),
-            ("Timestamp", ts),
-            ("Version", "2020-04-07"),
-        ]);
+        let mut ps = parse_pairs(&format!(
+            "AccessKeyId=ak&Action=DescribePackageState&Format=JSON&SignatureMethod=HMAC-SHA1\
+             &SignatureNonce={nonce}&SignatureVersion=1.0&Timestamp={}&Version=2020-04-07",
+            sign::percent_encode(ts)
+        ));
         let sig = sign::v1_signature(secret, "GET", &ps);
         ps.push(("Signature".into(), sig));
         ps
@@ -317,10 +307,12 @@ mod tests {
         );
     }
 
+    /// A V3 POST as an SDK sends it: its headers (every one signed) and its query.
     fn v3_request(secret: &str, nonce: &str, body: &[u8]) -> (HeaderMap, Vec<(String, String)>) {
-        let query = p(&[("ProductCode", "digicert-free-1-free")]);
+        let query = parse_pairs("ProductCode=digicert-free-1-free");
         let hash = sign::sha256_hex(body);
-        let signed = p(&[
+        let mut h = HeaderMap::new();
+        for (k, v) in [
             ("host", "127.0.0.1:1"),
             ("x-acs-action", "DescribePackageState"),
             ("x-acs-version", "2020-04-07"),
@@ -328,7 +320,13 @@ mod tests {
             ("x-acs-signature-nonce", nonce),
             ("x-acs-content-sha256", &hash),
             ("user-agent", "AlibabaCloud (Linux) Python/3.11"),
-        ]);
+        ] {
+            h.insert(k, HeaderValue::from_str(v).unwrap());
+        }
+        let signed: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
         let auth = sign::v3_authorization(
             "ak",
             secret,
@@ -340,13 +338,6 @@ mod tests {
                 payload_sha256_hex: &hash,
             },
         );
-        let mut h = HeaderMap::new();
-        for (k, v) in &signed {
-            h.insert(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
         h.insert("authorization", HeaderValue::from_str(&auth).unwrap());
         (h, query)
     }

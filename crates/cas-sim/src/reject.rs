@@ -2,28 +2,28 @@
 
 /// A refused request, rendered as `{RequestId, HostId, Code, Message, Recommend}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
+pub(crate) struct Reject {
     pub status: u16,
     pub code: String,
     pub message: String,
 }
 
 impl Reject {
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Reject {
+    pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Reject {
         Reject {
             status,
             code: code.to_string(),
             message: message.into(),
         }
     }
-    pub fn missing(name: &str) -> Reject {
+    pub(crate) fn missing(name: &str) -> Reject {
         Reject::new(
             400,
             "MissingParameter",
             format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
         )
     }
-    pub fn invalid(name: &str, why: &str) -> Reject {
+    pub(crate) fn invalid(name: &str, why: &str) -> Reject {
         Reject::new(
             400,
             "InvalidParameter",
@@ -32,7 +32,7 @@ impl Reject {
     }
     /// An optional integer parameter in `min..=max` (Alibaba refuses `abc`, 0, and the out of
     /// range rather than falling back to a default).
-    pub fn int_param(
+    pub(crate) fn int_param(
         value: Option<&str>,
         name: &str,
         default: usize,
@@ -50,14 +50,14 @@ impl Reject {
             )),
         }
     }
-    pub fn no_order() -> Reject {
+    pub(crate) fn no_order() -> Reject {
         Reject::new(404, "NotFoundOrder", "The order does not exist.")
     }
     /// CAS's answer to a failure on its side (seed error table: 500 `Error`).
-    pub fn cas_error(detail: impl std::fmt::Display) -> Reject {
+    pub(crate) fn cas_error(detail: impl std::fmt::Display) -> Reject {
         Reject::new(500, "Error", format!("An error occurred: {detail}"))
     }
-    pub fn order_state(why: &str) -> Reject {
+    pub(crate) fn order_state(why: &str) -> Reject {
         Reject::new(403, "OrderStateError", why)
     }
 }

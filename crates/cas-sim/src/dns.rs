@@ -48,7 +48,7 @@ fn zone(sim: &Sim, name: &str) -> Result<String, Reject> {
         .ok_or_else(no_zone)
 }
 
-pub async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
+pub(crate) async fn dispatch(sim: &Sim, action: &str, p: &Params) -> Answer {
     match action {
         "AddDomainRecord" => add(sim, p).await,
         "DeleteDomainRecord" => delete(sim, p).await,

@@ -30,7 +30,7 @@ fn element(out: &mut String, name: &str, v: &Value) {
 }
 
 /// The whole document for an answer whose root element is `root`.
-pub fn document(root: &str, v: &Value) -> String {
+pub(crate) fn document(root: &str, v: &Value) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>");
     element(&mut out, root, v);
     out

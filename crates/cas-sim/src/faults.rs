@@ -8,17 +8,25 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Fault knobs (from the command line).
+/// Fault knobs (the `--seed`, `--*-rate`, `--qps*`, `--latency` and `--lose-only` flags).
+/// Rates are fractions of calls, 0 to 1.
 #[derive(Debug, Clone, Default)]
 pub struct FaultOptions {
+    /// Seed of the random generator: the same seed gives the same faults.
     pub seed: u64,
+    /// Fraction of calls answered 503 ServiceUnavailable before the action runs.
     pub fail_rate: f64,
+    /// Calls per second allowed per action; more get 400 Throttling.User.
     pub qps: Vec<(String, u32)>,
+    /// Calls per second for actions without their own `qps` entry.
     pub qps_default: Option<u32>,
+    /// Delay added before an answer.
     pub latency: Option<Duration>,
     /// Fraction of calls delayed by `latency` (1.0, every call, when `latency` is set).
     pub latency_rate: Option<f64>,
+    /// Fraction of calls whose connection is dropped without an answer (action not run).
     pub reset_rate: f64,
+    /// Fraction of calls answered 200 with a truncated non-JSON body (action not run).
     pub garbage_rate: f64,
     /// Fraction of calls performed whose answer is then dropped (connection closed).
     pub lose_rate: f64,
@@ -28,7 +36,7 @@ pub struct FaultOptions {
 
 /// What to do to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     None,
     /// 503 ServiceUnavailable.
     Unavailable,
@@ -43,7 +51,7 @@ pub enum Fault {
 }
 
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     opts: FaultOptions,
     rng: StdRng,
     /// Per action: start of the current one-second window and calls in it.
@@ -51,7 +59,7 @@ pub struct Faults {
 }
 
 impl Faults {
-    pub fn new(opts: FaultOptions) -> Faults {
+    pub(crate) fn new(opts: FaultOptions) -> Faults {
         Faults {
             rng: StdRng::seed_from_u64(opts.seed),
             opts,
@@ -61,7 +69,7 @@ impl Faults {
 
     /// The delay for the next call, if any (rolled only when `latency_rate` is below 1, so
     /// runs without it draw the same faults as before for a given seed).
-    pub fn latency(&mut self) -> Option<Duration> {
+    pub(crate) fn latency(&mut self) -> Option<Duration> {
         let l = self.opts.latency?;
         match self.opts.latency_rate {
             Some(r) if r < 1.0 => self.roll(r).then_some(l),
@@ -83,7 +91,7 @@ impl Faults {
     }
 
     /// Picks the fault for a call of `action` now.
-    pub fn decide(&mut self, action: &str) -> Fault {
+    pub(crate) fn decide(&mut self, action: &str) -> Fault {
         if let Some(limit) = self.limit(action) {
             let now = Instant::now();
             let w = self.windows.entry(action.to_string()).or_insert((now, 0));

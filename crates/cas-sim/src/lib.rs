@@ -1,45 +1,88 @@
-//! The CAS + Alidns simulator: a real HTTP server with signature checks, the order state
-//! machine, real domain validation and a local test CA.
+//! # cas-sim
 //!
-//! Modules: [`server`] (HTTP, routing, faults, ledger endpoint), [`auth`] (v1/V3 signatures),
-//! [`cas`] and [`dns`] (the actions), [`list`] (ListUserCertificateOrder), [`state`] (books,
-//! persisted), [`ca`] (test CA), [`validate`] (FILE/DNS proofs), [`faults`] (seeded fault
-//! injection), [`hostile`] (answers from a CA gone bad), [`xml`] (Format=XML).
-pub mod auth;
-pub mod ca;
-pub mod cas;
-pub mod dns;
+//! A local stand-in for Alibaba Cloud's SSL Certificates Service (CAS, API 2020-04-07) and
+//! Alidns (2015-01-09) on one loopback HTTP port, for trying a client or a configuration without
+//! spending quota. It answers the way Alibaba does (status strings, error codes, JSON and
+//! `Format=XML` shapes, checked against the official Python SDK models), and it is real where it
+//! matters:
+//!
+//! - **Signatures:** v1 (HMAC-SHA1) and V3 (ACS3-HMAC-SHA256) are verified with `cas-api`'s
+//!   signer, the 15-minute timestamp window and nonce reuse included.
+//! - **Orders:** `domain_verify` → `process` → `certificate` (or `verify_fail`), cancel, delete,
+//!   revoke and renew, with per-product quota and refunds; the books survive a restart.
+//! - **Validation:** FILE challenges are fetched over HTTP (`--resolve` maps names), DNS
+//!   challenges need a TXT record added through the simulated Alidns in one of its zones.
+//! - **Certificates:** a local test CA issues real X.509 leaves; its root is
+//!   `DATA_DIR/ca/root.pem`.
+//! - **Faults:** seeded 5xx answers, throttling, latency, resets, garbage, lost answers, a
+//!   shifted clock ([`faults`]), and a CA gone bad ([`hostile`]).
+//!
+//! Run it as a program with `cas-sim --data-dir DIR` (the same flags as `cas-certd simulate`,
+//! see [`cli`]), or start it in-process:
+//!
+//! ```no_run
+//! use cas_api::Secret;
+//!
+//! # async fn run() -> Result<(), cas_sim::SimError> {
+//! let sim = cas_sim::start(cas_sim::SimOptions {
+//!     data_dir: "/tmp/sim".into(),
+//!     credentials: vec![("LTAI5tExample".into(), Secret::new("local-secret"))],
+//!     zones: vec!["example.com".into()],
+//!     ..Default::default()
+//! })
+//! .await?;
+//! // Point a client (cas-api, an official SDK) at http://{sim.addr} for both CAS and Alidns.
+//! println!("listening on http://{}, root CA {}", sim.addr, sim.root_pem.display());
+//! sim.shutdown().await; // writes the books
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Modules
+//! - [`cli`]: the flags and the runner shared by `cas-sim` and `cas-certd simulate`.
+//! - [`faults`]: seeded fault injection; [`hostile`]: answers from a CA gone bad.
+//! - Inside: `server` (HTTP, routing, the `/_sim/ledger` endpoint), `auth` (signatures),
+//!   `cas` and `dns` (the actions), `list` (ListUserCertificateOrder), `state` (the books),
+//!   `ca` (the test CA), `validate` (FILE/DNS proofs), `reject` (error answers), `xml`
+//!   (`Format=XML`).
+#![warn(unreachable_pub)]
+
+mod auth;
+mod ca;
+mod cas;
+pub mod cli;
+mod dns;
 pub mod faults;
 pub mod hostile;
-pub mod list;
-pub mod reject;
-pub mod server;
-pub mod state;
-pub mod validate;
-pub mod xml;
+mod list;
+mod reject;
+mod server;
+mod state;
+mod validate;
+mod xml;
+
+pub use ca::CaError;
+pub use state::StateError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cas_api::model::FREE_PRODUCTS;
+
 /// Quota of a bought product whose quota nobody configured.
 pub const DEFAULT_QUOTA: i64 = 1000;
-/// The product CAS assumes when a call names none (the 2024 page; the 2022 seed said
-/// symantec-free-1-free).
-pub const DEFAULT_PRODUCT: &str = "digicert-free-1-free";
-/// Products every simulated account holds: the free DV ones (Alibaba grants free quota). Any
-/// other product is bought only when `--quota` names it; the rest answer `NotFoundPackage`.
-pub const FREE_PRODUCTS: &[&str] = &["digicert-free-1-free", "symantec-free-1-free"];
 /// Certificate lifetime when none is configured.
 pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
+/// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("simulator: {0}")]
-    Other(String),
+    /// The data directory or the books in it.
     #[error(transparent)]
     State(#[from] state::StateError),
+    /// The test CA's key or root.
     #[error(transparent)]
     Ca(#[from] ca::CaError),
     #[error("simulator: cannot listen on {addr}: {source}")]
@@ -49,13 +92,13 @@ pub enum SimError {
     },
 }
 
-/// Everything `cas-certd simulate` can be told (see its `--help`).
+/// Everything the simulator can be told ([`cli::SimulateArgs`] maps the flags onto it).
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
     pub listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// (AccessKeyId, secret) pairs accepted.
-    pub credentials: Vec<(String, crate::secret::Secret)>,
+    pub credentials: Vec<(String, cas_api::Secret)>,
     /// (domain pattern, address) — `*.example.com` allowed.
     pub resolve: Vec<(String, SocketAddr)>,
     pub zones: Vec<String>,
@@ -70,8 +113,9 @@ pub struct SimOptions {
     pub cert_lifetime: Option<Duration>,
     /// Lifetime of the first certificate issued for a given domain set.
     pub first_cert_lifetime: Option<Duration>,
-    /// Products bought and their TotalCount; the [`FREE_PRODUCTS`] are bought with
-    /// [`DEFAULT_QUOTA`] unless named here.
+    /// Products bought and their TotalCount. The free products
+    /// ([`cas_api::model::FREE_PRODUCTS`], whose quota Alibaba grants every account) are held
+    /// with [`DEFAULT_QUOTA`] unless named here; any other product answers `NotFoundPackage`.
     pub quota: Vec<(String, i64)>,
     pub faults: faults::FaultOptions,
     /// The server clock runs this far ahead of the host's (behind when negative): requests
@@ -101,7 +145,7 @@ impl SimOptions {
 
 /// The simulator's shared state.
 #[derive(Debug)]
-pub struct Sim {
+pub(crate) struct Sim {
     pub opts: SimOptions,
     pub state: tokio::sync::Mutex<state::State>,
     pub state_path: PathBuf,
@@ -112,7 +156,7 @@ pub struct Sim {
 
 impl Sim {
     /// Writes the books now, or marks them for the next periodic write (`persist_interval`).
-    pub fn persist(&self, st: &state::State) -> Result<(), state::StateError> {
+    pub(crate) fn persist(&self, st: &state::State) -> Result<(), state::StateError> {
         if self.opts.persist_interval.is_zero() {
             st.save(&self.state_path)
         } else {
@@ -135,6 +179,8 @@ impl Sim {
 /// A running simulator.
 #[derive(Debug)]
 pub struct SimHandle {
+    /// Where it listens (with port 0 asked for, the port the system picked): the endpoint for
+    /// both CAS and Alidns is `http://{addr}`.
     pub addr: SocketAddr,
     /// The test CA's root certificate, PEM, for `openssl verify` or curl.
     pub root_pem: PathBuf,

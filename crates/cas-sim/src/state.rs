@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// First OrderId handed out: 2^53 + 1, so a client that parses ids as f64 loses precision.
-pub const FIRST_ORDER_ID: u64 = 9_007_199_254_740_993;
+pub(crate) const FIRST_ORDER_ID: u64 = 9_007_199_254_740_993;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -27,7 +27,7 @@ pub enum StateError {
 /// Order states, named like DescribeCertificateState's `Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OrderState {
+pub(crate) enum OrderState {
     DomainVerify,
     Process,
     Certificate,
@@ -40,7 +40,7 @@ pub enum OrderState {
 
 impl OrderState {
     /// The DescribeCertificateState `Type`.
-    pub fn type_str(self) -> &'static str {
+    pub(crate) fn type_str(self) -> &'static str {
         match self {
             OrderState::DomainVerify => "domain_verify",
             OrderState::Process => "process",
@@ -52,7 +52,7 @@ impl OrderState {
         }
     }
     /// The ListUserCertificateOrder `Status`.
-    pub fn list_status(self) -> &'static str {
+    pub(crate) fn list_status(self) -> &'static str {
         match self {
             OrderState::DomainVerify | OrderState::Process => "CHECKING",
             OrderState::Certificate => "ISSUED",
@@ -65,7 +65,7 @@ impl OrderState {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Order {
+pub(crate) struct Order {
     pub id: u64,
     pub instance_id: String,
     pub product_code: String,
@@ -93,13 +93,13 @@ pub struct Order {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     pub used: i64,
     pub issued: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub id: String,
     pub zone: String,
     pub rr: String,
@@ -111,7 +111,7 @@ pub struct Record {
 
 impl Record {
     /// Fully qualified name of the record.
-    pub fn fqdn(&self) -> String {
+    pub(crate) fn fqdn(&self) -> String {
         if self.rr == "@" || self.rr.is_empty() {
             self.zone.clone()
         } else {
@@ -121,14 +121,14 @@ impl Record {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Call {
+pub(crate) struct Call {
     pub action: String,
     pub code: String,
     pub order_id: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     pub next_seq: u64,
     pub next_record: u64,
     pub next_cert: u64,
@@ -144,7 +144,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn load(path: &Path) -> Result<State, StateError> {
+    pub(crate) fn load(path: &Path) -> Result<State, StateError> {
         match std::fs::read(path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|source| StateError::Parse {
                 path: path.to_path_buf(),
@@ -159,7 +159,7 @@ impl State {
     }
 
     /// Writes tmp + fsync + rename, so a crash leaves the old or the new file, never half.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), StateError> {
         let io = |source| StateError::Io {
             path: path.to_path_buf(),
             source,
@@ -188,30 +188,30 @@ impl State {
         Ok(())
     }
 
-    pub fn new_order_id(&mut self) -> u64 {
+    pub(crate) fn new_order_id(&mut self) -> u64 {
         let id = FIRST_ORDER_ID + self.next_seq;
         self.next_seq += 1;
         id
     }
 
-    pub fn order(&self, id: u64) -> Option<&Order> {
+    pub(crate) fn order(&self, id: u64) -> Option<&Order> {
         self.orders
             .iter()
             .find(|o| o.id == id && o.state != OrderState::Deleted)
     }
 
-    pub fn order_mut(&mut self, id: u64) -> Option<&mut Order> {
+    pub(crate) fn order_mut(&mut self, id: u64) -> Option<&mut Order> {
         self.orders
             .iter_mut()
             .find(|o| o.id == id && o.state != OrderState::Deleted)
     }
 
-    pub fn usage_mut(&mut self, product: &str) -> &mut Usage {
+    pub(crate) fn usage_mut(&mut self, product: &str) -> &mut Usage {
         self.usage.entry(product.to_string()).or_default()
     }
 
     /// Takes one unit of quota; false when `total` is used up.
-    pub fn consume(&mut self, product: &str, total: i64) -> bool {
+    pub(crate) fn consume(&mut self, product: &str, total: i64) -> bool {
         let u = self.usage_mut(product);
         if u.used >= total {
             return false;
@@ -221,7 +221,7 @@ impl State {
     }
 
     /// Gives a unit back (delete of an unissued order, revoke within 30 days).
-    pub fn refund(&mut self, product: &str, was_issued: bool) {
+    pub(crate) fn refund(&mut self, product: &str, was_issued: bool) {
         let u = self.usage_mut(product);
         u.used = (u.used - 1).max(0);
         if was_issued {
