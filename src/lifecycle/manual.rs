@@ -161,7 +161,9 @@ mod tests {
         };
         r.next_due = t(6);
         assert_eq!(decide(&r, third, t(5)), Decision::Due(DueBecause::Retrying));
-        r.phase = Phase::KeyReady;
+        r.phase = Phase::KeyReady {
+            pending: Default::default(),
+        };
         assert_eq!(decide(&r, third, t(5)), Decision::InFlight("key_ready"));
     }
 

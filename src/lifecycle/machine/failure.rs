@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Cx, Effect, Event, Request, StepOutcome, Transition};
+use super::{pending, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::cas::model::OrderId;
 use crate::cas::{ApiError, ErrorClass};
 use crate::lifecycle::schedule::{self, dur};
@@ -104,8 +104,6 @@ pub(super) fn failed(mut rec: CertRecord, cx: &Cx<'_>, f: Failure) -> Transition
                 at: now,
                 attempt: rec.failures,
             };
-            rec.pending_key = None;
-            rec.pending_csr = None;
             let event = Event::RenewFailed {
                 error: f.reason,
                 permanent,
@@ -141,6 +139,7 @@ pub(super) fn failed(mut rec: CertRecord, cx: &Cx<'_>, f: Failure) -> Transition
             rec.next_due = now + dur(schedule::backoff(cx.poll_min, cx.poll_max, rec.failures));
             // The proof is already cleaned up: nothing left to present or clean.
             rec.phase = Phase::Polling {
+                pending: pending(&rec),
                 order_id,
                 presented: None,
                 presented_at: presented_at.unwrap_or(now),

@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use super::failure::{failed, FailKind, Failure};
-use super::{decide, CheckError, Cx, Effect, Event, Request, StepOutcome, Transition};
+use super::{decide, pending, CheckError, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::cas::model::{IssuedCertificate, OrderId};
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::schedule;
@@ -21,9 +21,8 @@ pub(super) fn issued(
         .map(|p| Effect::CleanupProof(p.clone()))
         .into_iter()
         .collect();
-    let key = rec
-        .pending_key
-        .clone()
+    let key = pending(&rec)
+        .key
         .or(ic.private_key)
         .filter(|k| !k.expose().is_empty());
     let t = match key {
@@ -123,8 +122,6 @@ pub(super) fn installed(
         key_pem: set.key_pem,
     });
     rec.phase = Phase::Deployed { order_id, at: now };
-    rec.pending_key = None;
-    rec.pending_csr = None;
     rec.force_renew = false;
     rec.failures = 0;
     rec.last_error = None;

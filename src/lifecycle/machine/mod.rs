@@ -19,7 +19,7 @@ use crate::cas::{ApiError, ErrorClass};
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::secret::Secret;
-use crate::store::{CertRecord, Phase};
+use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::{Presented, ValidationError};
 
 mod failure;
@@ -30,7 +30,7 @@ mod poll;
 use failure::{abandon, failed, Failure};
 use issue::{checked, installed};
 use order::{adopt, created, intent, key_ready};
-use poll::{described, published, wait_poll};
+use poll::{described, published, unverified};
 
 /// What a transition depends on besides the record.
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +268,11 @@ impl Transition {
     }
 }
 
+/// The key of the attempt in flight, carried from phase to phase.
+fn pending(rec: &CertRecord) -> PendingKey {
+    rec.phase.pending().cloned().unwrap_or_default()
+}
+
 /// The start of a step: orders given up on are cleaned first, then [`decide`].
 pub fn start(rec: CertRecord, cx: &Cx<'_>) -> Transition {
     if rec.orders_to_clean.is_empty() {
@@ -289,7 +294,7 @@ fn decide(rec: CertRecord, cx: &Cx<'_>) -> Transition {
     let call = match &rec.phase {
         // At rest: a new attempt starts.
         Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. } => Request::PreflightDeploy,
-        Phase::KeyReady => Request::PreflightProof,
+        Phase::KeyReady { .. } => Request::PreflightProof,
         Phase::Intent { .. } => match cx.cert.domains.first() {
             Some(first) => Request::ListOrders(ListOrders {
                 keyword: Some(first.clone()),
@@ -366,29 +371,15 @@ pub fn observe(mut rec: CertRecord, cx: &Cx<'_>, obs: Observation) -> Transition
         Observation::Described(Ok(state)) => described(rec, cx, state),
         Observation::Published { result, issue_ewma } => published(rec, cx, result, issue_ewma),
         Observation::Republished(result) => {
-            let Phase::Presented {
-                order_id,
-                presented,
-                presented_at,
-                attempt,
-            } = rec.phase.clone()
-            else {
-                return decide(rec, cx);
-            };
-            let mut effects = Vec::new();
-            if let Err(e) = result {
-                effects.push(Effect::Log(Event::RepublishFailed {
+            let failed_again = result.err().zip(rec.phase.open_order());
+            let t = unverified(rec, cx);
+            match failed_again {
+                Some((e, order_id)) => t.prepend(vec![Effect::Log(Event::RepublishFailed {
                     order_id,
                     error: e.to_string(),
-                }));
+                })]),
+                None => t,
             }
-            rec.phase = Phase::Presented {
-                order_id,
-                presented,
-                presented_at,
-                attempt: attempt + 1,
-            };
-            wait_poll(rec, cx, attempt + 1).prepend(effects)
         }
         Observation::Checked(result) => checked(rec, cx, result),
         Observation::Installed { set, info, result } => installed(rec, cx, set, info, result),

@@ -4,12 +4,12 @@
 use sha2::{Digest, Sha256};
 
 use super::failure::{failed, Failure};
-use super::{decide, Cx, Effect, Event, Request, StepOutcome, Transition};
+use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::cas::model::{is_free_product, CreateOrder, OrderId, OrderSummary};
 use crate::cas::{ApiError, ErrorClass};
 use crate::lifecycle::schedule::{self, dur, AdoptQuery};
 use crate::secret::Secret;
-use crate::store::{CertRecord, Phase};
+use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation;
 
 pub(super) fn key_ready(
@@ -18,9 +18,9 @@ pub(super) fn key_ready(
     key: Option<(Secret, String)>,
 ) -> Transition {
     let (key, csr) = key.unzip();
-    rec.pending_key = key;
-    rec.pending_csr = csr;
-    rec.phase = Phase::KeyReady;
+    rec.phase = Phase::KeyReady {
+        pending: PendingKey { key, csr },
+    };
     // The attempt goes on at once, also when it was forced before its renewal time.
     rec.next_due = rec.next_due.min(cx.now);
     Transition::new(rec).persist("after_key_ready")
@@ -29,8 +29,9 @@ pub(super) fn key_ready(
 /// Records the intent durably, then asks for the call that spends quota.
 pub(super) fn intent(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
     let now = cx.now;
-    let csr_fingerprint = rec
-        .pending_csr
+    let pending = pending(&rec);
+    let csr = pending.csr.clone();
+    let csr_fingerprint = csr
         .as_deref()
         .map(|c| hex::encode(Sha256::digest(c.as_bytes())))
         .unwrap_or_default();
@@ -38,6 +39,7 @@ pub(super) fn intent(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
         created_at: now,
         csr_fingerprint,
         product: Some(cx.cert.product_code.clone()),
+        pending,
     };
     // Paid products renew the deployed order; free ones, forced renewals and changed names
     // order anew.
@@ -52,14 +54,11 @@ pub(super) fn intent(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
         })
         .map(|d| d.order_id);
     let call = match renew_from {
-        Some(from) => Request::Renew {
-            from,
-            csr: rec.pending_csr.clone(),
-        },
+        Some(from) => Request::Renew { from, csr },
         None => Request::Create(CreateOrder {
             product_code: cx.cert.product_code.clone(),
             domains: cx.cert.domains.clone(),
-            csr: rec.pending_csr.clone(),
+            csr,
             validate_type: validation::validate_type(&cx.cert.validation),
             contact: cx.cert.contact.clone(),
             company_name: None,
@@ -80,6 +79,7 @@ pub(super) fn created(
             rec.phase = Phase::Ordered {
                 order_id,
                 created_at: now,
+                pending: pending(&rec),
             };
             rec.next_due = now;
             rec.last_error = None;
@@ -105,8 +105,10 @@ pub(super) fn created(
                 .done(StepOutcome::Waiting(at))
         }
         Err(e) => {
-            // Certainly not created: back to KeyReady, retry later.
-            rec.phase = Phase::KeyReady;
+            // Certainly not created: back to KeyReady (same key), retry later.
+            rec.phase = Phase::KeyReady {
+                pending: pending(&rec),
+            };
             failed(rec, cx, Failure::api(&e))
         }
     }
@@ -133,6 +135,7 @@ pub(super) fn adopt(mut rec: CertRecord, cx: &Cx<'_>, orders: &[OrderSummary]) -
             rec.phase = Phase::Ordered {
                 order_id,
                 created_at: intent_at,
+                pending: pending(&rec),
             };
             rec.next_due = cx.now;
             Transition::new(rec)
@@ -141,7 +144,9 @@ pub(super) fn adopt(mut rec: CertRecord, cx: &Cx<'_>, orders: &[OrderSummary]) -
         }
         None => {
             // No order was made: creating now cannot double-spend.
-            rec.phase = Phase::KeyReady;
+            rec.phase = Phase::KeyReady {
+                pending: pending(&rec),
+            };
             Transition::new(rec).persist("after_no_order_found")
         }
     }

@@ -2,7 +2,7 @@
 
 use super::failure::{abandon, failed, Failure};
 use super::issue::issued;
-use super::{decide, Cx, Effect, Event, Request, StepOutcome, Transition};
+use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::cas::model::CertificateState;
 use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
@@ -22,20 +22,7 @@ pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateStat
                 presented: Presented::File { .. },
                 ..
             } => Transition::new(rec).call(Request::Republish(ch)),
-            Phase::Presented {
-                presented,
-                presented_at,
-                attempt,
-                ..
-            } => {
-                rec.phase = Phase::Presented {
-                    order_id,
-                    presented,
-                    presented_at,
-                    attempt: attempt + 1,
-                };
-                wait_poll(rec, cx, attempt + 1)
-            }
+            Phase::Presented { .. } => unverified(rec, cx),
             _ => wait_poll(rec, cx, 0),
         },
         CertificateState::Process => {
@@ -56,6 +43,7 @@ pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateStat
             };
             let next_poll = now + dur(schedule::backoff(cx.poll_min, cx.poll_max, attempt + 1));
             rec.phase = Phase::Polling {
+                pending: pending(&rec),
                 order_id,
                 presented,
                 presented_at,
@@ -102,6 +90,7 @@ pub(super) fn published(
                 }));
             }
             rec.phase = Phase::Presented {
+                pending: pending(&rec),
                 order_id,
                 presented,
                 presented_at: now,
@@ -120,6 +109,18 @@ pub(super) fn published(
         }
         Err(e) => failed(rec, cx, Failure::attempt(format!("validation: {e}"), false)),
     }
+}
+
+/// Published, still unverified: count the attempt and poll again with backoff.
+pub(super) fn unverified(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
+    let attempt = match &mut rec.phase {
+        Phase::Presented { attempt, .. } => {
+            *attempt += 1;
+            *attempt
+        }
+        _ => 0,
+    };
+    wait_poll(rec, cx, attempt)
 }
 
 pub(super) fn wait_poll(mut rec: CertRecord, cx: &Cx<'_>, attempt: u32) -> Transition {

@@ -11,7 +11,7 @@ use crate::lifecycle::machine::{
     self, CheckError, Cx, Effect, Event, Next, Observation, Request, StepOutcome, Transition,
 };
 use crate::secret::Secret;
-use crate::store::{CertRecord, Phase};
+use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::Presented;
 
 fn cx(c: &Certificate) -> Cx<'_> {
@@ -180,8 +180,12 @@ fn a_first_issuance_hits_every_crash_point_after_its_durable_write() {
 fn the_create_is_asked_for_only_after_the_intent_is_persisted() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
-    rec.phase = Phase::KeyReady;
-    rec.pending_csr = Some("CSR".into());
+    rec.phase = Phase::KeyReady {
+        pending: PendingKey {
+            key: Some(Secret::new("K")),
+            csr: Some("CSR".into()),
+        },
+    };
     let (t, _) = drive(rec, &cx(&c), vec![Observation::ProofPreflight(vec![])]);
     assert_eq!(
         t.effects,
@@ -212,6 +216,7 @@ fn a_lost_create_answer_is_logged_persisted_and_waits_a_poll() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
     rec.phase = Phase::Intent {
+        pending: Default::default(),
         created_at: t0(),
         csr_fingerprint: String::new(),
         product: None,
@@ -232,6 +237,7 @@ fn adoption_persists_before_it_says_so() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
     rec.phase = Phase::Intent {
+        pending: Default::default(),
         created_at: t0(),
         csr_fingerprint: String::new(),
         product: None,
@@ -261,7 +267,7 @@ fn adoption_persists_before_it_says_so() {
         ]
     );
     let t = machine::observe(rec, &cx(&c), Observation::Listed(Ok(vec![])));
-    assert_eq!(t.rec.phase, Phase::KeyReady);
+    assert!(matches!(t.rec.phase, Phase::KeyReady { .. }));
     assert_eq!(
         t.effects,
         [Effect::Persist, Effect::Failpoint("after_no_order_found")]
@@ -274,6 +280,7 @@ fn verify_fail_logs_cleans_up_fails_then_deletes_the_order() {
     let mut rec = CertRecord::new("www", c.domains.clone());
     let p = Presented::File { path: "/p".into() };
     rec.phase = Phase::Presented {
+        pending: Default::default(),
         order_id: OrderId(8),
         presented: p.clone(),
         presented_at: t0(),
@@ -326,6 +333,7 @@ fn a_refused_certificate_is_an_error_level_failure() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
     rec.phase = Phase::Polling {
+        pending: Default::default(),
         order_id: OrderId(8),
         presented: None,
         presented_at: t0(),
@@ -359,6 +367,7 @@ fn a_deploy_failure_is_its_own_event_and_keeps_the_order() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
     rec.phase = Phase::Presented {
+        pending: Default::default(),
         order_id: OrderId(8),
         presented: Presented::File { path: "/p".into() },
         presented_at: t0() - secs(100),
@@ -422,6 +431,7 @@ fn a_manual_proof_tells_the_operator_what_to_publish() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
     rec.phase = Phase::Ordered {
+        pending: Default::default(),
         order_id: OrderId(3),
         created_at: t0(),
     };
@@ -455,6 +465,7 @@ fn an_intent_without_domains_fails_permanently_without_a_call() {
     let c = cert("www", &[]);
     let mut rec = CertRecord::new("www", vec![]);
     rec.phase = Phase::Intent {
+        pending: Default::default(),
         created_at: t0(),
         csr_fingerprint: String::new(),
         product: None,
@@ -475,12 +486,13 @@ fn api_failures_say_whether_they_are_permanent() {
     let c = cert("www", &["a.test"]);
     let mut rec = CertRecord::new("www", c.domains.clone());
     rec.phase = Phase::Intent {
+        pending: Default::default(),
         created_at: t0(),
         csr_fingerprint: String::new(),
         product: None,
     };
     let t = machine::observe(rec, &cx(&c), Observation::Created(Err(permanent())));
-    assert_eq!(t.rec.phase, Phase::KeyReady);
+    assert!(matches!(t.rec.phase, Phase::KeyReady { .. }));
     assert!(matches!(
         &events(&t.effects)[0],
         Event::RenewFailed {
@@ -496,6 +508,7 @@ fn removal_covers_the_open_order_the_queued_ones_and_the_proof() {
     let mut rec = CertRecord::new("www", vec![]);
     rec.orders_to_clean = vec![OrderId(1)];
     rec.phase = Phase::Polling {
+        pending: Default::default(),
         order_id: OrderId(2),
         presented: Some(Presented::File { path: "/p".into() }),
         presented_at: t0(),

@@ -13,7 +13,7 @@ use crate::cas::model::{CertificateState, Challenge, IssuedCertificate, OrderId,
 use crate::config::{KeyKind, Validation};
 use crate::deploy::{CertInfo, DeployError};
 use crate::secret::Secret;
-use crate::store::{CertRecord, DeployedCert, Phase};
+use crate::store::{CertRecord, DeployedCert, PendingKey, Phase};
 use crate::validation::{Presented, ValidationError};
 use fakes::*;
 
@@ -74,9 +74,11 @@ fn intent_record(
     at: chrono::DateTime<chrono::Utc>,
 ) -> CertRecord {
     let mut r = CertRecord::new(name, domains.iter().map(|d| d.to_string()).collect());
-    r.pending_key = Some(Secret::new("KEY-0"));
-    r.pending_csr = Some("CSR-0".into());
     r.phase = Phase::Intent {
+        pending: PendingKey {
+            key: Some(Secret::new("KEY-0")),
+            csr: Some("CSR-0".into()),
+        },
         created_at: at,
         csr_fingerprint: String::new(),
         product: product.map(str::to_string),
@@ -109,7 +111,7 @@ async fn first_issuance_pays_once_and_deploys_with_our_key() {
     let d = r.deployed.as_ref().unwrap();
     assert_eq!(d.key_pem.expose(), "KEY-1");
     assert_eq!(d.cert_pem, "LEAF-1000");
-    assert!(r.pending_key.is_none() && r.pending_csr.is_none());
+    assert!(r.phase.pending().is_none());
     assert_eq!((r.failures, r.last_error.as_deref()), (0, None));
     assert_eq!(r.last_success, Some(f.now()));
     // The proof was removed once the certificate was issued.
@@ -214,7 +216,7 @@ async fn a_crash_in_intent_adopts_the_order_the_create_made() {
     );
     assert_eq!(f.count("create"), 0, "never a second create");
     assert_eq!(
-        r.pending_key.as_ref().unwrap().expose(),
+        r.pending_key().unwrap().expose(),
         "KEY-0",
         "the intent's key is kept"
     );
@@ -233,7 +235,7 @@ async fn a_crash_in_intent_before_the_create_creates_exactly_once() {
         t0() - secs(30),
     ));
     f.step(&c).await;
-    assert_eq!(f.rec().phase, Phase::KeyReady);
+    assert!(matches!(f.rec().phase, Phase::KeyReady { .. }));
     assert!(f.until_deployed(&c, 3).await);
     assert_eq!(f.count("create"), 1);
     assert_eq!(f.paid(), 1);
@@ -287,7 +289,10 @@ async fn adoption_never_picks_an_order_of_another_product_or_one_we_retired() {
     f.existing_order(558, &["a.test"], "digicert-free-1-free", at);
     f.existing_order(559, &["a.test"], "geotrust-dv-1-starter", at);
     f.step(&c).await;
-    assert_eq!(f.rec().phase, Phase::KeyReady, "nothing adoptable: create");
+    assert!(
+        matches!(f.rec().phase, Phase::KeyReady { .. }),
+        "nothing adoptable: create"
+    );
 }
 
 #[tokio::test]
@@ -360,8 +365,11 @@ async fn a_transient_create_error_keeps_the_key_and_retries_after_a_minute() {
         Some(&StepOutcome::Waiting(t0() + secs(60)))
     );
     let r = f.rec();
-    assert_eq!(r.phase, Phase::KeyReady, "certainly not created");
-    assert_eq!(r.pending_key.as_ref().unwrap().expose(), "KEY-1");
+    assert!(
+        matches!(r.phase, Phase::KeyReady { .. }),
+        "certainly not created"
+    );
+    assert_eq!(r.pending_key().unwrap().expose(), "KEY-1");
     assert_eq!(r.failures, 1);
     f.to_due();
     assert!(f.until_deployed(&c, 3).await);
@@ -408,7 +416,7 @@ async fn verify_fail_deletes_the_order_and_retries_with_a_new_one() {
     let r = f.rec();
     assert!(matches!(r.phase, Phase::Failed { .. }), "{:?}", r.phase);
     assert!(r.orders_to_clean.is_empty(), "deleted at once");
-    assert!(r.pending_key.is_none());
+    assert!(r.pending_key().is_none());
     assert!(f.orders()[0].deleted, "quota back");
     assert_eq!(f.count("cancel 1000"), 1);
     assert_eq!(f.count(&format!("cleanup {WEBROOT_PROOF}")), 1);
@@ -692,11 +700,7 @@ async fn a_deploy_failure_keeps_the_order_and_retries_the_write_without_a_new_or
         "{:?}",
         r.phase
     );
-    assert_eq!(
-        r.pending_key.as_ref().unwrap().expose(),
-        "KEY-1",
-        "our key stays"
-    );
+    assert_eq!(r.pending_key().unwrap().expose(), "KEY-1", "our key stays");
     assert!(r.last_error.unwrap().starts_with("deploy: write /out/x"));
     let wait = TimeDelta::from_std(schedule::backoff(POLL_MIN, POLL_MAX, 1)).unwrap();
     assert_eq!(r.next_due, f.now() + wait, "retried with the poll backoff");
@@ -771,7 +775,7 @@ async fn a_proof_that_could_not_be_published_orders_nothing() {
         Some("cannot publish the proof, nothing ordered: webroot /srv/www does not exist; fix: create it")
     );
     assert_eq!(f.count("create"), 0);
-    assert!(r.pending_key.is_none(), "the attempt's key is dropped");
+    assert!(r.pending_key().is_none(), "the attempt's key is dropped");
 }
 
 #[tokio::test]
@@ -884,6 +888,7 @@ async fn a_forced_renewal_never_skips_the_poll_backoff() {
     let mut r = deployed_record("www", &["a.test"], 7);
     r.force_renew = true;
     r.phase = Phase::Polling {
+        pending: Default::default(),
         order_id: OrderId(9),
         presented: None,
         presented_at: t0(),
@@ -926,6 +931,7 @@ async fn removal_cleans_the_proof_cancels_and_deletes_and_forgets() {
     let f = Fakes::new();
     let mut r = CertRecord::new("www", vec!["a.test".into()]);
     r.phase = Phase::Presented {
+        pending: Default::default(),
         order_id: OrderId(11),
         presented: Presented::File {
             path: WEBROOT_PROOF.into(),
@@ -1012,17 +1018,22 @@ fn resting_phases_are_the_ones_without_anything_in_flight() {
         },
     ];
     let in_flight = [
-        Phase::KeyReady,
+        Phase::KeyReady {
+            pending: Default::default(),
+        },
         Phase::Intent {
+            pending: Default::default(),
             created_at: t,
             csr_fingerprint: String::new(),
             product: None,
         },
         Phase::Ordered {
+            pending: Default::default(),
             order_id: id,
             created_at: t,
         },
         Phase::Polling {
+            pending: Default::default(),
             order_id: id,
             presented: None,
             presented_at: t,

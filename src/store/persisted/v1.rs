@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cas::model::OrderId;
 use crate::deploy::CertInfo;
 use crate::secret::Secret;
-use crate::store::{CertRecord, DeployedCert, Phase};
+use crate::store::{CertRecord, DeployedCert, PendingKey, Phase};
 use crate::validation::Presented;
 
 #[derive(Serialize, Deserialize)]
@@ -166,13 +166,17 @@ fn order_ids(v: Vec<Id>) -> Vec<OrderId> {
 
 impl Record {
     pub(super) fn from_domain(r: &CertRecord, v: u32) -> Record {
+        let pending = r.phase.pending();
         Record {
             v,
             name: r.name.clone(),
             domains: r.domains.clone(),
             phase: PhaseV1::from_domain(&r.phase),
-            pending_key: r.pending_key.as_ref().map(|k| k.expose().to_string()),
-            pending_csr: r.pending_csr.clone(),
+            // v1 keeps the attempt's key and CSR beside the phase.
+            pending_key: pending
+                .and_then(|p| p.key.as_ref())
+                .map(|k| k.expose().to_string()),
+            pending_csr: pending.and_then(|p| p.csr.clone()),
             deployed: r.deployed.as_ref().map(Deployed::from_domain),
             next_due: r.next_due,
             last_error: r.last_error.clone(),
@@ -192,9 +196,11 @@ impl Record {
             v,
             name: self.name,
             domains: self.domains,
-            phase: self.phase.into_domain(),
-            pending_key: self.pending_key.map(Secret::new),
-            pending_csr: self.pending_csr,
+            // A key beside a phase at rest belonged to an attempt that is over: dropped.
+            phase: self.phase.into_domain(PendingKey {
+                key: self.pending_key.map(Secret::new),
+                csr: self.pending_csr,
+            }),
             deployed: self.deployed.map(Deployed::into_domain),
             next_due: self.next_due,
             last_error: self.last_error,
@@ -213,11 +219,12 @@ impl PhaseV1 {
     fn from_domain(p: &Phase) -> PhaseV1 {
         match p {
             Phase::Idle => PhaseV1::Idle,
-            Phase::KeyReady => PhaseV1::KeyReady,
+            Phase::KeyReady { .. } => PhaseV1::KeyReady,
             Phase::Intent {
                 created_at,
                 csr_fingerprint,
                 product,
+                ..
             } => PhaseV1::Intent {
                 created_at: *created_at,
                 csr_fingerprint: csr_fingerprint.clone(),
@@ -226,6 +233,7 @@ impl PhaseV1 {
             Phase::Ordered {
                 order_id,
                 created_at,
+                ..
             } => PhaseV1::Ordered {
                 order_id: (*order_id).into(),
                 created_at: *created_at,
@@ -235,6 +243,7 @@ impl PhaseV1 {
                 presented,
                 presented_at,
                 attempt,
+                ..
             } => PhaseV1::Presented {
                 order_id: (*order_id).into(),
                 presented: presented.clone().into(),
@@ -247,6 +256,7 @@ impl PhaseV1 {
                 presented_at,
                 next_poll,
                 attempt,
+                ..
             } => PhaseV1::Polling {
                 order_id: (*order_id).into(),
                 presented: presented.clone().map(PresentedV1::from),
@@ -270,10 +280,10 @@ impl PhaseV1 {
         }
     }
 
-    fn into_domain(self) -> Phase {
+    fn into_domain(self, pending: PendingKey) -> Phase {
         match self {
             PhaseV1::Idle => Phase::Idle,
-            PhaseV1::KeyReady => Phase::KeyReady,
+            PhaseV1::KeyReady => Phase::KeyReady { pending },
             PhaseV1::Intent {
                 created_at,
                 csr_fingerprint,
@@ -282,6 +292,7 @@ impl PhaseV1 {
                 created_at,
                 csr_fingerprint,
                 product,
+                pending,
             },
             PhaseV1::Ordered {
                 order_id,
@@ -289,6 +300,7 @@ impl PhaseV1 {
             } => Phase::Ordered {
                 order_id: order_id.into(),
                 created_at,
+                pending,
             },
             PhaseV1::Presented {
                 order_id,
@@ -300,6 +312,7 @@ impl PhaseV1 {
                 presented: presented.into(),
                 presented_at,
                 attempt,
+                pending,
             },
             PhaseV1::Polling {
                 order_id,
@@ -313,6 +326,7 @@ impl PhaseV1 {
                 presented_at,
                 next_poll,
                 attempt,
+                pending,
             },
             PhaseV1::Deployed { order_id, at } => Phase::Deployed {
                 order_id: order_id.into(),
