@@ -10,7 +10,7 @@ use crate::store::{CertRecord, Phase};
 
 /// Gives up on the order in flight: its proof is cleaned up (the returned effects), and it is
 /// retired and queued for cancel and delete (quota back) by the failure that follows.
-pub(super) fn abandon(mut rec: CertRecord, _cx: &Cx<'_>) -> (CertRecord, Vec<Effect>) {
+pub(super) fn abandon(mut rec: CertRecord) -> (CertRecord, Vec<Effect>) {
     let cleanup = rec
         .phase
         .presented()

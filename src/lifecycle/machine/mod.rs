@@ -362,7 +362,7 @@ pub fn observe(mut rec: CertRecord, cx: &Cx<'_>, obs: Observation) -> Transition
         Observation::Described(Err(e)) => {
             if e.class() == ErrorClass::Permanent {
                 // The order is gone or unusable: start over later (never a panic, never a loop).
-                let (rec, cleanup) = abandon(rec, cx);
+                let (rec, cleanup) = abandon(rec);
                 failed(rec, cx, Failure::api(&e)).prepend(cleanup)
             } else {
                 failed(rec, cx, Failure::api(&e))

@@ -53,7 +53,7 @@ pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateStat
             wait_poll(rec, cx, attempt + 1)
         }
         CertificateState::VerifyFail => {
-            let (rec, cleanup) = abandon(rec, cx);
+            let (rec, cleanup) = abandon(rec);
             let reason = format!("order {order_id}: verification failed");
             failed(rec, cx, Failure::attempt(reason, false))
                 .prepend(cleanup)
