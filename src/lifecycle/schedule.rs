@@ -189,6 +189,10 @@ mod tests {
         assert!(p.clamped);
         assert_eq!(p.at, nb + TimeDelta::seconds(80));
         assert!(p.at > nb, "a fresh certificate must not be due at once");
+        // Just above three quarters of the lifetime is clamped too.
+        let p = renew_at(t(0), t(100), RenewBefore::Fraction(0.8), 0.0);
+        assert!(p.clamped);
+        assert_eq!(p.at, t(0) + secs(100.0 * 3600.0 * (1.0 - CLAMPED_FRACTION)));
     }
 
     #[test]
