@@ -827,6 +827,18 @@ async fn a_paid_product_renews_the_deployed_order() {
 }
 
 #[tokio::test]
+async fn a_paid_certificate_expired_at_this_instant_is_ordered_anew() {
+    let f = Fakes::new();
+    let mut c = cert("www", &["a.test"]);
+    c.product_code = "geotrust-dv-1-starter".into();
+    f.set_rec(deployed_record("www", &["a.test"], 7));
+    *f.now.lock().unwrap() = t0() + TimeDelta::days(90);
+    f.wake(&c).await;
+    assert_eq!(f.count("renew"), 0, "an expired order is not renewed");
+    assert_eq!(f.count("create geotrust-dv-1-starter"), 1);
+}
+
+#[tokio::test]
 async fn a_paid_product_whose_domains_changed_orders_anew() {
     let f = Fakes::new();
     let mut c = cert("www", &["a.test", "b.test"]);
