@@ -247,7 +247,7 @@ mod tests {
         let cap = dependency_cap();
         for own in [
             "cas_certd",
-            "cas_certd::lifecycle::step",
+            "cas_certd::lifecycle::exec",
             "cas_certd::store",
         ] {
             assert!(cap.would_enable(own, &Level::TRACE), "{own}");

@@ -3,7 +3,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{CertRecord, Phase, StatusRow};
+use crate::store::{CertRecord, StatusRow};
 
 /// What the loop needs of one record, kept in memory: reading and decoding every record on
 /// every wake-up (each finished step) made the loop O(N²) at thousands of certificates.
@@ -21,10 +21,7 @@ impl Entry {
     pub(super) fn of(r: &CertRecord) -> Entry {
         Entry {
             next_due: r.next_due,
-            resting: matches!(
-                r.phase,
-                Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
-            ),
+            resting: r.phase.is_resting(),
             force_renew: r.force_renew,
             hook_pending: r.hook_pending,
             row: StatusRow::from_record(r),

@@ -17,7 +17,8 @@ use tracing::{error, info, warn};
 use crate::cas::Client;
 use crate::config::{self, Certificate, Config};
 use crate::control::{self, Incoming};
-use crate::lifecycle::{self, StepCtx, StepOutcome};
+use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
+use crate::lifecycle::{self, exec::Exec, StepOutcome};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::{CertRecord, Phase, Store, StoreError};
@@ -545,7 +546,7 @@ async fn work(
         if stopping.load(Ordering::SeqCst) {
             break;
         }
-        let mut rec = match store.get(&cert.name) {
+        let rec = match store.get(&cert.name) {
             Ok(Some(r)) => r,
             Ok(None) => CertRecord::new(&cert.name, cert.domains.clone()),
             Err(e) => {
@@ -554,21 +555,23 @@ async fn work(
             }
         };
         let had_cert = rec.deployed.is_some();
-        let ctx = StepCtx {
-            client: &client,
-            store: &store,
-            cert: &cert,
-            output_dir: &cfg.output_dir,
+        let exec = Exec {
+            ca: &client,
+            records: &store,
+            proofs: &Validators { client: &client },
+            deployer: &OutputDir {
+                path: &cfg.output_dir,
+            },
+            keys: &LocalKeys,
+            clock: &SystemClock,
+            metrics: &metrics,
             poll_min: cfg.poll_min,
             poll_max: cfg.poll_max,
-            metrics: &metrics,
-            now: Utc::now(),
-            jitter01: rand::random::<f64>(),
         };
-        match lifecycle::step(&ctx, &mut rec).await {
+        match exec.step(&cert, rec).await {
             Ok(StepOutcome::Waiting(_)) => break,
             Ok(StepOutcome::Progressed) => continue,
-            Ok(StepOutcome::Deployed(_)) => {
+            Ok(StepOutcome::Deployed) => {
                 deployed.push(had_cert);
                 continue;
             }

@@ -52,11 +52,7 @@ impl std::fmt::Display for DueBecause {
 /// configured `renew_before` without the daemon's jitter (the latest renewal time); the
 /// jittered time the daemon stored counts too once it has passed.
 pub fn decide(rec: &CertRecord, renew_before: RenewBefore, now: DateTime<Utc>) -> Decision {
-    let at_rest = matches!(
-        rec.phase,
-        Phase::Idle | Phase::Failed { .. } | Phase::Deployed { .. }
-    );
-    if !at_rest {
+    if !rec.phase.is_resting() {
         return Decision::InFlight(rec.phase.name());
     }
     let Some(d) = &rec.deployed else {
@@ -165,7 +161,9 @@ mod tests {
         };
         r.next_due = t(6);
         assert_eq!(decide(&r, third, t(5)), Decision::Due(DueBecause::Retrying));
-        r.phase = Phase::KeyReady;
+        r.phase = Phase::KeyReady {
+            pending: Default::default(),
+        };
         assert_eq!(decide(&r, third, t(5)), Decision::InFlight("key_ready"));
     }
 

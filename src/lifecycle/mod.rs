@@ -1,8 +1,43 @@
-//! The per-certificate state machine: [`step`] reads the persisted record, does ONE step
-//! (generate a key, create or adopt an order, publish a challenge, poll, deploy) and writes the
-//! record back, flushing before every call that has an effect outside this host.
+//! The per-certificate lifecycle: order, prove control, poll, deploy, renew.
+//!
+//! - [`machine`]: the pure transition — record, configuration and time in; the next call, the
+//!   new record and the effects out.
+//! - [`exec`]: the executor — makes those calls and carries out the effects over [`ports`]; one
+//!   persisted step per [`exec::Exec::step`], flushed before every call with an effect outside
+//!   this host.
+//! - [`ports`]: the small traits (CA, records, proofs, deployer, keys, clock); [`real`]: their
+//!   implementations over the CAS client, sled, `validation`, `deploy` and `keys`.
+//! - [`schedule`]: pure timing (renewal time, jitter, backoff, adoption); [`manual`]: operator
+//!   renewals.
+pub mod exec;
+pub mod machine;
 pub mod manual;
+pub mod ports;
+pub mod real;
 pub mod schedule;
-mod step;
+#[cfg(test)]
+mod tests;
 
-pub use step::*;
+use std::path::Path;
+
+pub use machine::StepOutcome;
+
+use crate::cas::model::OrderId;
+use crate::cas::Client;
+use crate::config::Certificate;
+use crate::store::{CertRecord, Store, StoreError};
+
+/// [`exec::cancel_and_delete`] through the CAS client.
+pub async fn cancel_and_delete(client: &Client, order_id: OrderId) -> bool {
+    exec::cancel_and_delete(client, order_id).await
+}
+
+/// [`exec::remove`] through the CAS client and the store.
+pub async fn remove(client: &Client, store: &Store, name: &str) -> Result<(), StoreError> {
+    exec::remove(client, store, &real::Validators { client }, name).await
+}
+
+/// [`exec::restore_live`] under `output_dir`.
+pub fn restore_live(cert: &Certificate, output_dir: &Path, rec: &CertRecord) -> bool {
+    exec::restore_live(&real::OutputDir { path: output_dir }, cert, rec)
+}

@@ -87,7 +87,9 @@ pub fn first_poll_delay(
 #[derive(Debug, Clone)]
 pub struct AdoptQuery<'a> {
     pub domains: &'a [String],
-    pub product_code: &'a str,
+    /// The product the intent ordered; `None` (an intent recorded before the product was)
+    /// accepts any.
+    pub product_code: Option<&'a str>,
     pub intent_at: DateTime<Utc>,
     /// Orders that are certainly not the one (deployed, abandoned).
     pub known: &'a [OrderId],
@@ -108,10 +110,9 @@ pub fn pick_adoptable(q: &AdoptQuery<'_>, orders: &[OrderSummary]) -> Option<Ord
                 .map(|d| d.split(',').any(|d| d.trim().eq_ignore_ascii_case(first)))
                 .unwrap_or(false)
         })
-        .filter(|o| {
-            o.product_code
-                .as_deref()
-                .is_none_or(|p| p.eq_ignore_ascii_case(q.product_code))
+        .filter(|o| match (o.product_code.as_deref(), q.product_code) {
+            (Some(listed), Some(ordered)) => listed.eq_ignore_ascii_case(ordered),
+            _ => true,
         })
         .filter(|o| {
             !matches!(
@@ -127,11 +128,6 @@ pub fn pick_adoptable(q: &AdoptQuery<'_>, orders: &[OrderSummary]) -> Option<Ord
         .filter(|o| o.buy_date.is_some_and(|b| b >= since_ms))
         .max_by_key(|o| (o.buy_date, o.order_id))
         .map(|o| o.order_id)
-}
-
-/// Paid products renew through RenewCertificateOrderForPackageRequest; free ones order anew.
-pub fn is_free_product(code: &str) -> bool {
-    code.to_ascii_lowercase().contains("free")
 }
 
 pub(crate) fn secs(s: f64) -> TimeDelta {
@@ -232,6 +228,43 @@ mod tests {
         assert_eq!(first_poll_delay(Some(f64::NAN), min, max), min);
     }
 
+    #[test]
+    fn a_learned_time_that_is_not_a_positive_finite_number_is_ignored() {
+        let min = Duration::from_secs(10);
+        let max = Duration::from_secs(600);
+        for bad in [f64::INFINITY, f64::NEG_INFINITY, -5.0, 0.0] {
+            assert_eq!(first_poll_delay(Some(bad), min, max), min, "{bad}");
+        }
+        // A poll_max below poll_min: poll_min wins, never a panic.
+        let low = Duration::from_secs(5);
+        assert_eq!(first_poll_delay(Some(120.0), min, low), min);
+        assert_eq!(backoff(min, low, 3), low);
+        assert_eq!(backoff(Duration::ZERO, max, 3), Duration::ZERO);
+    }
+
+    #[test]
+    fn renew_before_of_exactly_three_quarters_is_kept_and_jitter_is_clamped() {
+        let p = renew_at(t(0), t(100), RenewBefore::Fraction(MAX_RENEW_FRACTION), 0.0);
+        assert_eq!(
+            p,
+            RenewPlan {
+                at: t(25),
+                clamped: false
+            }
+        );
+        let base = RenewBefore::Fraction(0.5);
+        assert_eq!(
+            renew_at(t(0), t(100), base, 7.0),
+            renew_at(t(0), t(100), base, 1.0)
+        );
+        assert_eq!(
+            renew_at(t(0), t(100), base, -3.0),
+            renew_at(t(0), t(100), base, 0.0)
+        );
+        // A certificate that ends before it starts is due at its end, not later.
+        assert_eq!(renew_at(t(100), t(0), base, 0.5).at, t(0));
+    }
+
     fn order(id: u64, domain: &str, status: &str, buy: Option<DateTime<Utc>>) -> OrderSummary {
         OrderSummary {
             order_id: OrderId(id),
@@ -255,7 +288,7 @@ mod tests {
         let known = [OrderId(1)];
         let q = AdoptQuery {
             domains: &domains,
-            product_code: "symantec-free-1-free",
+            product_code: Some("symantec-free-1-free"),
             intent_at: intent,
             known: &known,
         };
@@ -273,6 +306,28 @@ mod tests {
         let orders = vec![order(7, "www.example.com", "PAYED", Some(slightly_before))];
         assert_eq!(pick_adoptable(&q, &orders), Some(OrderId(7)));
         assert_eq!(pick_adoptable(&q, &[]), None);
+        // The slack's edge is inside, a millisecond more is not.
+        let edge = intent - TimeDelta::from_std(ADOPT_SLACK).unwrap();
+        let orders = vec![order(8, "www.example.com", "PAYED", Some(edge))];
+        assert_eq!(pick_adoptable(&q, &orders), Some(OrderId(8)));
+        let orders = vec![order(
+            8,
+            "www.example.com",
+            "PAYED",
+            Some(edge - TimeDelta::milliseconds(1)),
+        )];
+        assert_eq!(pick_adoptable(&q, &orders), None);
+        // The newest of several candidates wins.
+        let orders = vec![
+            order(9, "www.example.com", "PAYED", Some(intent)),
+            order(
+                10,
+                "www.example.com",
+                "PAYED",
+                Some(intent + TimeDelta::seconds(1)),
+            ),
+        ];
+        assert_eq!(pick_adoptable(&q, &orders), Some(OrderId(10)));
     }
 
     #[test]
@@ -280,17 +335,18 @@ mod tests {
         let domains = vec!["a.test".to_string()];
         let q = AdoptQuery {
             domains: &domains,
-            product_code: "geotrust-dv-1-starter",
+            product_code: Some("geotrust-dv-1-starter"),
             intent_at: t(0),
             known: &[],
         };
         let orders = vec![order(9, "a.test", "PAYED", Some(t(0)))];
         assert_eq!(pick_adoptable(&q, &orders), None);
-    }
-
-    #[test]
-    fn free_products_are_recognised() {
-        assert!(is_free_product("symantec-free-1-free"));
-        assert!(!is_free_product("geotrust-dv-1-starter"));
+        // An intent written before the product was recorded adopts whatever product it finds:
+        // the default product changed between releases.
+        let q = AdoptQuery {
+            product_code: None,
+            ..q
+        };
+        assert_eq!(pick_adoptable(&q, &orders), Some(OrderId(9)));
     }
 }

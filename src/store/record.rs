@@ -15,19 +15,25 @@ use super::RECORD_VERSION;
 pub enum Phase {
     /// Nothing in flight (fresh, or waiting until renewal is due).
     Idle,
-    /// A new key (and CSR unless CAS makes the key) is stored in `pending_key`/`pending_csr`.
-    KeyReady,
+    /// A new key (and CSR) is made, unless CAS makes the key.
+    KeyReady { pending: PendingKey },
     /// About to call create (flushed first). If we find this after a crash, the create may
     /// have happened: look for the order before creating again.
     Intent {
         created_at: DateTime<Utc>,
         /// Hex SHA-256 of the CSR sent (empty without a CSR), to tell our order apart.
         csr_fingerprint: String,
+        /// The product ordered. Adoption looks for an order of this product, not of the one
+        /// configured now (the default product changed between releases). `None` in intents
+        /// written before it was recorded: adoption then accepts any product.
+        product: Option<String>,
+        pending: PendingKey,
     },
     /// CAS gave us an order; its challenge is not yet published.
     Ordered {
         order_id: OrderId,
         created_at: DateTime<Utc>,
+        pending: PendingKey,
     },
     /// The challenge is published; waiting for CAS to see it.
     Presented {
@@ -35,6 +41,7 @@ pub enum Phase {
         presented: Presented,
         presented_at: DateTime<Utc>,
         attempt: u32,
+        pending: PendingKey,
     },
     /// CA review in progress (`process`).
     Polling {
@@ -43,6 +50,7 @@ pub enum Phase {
         presented_at: DateTime<Utc>,
         next_poll: DateTime<Utc>,
         attempt: u32,
+        pending: PendingKey,
     },
     /// Issued and deployed; renewal scheduled at `next_due`.
     Deployed {
@@ -62,7 +70,7 @@ impl Phase {
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Idle => "idle",
-            Phase::KeyReady => "key_ready",
+            Phase::KeyReady { .. } => "key_ready",
             Phase::Intent { .. } => "intent",
             Phase::Ordered { .. } => "ordered",
             Phase::Presented { .. } => "presented",
@@ -70,6 +78,14 @@ impl Phase {
             Phase::Deployed { .. } => "deployed",
             Phase::Failed { .. } => "failed",
         }
+    }
+
+    /// Nothing is in flight: a new attempt (first order or renewal) may start here.
+    pub fn is_resting(&self) -> bool {
+        matches!(
+            self,
+            Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. }
+        )
     }
 
     /// The order in flight, if any (not the deployed one).
@@ -82,6 +98,30 @@ impl Phase {
         }
     }
 
+    /// The key of the attempt in flight (none at rest).
+    pub fn pending(&self) -> Option<&PendingKey> {
+        match self {
+            Phase::KeyReady { pending }
+            | Phase::Intent { pending, .. }
+            | Phase::Ordered { pending, .. }
+            | Phase::Presented { pending, .. }
+            | Phase::Polling { pending, .. } => Some(pending),
+            Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. } => None,
+        }
+    }
+
+    /// [`Phase::pending`], to change.
+    pub fn pending_mut(&mut self) -> Option<&mut PendingKey> {
+        match self {
+            Phase::KeyReady { pending }
+            | Phase::Intent { pending, .. }
+            | Phase::Ordered { pending, .. }
+            | Phase::Presented { pending, .. }
+            | Phase::Polling { pending, .. } => Some(pending),
+            Phase::Idle | Phase::Deployed { .. } | Phase::Failed { .. } => None,
+        }
+    }
+
     /// What was published for validation and must be cleaned up.
     pub fn presented(&self) -> Option<&Presented> {
         match self {
@@ -90,6 +130,15 @@ impl Phase {
             _ => None,
         }
     }
+}
+
+/// The key an attempt in flight made and the CSR it sends: they live in the in-flight phases
+/// only, so a record at rest cannot hold a stale one. Both `None` when CAS makes the key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PendingKey {
+    /// Our private key for the order in flight.
+    pub key: Option<Secret>,
+    pub csr: Option<String>,
 }
 
 /// The certificate currently deployed, with what is needed to restore its files.
@@ -112,9 +161,6 @@ pub struct CertRecord {
     /// The domains the current/pending order is for.
     pub domains: Vec<String>,
     pub phase: Phase,
-    /// The key for the order in flight (our own key; `None` when CAS makes it).
-    pub pending_key: Option<Secret>,
-    pub pending_csr: Option<String>,
     pub deployed: Option<DeployedCert>,
     /// When the next step is due (poll, retry, or renewal).
     pub next_due: DateTime<Utc>,
@@ -140,6 +186,11 @@ pub struct CertRecord {
 pub const RETIRED_KEEP: usize = 16;
 
 impl CertRecord {
+    /// Our key for the order in flight, if any.
+    pub fn pending_key(&self) -> Option<&Secret> {
+        self.phase.pending().and_then(|p| p.key.as_ref())
+    }
+
     /// Whole days until the deployed certificate expires (negative once expired); `None` when
     /// nothing is deployed. Logged with `cert.renew_failed` so alerts can key on it.
     pub fn days_left(&self, now: DateTime<Utc>) -> Option<i64> {
@@ -154,8 +205,6 @@ impl CertRecord {
             name: name.to_string(),
             domains,
             phase: Phase::Idle,
-            pending_key: None,
-            pending_csr: None,
             deployed: None,
             next_due: DateTime::<Utc>::UNIX_EPOCH,
             last_error: None,
@@ -206,15 +255,15 @@ pub struct StatusRow {
 impl StatusRow {
     pub fn from_record(r: &CertRecord) -> StatusRow {
         let next_action = match &r.phase {
-            Phase::Idle | Phase::Failed { .. } if r.deployed.is_none() || r.force_renew => {
-                "order".to_string()
-            }
-            Phase::Idle | Phase::Failed { .. } | Phase::Deployed { .. } => "renew".to_string(),
-            Phase::KeyReady => "create order".to_string(),
-            Phase::Intent { .. } => "find or create order".to_string(),
-            Phase::Ordered { .. } => "publish challenge".to_string(),
-            Phase::Presented { .. } | Phase::Polling { .. } => "poll".to_string(),
-        };
+            Phase::KeyReady { .. } => "create order",
+            Phase::Intent { .. } => "find or create order",
+            Phase::Ordered { .. } => "publish challenge",
+            Phase::Presented { .. } | Phase::Polling { .. } => "poll",
+            // At rest: a forced attempt (domains changed) orders anew.
+            Phase::Idle | Phase::Failed { .. } if r.deployed.is_none() || r.force_renew => "order",
+            Phase::Idle | Phase::Failed { .. } | Phase::Deployed { .. } => "renew",
+        }
+        .to_string();
         let instructions = match r.phase.presented() {
             Some(Presented::Manual { instructions }) => Some(instructions.clone()),
             _ => None,

@@ -439,6 +439,7 @@ mod tests {
         // Survives a restart: written to a record and read back.
         let mut rec = crate::store::CertRecord::new("wild", doms(&["*.example.com"]));
         rec.phase = crate::store::Phase::Presented {
+            pending: Default::default(),
             order_id: crate::cas::model::OrderId(1),
             presented: p,
             presented_at: chrono::Utc::now(),

@@ -73,7 +73,35 @@ mod tests {
         let r = decode("www", v1.as_bytes()).unwrap();
         assert_eq!(r.phase.open_order(), Some(OrderId(18446744073709551000)));
         assert_eq!(r.orders_to_clean, vec![OrderId(123)]);
-        assert!(r.pending_key.unwrap().expose().contains("PRIVATE KEY"));
+        assert!(r.pending_key().unwrap().expose().contains("PRIVATE KEY"));
+    }
+
+    /// v1 keeps the attempt's key beside the phase; the domain keeps it in the in-flight phase.
+    /// One beside a phase at rest (an attempt abandoned by an older build) is dropped.
+    #[test]
+    fn a_key_lives_in_the_in_flight_phase_and_one_at_rest_is_dropped() {
+        let at_rest = r#"{"v":1,"name":"www","domains":["example.com"],"phase":{"phase":"idle"},
+            "pending_key":"KEY","pending_csr":"CSR","next_due":"2026-01-01T00:01:00Z"}"#;
+        let r = decode("www", at_rest.as_bytes()).unwrap();
+        assert_eq!(r.phase, Phase::Idle);
+        assert!(r.pending_key().is_none());
+        let v: serde_json::Value = serde_json::from_slice(&encode(&r).unwrap()).unwrap();
+        assert_eq!(
+            (&v["pending_key"], &v["pending_csr"]),
+            (&serde_json::Value::Null, &serde_json::Value::Null)
+        );
+        let in_flight = at_rest.replace(r#"{"phase":"idle"}"#, r#"{"phase":"key_ready"}"#);
+        let r = decode("www", in_flight.as_bytes()).unwrap();
+        let p = r.phase.pending().unwrap();
+        assert_eq!(
+            (p.key.as_ref().unwrap().expose(), p.csr.as_deref()),
+            ("KEY", Some("CSR"))
+        );
+        let v: serde_json::Value = serde_json::from_slice(&encode(&r).unwrap()).unwrap();
+        assert_eq!(
+            (v["pending_key"].as_str(), v["pending_csr"].as_str()),
+            (Some("KEY"), Some("CSR"))
+        );
     }
 
     #[test]
@@ -85,10 +113,14 @@ mod tests {
     #[test]
     fn round_trips_with_key_and_deployed_cert() {
         let mut r = CertRecord::new("a", vec!["a.test".into()]);
-        r.pending_key = Some(Secret::new("SUPERSECRETKEYMATERIAL"));
         r.phase = Phase::Intent {
+            pending: crate::store::PendingKey {
+                key: Some(Secret::new("SUPERSECRETKEYMATERIAL")),
+                csr: None,
+            },
             created_at: Utc::now(),
             csr_fingerprint: "ab".into(),
+            product: Some("digicert-free-1-free".into()),
         };
         let b = encode(&r).unwrap();
         let back = decode("a", &b).unwrap();

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cas::model::OrderId;
 use crate::deploy::CertInfo;
 use crate::secret::Secret;
-use crate::store::{CertRecord, DeployedCert, Phase};
+use crate::store::{CertRecord, DeployedCert, PendingKey, Phase};
 use crate::validation::Presented;
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +52,10 @@ enum PhaseV1 {
     Intent {
         created_at: DateTime<Utc>,
         csr_fingerprint: String,
+        /// Added within v1: absent in intents written before (and then not written, so such
+        /// records re-encode unchanged); builds that predate it ignore it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        product: Option<String>,
     },
     Ordered {
         order_id: Id,
@@ -162,13 +166,17 @@ fn order_ids(v: Vec<Id>) -> Vec<OrderId> {
 
 impl Record {
     pub(super) fn from_domain(r: &CertRecord, v: u32) -> Record {
+        let pending = r.phase.pending();
         Record {
             v,
             name: r.name.clone(),
             domains: r.domains.clone(),
             phase: PhaseV1::from_domain(&r.phase),
-            pending_key: r.pending_key.as_ref().map(|k| k.expose().to_string()),
-            pending_csr: r.pending_csr.clone(),
+            // v1 keeps the attempt's key and CSR beside the phase.
+            pending_key: pending
+                .and_then(|p| p.key.as_ref())
+                .map(|k| k.expose().to_string()),
+            pending_csr: pending.and_then(|p| p.csr.clone()),
             deployed: r.deployed.as_ref().map(Deployed::from_domain),
             next_due: r.next_due,
             last_error: r.last_error.clone(),
@@ -188,9 +196,11 @@ impl Record {
             v,
             name: self.name,
             domains: self.domains,
-            phase: self.phase.into_domain(),
-            pending_key: self.pending_key.map(Secret::new),
-            pending_csr: self.pending_csr,
+            // A key beside a phase at rest belonged to an attempt that is over: dropped.
+            phase: self.phase.into_domain(PendingKey {
+                key: self.pending_key.map(Secret::new),
+                csr: self.pending_csr,
+            }),
             deployed: self.deployed.map(Deployed::into_domain),
             next_due: self.next_due,
             last_error: self.last_error,
@@ -209,17 +219,21 @@ impl PhaseV1 {
     fn from_domain(p: &Phase) -> PhaseV1 {
         match p {
             Phase::Idle => PhaseV1::Idle,
-            Phase::KeyReady => PhaseV1::KeyReady,
+            Phase::KeyReady { .. } => PhaseV1::KeyReady,
             Phase::Intent {
                 created_at,
                 csr_fingerprint,
+                product,
+                ..
             } => PhaseV1::Intent {
                 created_at: *created_at,
                 csr_fingerprint: csr_fingerprint.clone(),
+                product: product.clone(),
             },
             Phase::Ordered {
                 order_id,
                 created_at,
+                ..
             } => PhaseV1::Ordered {
                 order_id: (*order_id).into(),
                 created_at: *created_at,
@@ -229,6 +243,7 @@ impl PhaseV1 {
                 presented,
                 presented_at,
                 attempt,
+                ..
             } => PhaseV1::Presented {
                 order_id: (*order_id).into(),
                 presented: presented.clone().into(),
@@ -241,6 +256,7 @@ impl PhaseV1 {
                 presented_at,
                 next_poll,
                 attempt,
+                ..
             } => PhaseV1::Polling {
                 order_id: (*order_id).into(),
                 presented: presented.clone().map(PresentedV1::from),
@@ -264,16 +280,19 @@ impl PhaseV1 {
         }
     }
 
-    fn into_domain(self) -> Phase {
+    fn into_domain(self, pending: PendingKey) -> Phase {
         match self {
             PhaseV1::Idle => Phase::Idle,
-            PhaseV1::KeyReady => Phase::KeyReady,
+            PhaseV1::KeyReady => Phase::KeyReady { pending },
             PhaseV1::Intent {
                 created_at,
                 csr_fingerprint,
+                product,
             } => Phase::Intent {
                 created_at,
                 csr_fingerprint,
+                product,
+                pending,
             },
             PhaseV1::Ordered {
                 order_id,
@@ -281,6 +300,7 @@ impl PhaseV1 {
             } => Phase::Ordered {
                 order_id: order_id.into(),
                 created_at,
+                pending,
             },
             PhaseV1::Presented {
                 order_id,
@@ -292,6 +312,7 @@ impl PhaseV1 {
                 presented: presented.into(),
                 presented_at,
                 attempt,
+                pending,
             },
             PhaseV1::Polling {
                 order_id,
@@ -305,6 +326,7 @@ impl PhaseV1 {
                 presented_at,
                 next_poll,
                 attempt,
+                pending,
             },
             PhaseV1::Deployed { order_id, at } => Phase::Deployed {
                 order_id: order_id.into(),

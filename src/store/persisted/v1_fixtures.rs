@@ -35,8 +35,8 @@ fn check(bytes: &[u8], want: CertRecord) {
     );
     // Secrets are compared by value above (`Secret`'s Debug hides them); say so explicitly.
     assert_eq!(
-        got.pending_key.as_ref().map(|k| k.expose().to_string()),
-        want.pending_key.as_ref().map(|k| k.expose().to_string())
+        got.pending_key().map(|k| k.expose().to_string()),
+        want.pending_key().map(|k| k.expose().to_string())
     );
 }
 
@@ -54,7 +54,7 @@ fn base(name: &str) -> CertRecord {
 fn in_flight(name: &str, phase: Phase) -> CertRecord {
     let mut r = base(name);
     r.phase = phase;
-    r.pending_key = Some(Secret::new(KEY));
+    r.phase.pending_mut().unwrap().key = Some(Secret::new(KEY));
     r
 }
 
@@ -62,6 +62,7 @@ fn presented(name: &str, p: Presented) -> CertRecord {
     in_flight(
         name,
         Phase::Presented {
+            pending: Default::default(),
             order_id: OrderId(9001),
             presented: p,
             presented_at: t(2),
@@ -93,8 +94,13 @@ fn idle() {
 
 #[test]
 fn key_ready() {
-    let mut r = in_flight("key_ready", Phase::KeyReady);
-    r.pending_csr = Some(CSR.into());
+    let mut r = in_flight(
+        "key_ready",
+        Phase::KeyReady {
+            pending: Default::default(),
+        },
+    );
+    r.phase.pending_mut().unwrap().csr = Some(CSR.into());
     check(include_bytes!("fixtures/v1/key_ready.json"), r);
 }
 
@@ -105,12 +111,15 @@ fn intent_with_nanoseconds_and_forced_renewal() {
     let mut r = in_flight(
         "intent",
         Phase::Intent {
+            pending: Default::default(),
             created_at,
             csr_fingerprint: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
                 .into(),
+            // Written before intents recorded their product.
+            product: None,
         },
     );
-    r.pending_csr = Some(CSR.into());
+    r.phase.pending_mut().unwrap().csr = Some(CSR.into());
     r.force_renew = true;
     check(include_bytes!("fixtures/v1/intent.json"), r);
 }
@@ -120,11 +129,12 @@ fn ordered_with_an_id_above_2_pow_53() {
     let mut r = in_flight(
         "ordered",
         Phase::Ordered {
+            pending: Default::default(),
             order_id: OrderId(18446744073709551000),
             created_at: t(1),
         },
     );
-    r.pending_csr = Some(CSR.into());
+    r.phase.pending_mut().unwrap().csr = Some(CSR.into());
     check(include_bytes!("fixtures/v1/ordered.json"), r);
 }
 
@@ -178,6 +188,7 @@ fn presented_command() {
 fn polling_manual() {
     let mut r = base("polling_manual");
     r.phase = Phase::Polling {
+        pending: Default::default(),
         order_id: OrderId(9002),
         presented: Some(Presented::Manual {
             instructions: "Publish TXT _dnsauth.example.com = 2026abc".into(),
@@ -194,6 +205,7 @@ fn polling_manual() {
 fn polling_without_anything_presented() {
     let mut r = base("polling_none");
     r.phase = Phase::Polling {
+        pending: Default::default(),
         order_id: OrderId(9003),
         presented: None,
         presented_at: t(3),
@@ -252,7 +264,7 @@ fn a_real_record_from_the_demo() {
     assert_eq!(r.domains, ["www.example.test", "example.test"]);
     assert_eq!(r.retired_orders, [OrderId(9007199254740993)]);
     assert_eq!(r.last_success, Some(at));
-    assert!(r.pending_key.is_none() && r.pending_csr.is_none());
+    assert!(r.phase.pending().is_none());
     let d = r.deployed.as_ref().unwrap();
     assert_eq!(d.order_id, OrderId(9007199254740997));
     assert_eq!(d.info.serial_hex, "01312d05");
@@ -281,6 +293,7 @@ fn an_early_v1_record_gets_the_defaults() {
     let r = decode("older", include_bytes!("fixtures/v1/older_command.json"));
     let mut want = CertRecord::new("older", vec!["example.com".into()]);
     want.phase = Phase::Presented {
+        pending: Default::default(),
         order_id: OrderId(18446744073709551000),
         presented: Presented::Command {
             argv: vec!["/usr/local/bin/dns-hook".into()],
@@ -295,14 +308,14 @@ fn an_early_v1_record_gets_the_defaults() {
         presented_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         attempt: 2,
     };
-    want.pending_key = Some(Secret::new(
+    want.phase.pending_mut().unwrap().key = Some(Secret::new(
         "-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n",
     ));
     want.next_due = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
     want.orders_to_clean = vec![OrderId(123)];
     assert_eq!(r, want);
     assert_eq!(
-        r.pending_key.unwrap().expose(),
+        r.pending_key().unwrap().expose(),
         "-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n"
     );
 }

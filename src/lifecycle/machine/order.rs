@@ -1,0 +1,153 @@
+//! Starting an attempt: the key, the durable intent, the create and its answer, and adopting
+//! the order an interrupted create made.
+
+use sha2::{Digest, Sha256};
+
+use super::failure::{failed, Failure};
+use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
+use crate::cas::model::{is_free_product, CreateOrder, OrderId, OrderSummary};
+use crate::cas::{ApiError, ErrorClass};
+use crate::lifecycle::schedule::{self, dur, AdoptQuery};
+use crate::secret::Secret;
+use crate::store::{CertRecord, PendingKey, Phase};
+use crate::validation;
+
+pub(super) fn key_ready(
+    mut rec: CertRecord,
+    cx: &Cx<'_>,
+    key: Option<(Secret, String)>,
+) -> Transition {
+    let (key, csr) = key.unzip();
+    rec.phase = Phase::KeyReady {
+        pending: PendingKey { key, csr },
+    };
+    // The attempt goes on at once, also when it was forced before its renewal time.
+    rec.next_due = rec.next_due.min(cx.now);
+    Transition::new(rec).persist("after_key_ready")
+}
+
+/// Records the intent durably, then asks for the call that spends quota.
+pub(super) fn intent(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
+    let now = cx.now;
+    let pending = pending(&rec);
+    let csr = pending.csr.clone();
+    let csr_fingerprint = csr
+        .as_deref()
+        .map(|c| hex::encode(Sha256::digest(c.as_bytes())))
+        .unwrap_or_default();
+    rec.phase = Phase::Intent {
+        created_at: now,
+        csr_fingerprint,
+        product: Some(cx.cert.product_code.clone()),
+        pending,
+    };
+    // Paid products renew the deployed order; free ones, forced renewals and changed names
+    // order anew.
+    let renew_from = rec
+        .deployed
+        .as_ref()
+        .filter(|d| {
+            !is_free_product(&cx.cert.product_code)
+                && !rec.force_renew
+                && d.info.not_after > now
+                && d.info.names == cx.cert.domains
+        })
+        .map(|d| d.order_id);
+    let call = match renew_from {
+        Some(from) => Request::Renew { from, csr },
+        None => Request::Create(CreateOrder {
+            product_code: cx.cert.product_code.clone(),
+            domains: cx.cert.domains.clone(),
+            csr,
+            validate_type: validation::validate_type(&cx.cert.validation),
+            contact: cx.cert.contact.clone(),
+            company_name: None,
+            tags: vec![("managed-by".into(), "cas-certd".into())],
+        }),
+    };
+    Transition::new(rec).persist("after_intent").call(call)
+}
+
+pub(super) fn created(
+    mut rec: CertRecord,
+    cx: &Cx<'_>,
+    result: Result<OrderId, ApiError>,
+) -> Transition {
+    let now = cx.now;
+    match result {
+        Ok(order_id) => {
+            rec.phase = Phase::Ordered {
+                order_id,
+                created_at: now,
+                pending: pending(&rec),
+            };
+            rec.next_due = now;
+            rec.last_error = None;
+            // A renewal replaces a deployed certificate, whichever call made the order.
+            let renewal = rec.deployed.is_some();
+            Transition::new(rec)
+                .effect(Effect::Failpoint("after_create"))
+                .persist("after_ordered")
+                .effect(Effect::MetricOrderCreated)
+                .log(Event::Ordered { order_id, renewal })
+                .done(StepOutcome::Progressed)
+        }
+        // The order may exist: stay in Intent so the next step looks for it first.
+        Err(e) if e.class() == ErrorClass::OutcomeUnknown => {
+            rec.last_error = Some(e.to_string());
+            rec.next_due = now + dur(cx.poll_min);
+            let at = rec.next_due;
+            Transition::new(rec)
+                .log(Event::CreateOutcomeUnknown {
+                    error: e.to_string(),
+                })
+                .persist("after_create_unknown")
+                .done(StepOutcome::Waiting(at))
+        }
+        Err(e) => {
+            // Certainly not created: back to KeyReady (same key), retry later.
+            rec.phase = Phase::KeyReady {
+                pending: pending(&rec),
+            };
+            failed(rec, cx, Failure::api(&e))
+        }
+    }
+}
+
+pub(super) fn adopt(mut rec: CertRecord, cx: &Cx<'_>, orders: &[OrderSummary]) -> Transition {
+    let Phase::Intent {
+        created_at: intent_at,
+        product,
+        ..
+    } = rec.phase.clone()
+    else {
+        return decide(rec, cx);
+    };
+    let known = rec.known_orders();
+    let query = AdoptQuery {
+        domains: &cx.cert.domains,
+        product_code: product.as_deref(),
+        intent_at,
+        known: &known,
+    };
+    match schedule::pick_adoptable(&query, orders) {
+        Some(order_id) => {
+            rec.phase = Phase::Ordered {
+                order_id,
+                created_at: intent_at,
+                pending: pending(&rec),
+            };
+            rec.next_due = cx.now;
+            Transition::new(rec)
+                .persist("after_adopted")
+                .log(Event::OrderAdopted { order_id })
+        }
+        None => {
+            // No order was made: creating now cannot double-spend.
+            rec.phase = Phase::KeyReady {
+                pending: pending(&rec),
+            };
+            Transition::new(rec).persist("after_no_order_found")
+        }
+    }
+}

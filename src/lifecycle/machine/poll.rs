@@ -1,0 +1,132 @@
+//! An order in flight: what CAS says of it, publishing its proof, and polling with backoff.
+
+use super::failure::{abandon, failed, Failure};
+use super::issue::issued;
+use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
+use crate::cas::model::CertificateState;
+use crate::lifecycle::schedule::{self, dur};
+use crate::store::{CertRecord, Phase};
+use crate::validation::{Presented, ValidationError};
+
+pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateState) -> Transition {
+    let now = cx.now;
+    let Some(order_id) = rec.phase.open_order() else {
+        return decide(rec, cx);
+    };
+    match state {
+        CertificateState::DomainVerify(ch) => match rec.phase.clone() {
+            Phase::Ordered { .. } => Transition::new(rec).call(Request::Publish(ch)),
+            // Still unverified: publish a FILE proof again. After a restart, or after someone
+            // else's write, the file may be gone or hold other content.
+            Phase::Presented {
+                presented: Presented::File { .. },
+                ..
+            } => Transition::new(rec).call(Request::Republish(ch)),
+            Phase::Presented { .. } => unverified(rec, cx),
+            _ => wait_poll(rec, cx, 0),
+        },
+        CertificateState::Process => {
+            let (presented, presented_at, attempt) = match &rec.phase {
+                Phase::Presented {
+                    presented,
+                    presented_at,
+                    attempt,
+                    ..
+                } => (Some(presented.clone()), *presented_at, *attempt),
+                Phase::Polling {
+                    presented,
+                    presented_at,
+                    attempt,
+                    ..
+                } => (presented.clone(), *presented_at, *attempt),
+                _ => (None, now, 0),
+            };
+            let next_poll = now + dur(schedule::backoff(cx.poll_min, cx.poll_max, attempt + 1));
+            rec.phase = Phase::Polling {
+                pending: pending(&rec),
+                order_id,
+                presented,
+                presented_at,
+                next_poll,
+                attempt: attempt + 1,
+            };
+            wait_poll(rec, cx, attempt + 1)
+        }
+        CertificateState::VerifyFail => {
+            let (rec, cleanup) = abandon(rec, cx);
+            let reason = format!("order {order_id}: verification failed");
+            failed(rec, cx, Failure::attempt(reason, false))
+                .prepend(cleanup)
+                .prepend(vec![Effect::Log(Event::VerifyFailed { order_id })])
+        }
+        CertificateState::Issued(ic) => issued(rec, cx, order_id, ic),
+        other => {
+            // payed/unknow/anything new: look again later.
+            let attempt = rec.failures + 1;
+            rec.last_error = Some(format!("order {order_id} is in state {other:?}"));
+            rec.failures = attempt;
+            wait_poll(rec, cx, attempt)
+        }
+    }
+}
+
+pub(super) fn published(
+    mut rec: CertRecord,
+    cx: &Cx<'_>,
+    result: Result<Presented, ValidationError>,
+    issue_ewma: Option<f64>,
+) -> Transition {
+    let now = cx.now;
+    let Some(order_id) = rec.phase.open_order() else {
+        return decide(rec, cx);
+    };
+    match result {
+        Ok(presented) => {
+            let mut first = vec![Effect::Failpoint("after_publish")];
+            if let Presented::Manual { instructions } = &presented {
+                first.push(Effect::Log(Event::ManualInstructions {
+                    order_id,
+                    instructions: instructions.clone(),
+                }));
+            }
+            rec.phase = Phase::Presented {
+                pending: pending(&rec),
+                order_id,
+                presented,
+                presented_at: now,
+                attempt: 0,
+            };
+            let delay = schedule::first_poll_delay(issue_ewma, cx.poll_min, cx.poll_max);
+            rec.next_due = now + dur(delay);
+            rec.last_error = None;
+            Transition::new(rec)
+                .persist("after_presented")
+                .log(Event::ChallengePresented { order_id })
+                .prepend(first)
+        }
+        Err(ValidationError::Busy(why)) => {
+            wait_poll(rec, cx, 0).prepend(vec![Effect::Log(Event::PublishBusy { order_id, why })])
+        }
+        Err(e) => failed(rec, cx, Failure::attempt(format!("validation: {e}"), false)),
+    }
+}
+
+/// Published, still unverified: count the attempt and poll again with backoff.
+pub(super) fn unverified(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
+    let attempt = match &mut rec.phase {
+        Phase::Presented { attempt, .. } => {
+            *attempt += 1;
+            *attempt
+        }
+        _ => 0,
+    };
+    wait_poll(rec, cx, attempt)
+}
+
+pub(super) fn wait_poll(mut rec: CertRecord, cx: &Cx<'_>, attempt: u32) -> Transition {
+    rec.next_due = cx.now + dur(schedule::backoff(cx.poll_min, cx.poll_max, attempt));
+    let at = rec.next_due;
+    Transition::new(rec)
+        .persist("after_poll")
+        .done(StepOutcome::Waiting(at))
+}
