@@ -110,7 +110,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     crate::listen::raise_fd_limit();
-    let store = Store::open(&config.state_dir)?;
+    // Before anything is ordered: the store checked against what is deployed, rebuilt.
+    let (store, _recovery) = crate::rebuild::open(&config)?;
     let (listener, socket_file) = control::bind(&config.control_socket)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Incoming>(16);
     let ctl_task = tokio::spawn(control::serve(listener, ctl_tx));
