@@ -409,6 +409,9 @@ impl State {
                 if let Some(e) = error {
                     error!(cert = %name, error = %e, "state store failure");
                 }
+                if !deployed.is_empty() {
+                    crate::rebuild::clear_note(&self.config.state_dir);
+                }
                 for renewal in deployed {
                     if let Some(tx) = &self.services.events {
                         let _ = tx.send(DaemonEvent::Deployed {

@@ -157,6 +157,39 @@ impl Recovery {
     }
 }
 
+/// The note `status` shows after a recovery, until the next successful deploy.
+const NOTE: &str = "recovered.txt";
+
+/// The recovery note in `state_dir`, if the store lost something since the last deploy.
+pub fn note(state_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(state_dir.join(NOTE)).ok()
+}
+
+/// Forgets the recovery note (a deployment succeeded: the store is whole again).
+pub fn clear_note(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(NOTE));
+}
+
+fn write_note(state_dir: &Path, rec: &Recovery) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = format!(
+        "{}: {}\n",
+        Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+        rec.summary()
+    );
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(state_dir.join(NOTE))
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        warn!(error = %e, "cannot write the recovery note for status");
+    }
+}
+
 /// Opens the store for the daemon, recovering from damage and rebuilding lost records from
 /// the deployed sets (see the module docs). Another daemon's lock is still an error.
 pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
@@ -225,6 +258,7 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
         error!(event = "store.recovered", lost = ?rec.lost, rebuilt = ?rec.adopted,
             damage = ?rec.damage, moved_aside = ?rec.moved_aside.as_ref().map(|p| p.display().to_string()),
             "{}", rec.summary());
+        write_note(state_dir, &rec);
     }
     Ok((store, rec))
 }

@@ -145,6 +145,26 @@ fn events(w: &World, log: &str, event: &str) -> usize {
 fn a_deleted_state_dir_is_rebuilt_from_the_deployed_sets_without_an_order() {
     let (w, cfg, before) = deployed_world();
     std::fs::remove_dir_all(w.p("state")).unwrap();
+    // Before the start, `check` and `store rebuild --dry-run` tell what the start will do.
+    for args in [
+        &["check", "--offline"][..],
+        &["store", "rebuild", "--dry-run"],
+    ] {
+        let out = Command::new(crate::support::bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for (n, _) in NAMES {
+            assert!(
+                text.contains(&format!("{n}: would be adopted as deployed")),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    assert!(!w.p("state").exists(), "a dry run wrote the state dir");
     assert_rebuilt_without_paying(&w, &cfg, &before, "second.log");
     assert_eq!(events(&w, "second.log", "store.recovered"), 1);
     assert_eq!(events(&w, "second.log", "cert.adopted"), 3);
@@ -185,4 +205,28 @@ fn a_damaged_database_is_kept_aside_and_rebuilt_without_an_order() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(sigterm_and_wait(&mut d).success());
     assert_eq!(events(&w, "third.log", "store.recovered"), 0);
+    // `status` still says so: nothing was deployed since.
+    let out = Command::new(crate::support::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("store recovered") && err.contains("db.corrupt-"),
+        "{err}"
+    );
+    // The rebuilt database decodes whole.
+    let out = Command::new(crate::support::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["store", "verify"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("3 record(s) decode, 0 do not"),
+        "{text}"
+    );
 }
