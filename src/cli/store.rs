@@ -85,8 +85,13 @@ pub fn plan_lines(cfg: &Config) -> Result<Vec<String>, StoreError> {
     } else {
         Vec::new()
     };
-    let get = |name: &str| records.iter().find(|r| r.name == name).cloned();
-    let plan = rebuild::plan(cfg, get, chrono::Utc::now());
+    let by_name: std::collections::HashMap<&str, &cas_certd::store::CertRecord> =
+        records.iter().map(|r| (r.name.as_str(), r)).collect();
+    let plan = rebuild::plan(
+        cfg,
+        |n| by_name.get(n).map(|r| (*r).clone()),
+        chrono::Utc::now(),
+    );
     Ok(plan
         .actions
         .iter()

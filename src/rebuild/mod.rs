@@ -215,8 +215,10 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
             Err(e) => rec.damage.push(e.to_string()),
         }
     }
-    let get = |name: &str| good.iter().find(|r| r.name == name).cloned();
-    let plan = plan(config, get, Utc::now());
+    // By name: a linear search per certificate is quadratic at thousands of them.
+    let by_name: std::collections::HashMap<&str, &CertRecord> =
+        good.iter().map(|r| (r.name.as_str(), r)).collect();
+    let plan = plan(config, |n| by_name.get(n).map(|r| (*r).clone()), Utc::now());
     rec.lost = plan.lost().into_iter().map(str::to_string).collect();
     if !rec.lost.is_empty() && existed {
         rec.damage

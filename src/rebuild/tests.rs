@@ -171,3 +171,69 @@ fn nothing_deployed_is_nothing_to_adopt() {
         Verdict::Nothing
     ));
 }
+
+fn config(out: &Path) -> crate::config::Config {
+    let text = format!(
+        r#"state_dir = "{s}"
+output_dir = "{o}"
+[defaults]
+product_code = "{FREE}"
+key = "ecdsa-p256"
+contact = {{ name = "Ops", phone = "13900000000", email = "ops@example.test" }}
+[[certificate]]
+name = "www"
+domains = ["a.example.com"]
+validation = {{ method = "file", webroot = "{o}" }}
+"#,
+        s = out.join("state").display(),
+        o = out.display(),
+    );
+    crate::config::parse(&text, None).unwrap()
+}
+
+fn action(cfg: &crate::config::Config, rec: Option<crate::store::CertRecord>) -> super::Action {
+    let plan = super::plan(cfg, |_| rec.clone(), Utc::now());
+    plan.actions.into_iter().next().unwrap().1
+}
+
+#[test]
+fn the_plan_adopts_missing_or_older_records_and_leaves_an_attempt_for_another_order() {
+    use super::Action;
+    use crate::cas::model::OrderId;
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["a.example.com"], FREE);
+    let cfg = config(d.path());
+    // Missing: adopted, and a manifest says the store had it.
+    let Action::Adopt { record, lost: true } = action(&cfg, None) else {
+        panic!("a missing record is not rebuilt");
+    };
+    // The same record: kept.
+    assert!(matches!(
+        action(&cfg, Some((*record).clone())),
+        Action::Keep
+    ));
+    // At rest and older (nothing deployed): adopted.
+    let idle = crate::store::CertRecord::new("www", vec!["a.example.com".into()]);
+    assert!(matches!(
+        action(&cfg, Some(idle.clone())),
+        Action::Adopt { lost: true, .. }
+    ));
+    // Waiting for the very order the live set came from: adopted.
+    let mut polling = idle.clone();
+    polling.phase = Phase::Ordered {
+        order_id: OrderId(77),
+        created_at: Utc::now(),
+        pending: Default::default(),
+    };
+    assert!(matches!(
+        action(&cfg, Some(polling.clone())),
+        Action::Adopt { .. }
+    ));
+    // An attempt for another order: left alone.
+    polling.phase = Phase::Ordered {
+        order_id: OrderId(78),
+        created_at: Utc::now(),
+        pending: Default::default(),
+    };
+    assert!(matches!(action(&cfg, Some(polling)), Action::Stale));
+}
