@@ -112,8 +112,8 @@ pub fn plan_lines(cfg: &Config) -> Result<Vec<String>, StoreError> {
                 format!("{name}: would be ordered (the deployed set is not adopted: {why})")
             }
             Action::Stale => format!(
-                "{name}: its record is older than the deployed set, but an attempt is in \
-                 flight: left alone"
+                "{name}: its record is older than the deployed set; its attempt in flight \
+                 goes on (no new order), or the set is refused"
             ),
         })
         .collect())

@@ -37,8 +37,8 @@ pub enum Action {
     /// No usable record and no set to adopt: the normal path orders (with the reason a set
     /// that is there was refused, if any).
     Order { refused: Option<String> },
-    /// The record is older than the live set, but an attempt for another order is in flight
-    /// (or the set is refused): left alone.
+    /// The record is older than the live set, but an attempt is in flight (the lifecycle
+    /// finishes it from its order), or the set is refused: left alone.
     Stale,
 }
 
@@ -77,25 +77,24 @@ pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: Date
             },
             Some(rec) => match newer_live_order(&rec, &config.output_dir) {
                 None => Action::Keep,
-                // At rest, or still waiting for the very order the live set came from (the
-                // store lost the step that deployed it): the live set is the truth.
-                Some(live_order)
-                    if rec.phase.is_resting() || rec.phase.open_order() == Some(live_order) =>
-                {
-                    match verdict() {
-                        Verdict::Adopt { mut record, .. } => {
-                            // What the old record knew of orders still matters to adoption.
-                            record.orders_to_clean = rec.orders_to_clean.clone();
-                            record.retired_orders = rec.retired_orders.clone();
-                            if let Some(d) = &rec.deployed {
-                                record.retire(d.order_id);
-                            }
-                            Action::Adopt { record, lost: true }
+                // An attempt in flight (a crash after the install, or a record rolled back to
+                // one): the lifecycle finishes it from its order, and cleans up its proof.
+                Some(_) if !rec.phase.is_resting() => Action::Stale,
+                Some(_) => match verdict() {
+                    Verdict::Adopt { mut record, .. } => {
+                        // What the old record knew of orders still matters to adoption.
+                        record.orders_to_clean = rec.orders_to_clean.clone();
+                        record.retired_orders = rec.retired_orders.clone();
+                        if let Some(d) = &rec.deployed {
+                            record.retire(d.order_id);
                         }
-                        _ => Action::Stale,
+                        // The set changed after the record was written: whether its reload
+                        // hook ran is unknown, and one reload too many is harmless.
+                        record.hook_pending = cert.reload.is_some();
+                        Action::Adopt { record, lost: true }
                     }
-                }
-                Some(_) => Action::Stale,
+                    _ => Action::Stale,
+                },
             },
         };
         plan.actions.push((cert.name.clone(), action));
@@ -249,8 +248,8 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
             }
             Action::Stale => {
                 warn!(event = "cert.not_adopted", cert = %name,
-                    "the record is older than the deployed set, but an attempt is in flight; \
-                     it goes on");
+                    "the record is older than the deployed set; its attempt in flight goes on \
+                     (no new order), or the set is refused");
             }
             Action::Keep | Action::Order { refused: None } => {}
         }

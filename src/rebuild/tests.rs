@@ -197,7 +197,7 @@ fn action(cfg: &crate::config::Config, rec: Option<crate::store::CertRecord>) ->
 }
 
 #[test]
-fn the_plan_adopts_missing_or_older_records_and_leaves_an_attempt_for_another_order() {
+fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_flight() {
     use super::Action;
     use crate::cas::model::OrderId;
     let d = tempfile::tempdir().unwrap();
@@ -212,24 +212,28 @@ fn the_plan_adopts_missing_or_older_records_and_leaves_an_attempt_for_another_or
         action(&cfg, Some((*record).clone())),
         Action::Keep
     ));
-    // At rest and older (nothing deployed): adopted.
+    // At rest and older (nothing deployed): adopted, and the reload hook runs (whether it
+    // ran for this set is unknown).
     let idle = crate::store::CertRecord::new("www", vec!["a.example.com".into()]);
-    assert!(matches!(
-        action(&cfg, Some(idle.clone())),
-        Action::Adopt { lost: true, .. }
-    ));
-    // Waiting for the very order the live set came from: adopted.
+    let mut with_hook = cfg.clone();
+    with_hook.certificates[0].reload = Some(crate::config::Hook {
+        argv: vec!["true".into()],
+        timeout: std::time::Duration::from_secs(1),
+        pass_env: Vec::new(),
+    });
+    let Action::Adopt { record, lost: true } = action(&with_hook, Some(idle.clone())) else {
+        panic!("an older record at rest is not rebuilt");
+    };
+    assert!(record.hook_pending);
+    // Waiting for the very order the live set came from: the lifecycle finishes it.
     let mut polling = idle.clone();
     polling.phase = Phase::Ordered {
         order_id: OrderId(77),
         created_at: Utc::now(),
         pending: Default::default(),
     };
-    assert!(matches!(
-        action(&cfg, Some(polling.clone())),
-        Action::Adopt { .. }
-    ));
-    // An attempt for another order: left alone.
+    assert!(matches!(action(&cfg, Some(polling.clone())), Action::Stale));
+    // An attempt for another order: left alone too.
     polling.phase = Phase::Ordered {
         order_id: OrderId(78),
         created_at: Utc::now(),
