@@ -8,6 +8,7 @@
 //!   and the service account), under the paths the daemon has always used.
 //! - [`config`]: TOML desired state → validated config; diffs for reload.
 //! - [`store`]: sled records, versioned; the only module that knows keys and trees.
+//! - [`rebuild`]: the store is a cache — recovering a damaged one, adopting deployed sets.
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
 //! - [`validation`]: proving control of a domain — webroot file, Alidns TXT, command, manual.
 //! - [`deploy`]: atomic PEM sets (versioned directory + symlink swap), permissions, key/cert match.
@@ -34,6 +35,7 @@ pub mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod rebuild;
 pub mod store;
 pub mod validation;
 

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             Command::Run(a) => cli::daemon::run(&cli, a).await,
             Command::Check(a) => cli::check::check(&cli, a).await,
             Command::Status(a) => cli::status::status(&cli, a).await,
+            Command::Store(c) => cli::store::store(&cli, c).await,
             Command::Renew(a) => cli::renew::renew(&cli, a).await,
             Command::Package(a) => cli::ops::package(&cli, a).await,
             Command::Orders(a) => cli::ops::orders(&cli, a).await,

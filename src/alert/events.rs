@@ -4,10 +4,12 @@
 /// (a name in `[notify] events` must be one of these, so a typo is an error, not silence).
 pub const ALL_EVENTS: &[&str] = &[
     "api.clock_skew",
+    "cert.adopted",
     "cert.challenge_presented",
     "cert.deploy_failed",
     "cert.deployed",
     "cert.issued",
+    "cert.not_adopted",
     "cert.order_adopted",
     "cert.ordered",
     "cert.proof_unreachable",
@@ -33,12 +35,14 @@ pub const ALL_EVENTS: &[&str] = &[
     "metrics.write_timeout",
     "notify.failed",
     "quota.low",
+    "store.recovered",
 ];
 
 /// Sent when `[notify] events` is not given: failures and warnings that need a person.
 pub const DEFAULT_EVENTS: &[&str] = &[
     "api.clock_skew",
     "cert.deploy_failed",
+    "cert.not_adopted",
     "cert.proof_unreachable",
     "cert.renew_failed",
     "cert.validation_timeout",
@@ -47,6 +51,7 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "control.refused",
     "hook.failed",
     "quota.low",
+    "store.recovered",
 ];
 
 /// The notifier's own events (`notification.failed`, `notification.dropped`): never sent, or a

@@ -50,6 +50,16 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
     };
     failures.extend(publishing(cli, &cfg, client.as_ref()).await);
     failures.extend(notifications(cli, &cfg));
+    // Which certificates the daemon would adopt from their deployed sets, which it would order.
+    match super::store::plan_lines(&cfg) {
+        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Err(cas_certd::store::StoreError::Locked(_)) => {
+            println!("records: the daemon is running; its records stand")
+        }
+        Err(e) => println!(
+            "records: cannot read the state database ({e}); the daemon would move it aside"
+        ),
+    }
     if let Some(client) = &client {
         failures.extend(quota(&cfg, client).await);
     }

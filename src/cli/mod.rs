@@ -7,6 +7,7 @@ pub mod renew;
 pub mod report;
 pub mod service;
 pub mod status;
+pub mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Zero-setup demo: simulator + daemon in one process, certificates into ./demo.
     #[cfg(feature = "sim")]
     Demo(daemon::DemoArgs),
+    /// Check or rebuild the state database (records are a cache of what is deployed).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Print shell completions.
     Completions(service::CompletionsArgs),
     /// Print the man page (roff).

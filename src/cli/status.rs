@@ -88,6 +88,9 @@ pub async fn status(cli: &super::Cli, a: &StatusArgs) -> anyhow::Result<ExitCode
         Err(code) => return Ok(code),
     };
     let (rows, from) = rows(&cfg).await?;
+    if let Some(note) = cas_certd::rebuild::note(&cfg.state_dir) {
+        eprintln!("store recovered {}", note.trim_end());
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

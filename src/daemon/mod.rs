@@ -119,7 +119,8 @@ pub async fn run(
         crate::alert::global(),
         services.metrics.clone(),
     )?;
-    let store = Store::open(&config.state_dir)?;
+    // Before anything is ordered: the store checked against what is deployed, rebuilt.
+    let (store, _recovery) = crate::rebuild::open(&config)?;
     let (listener, socket_file) = control::bind(&config.control_socket)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Incoming>(16);
     let ctl_task = tokio::spawn(control::serve(listener, ctl_tx));
@@ -418,6 +419,9 @@ impl State {
                 }
                 if let Some(e) = error {
                     error!(cert = %name, error = %e, "state store failure");
+                }
+                if !deployed.is_empty() {
+                    crate::rebuild::clear_note(&self.config.state_dir);
                 }
                 for renewal in deployed {
                     if let Some(tx) = &self.services.events {

@@ -332,6 +332,18 @@ fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, Deplo
     Ok(Some([cert, chain, full, key]))
 }
 
+/// The live set of `name` as it is on disk, unchecked, when `<output_dir>/<name>` has the
+/// layout [`install`] makes; `None` otherwise (for rebuilding a lost record).
+pub fn read_live_set(output_dir: &Path, name: &str) -> Result<Option<PemSet>, DeployError> {
+    Ok(
+        read_live(output_dir, name)?.map(|[cert, chain, _, key]| PemSet {
+            cert_pem: cert,
+            chain_pem: chain,
+            key_pem: Secret::new(key),
+        }),
+    )
+}
+
 /// Reads the live set of `name`, if any, and returns its info when the pair is intact and
 /// matches `expected_fingerprint`; `Ok(None)` when missing, altered or mismatched (restore it).
 pub fn inspect_live(

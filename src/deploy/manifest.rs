@@ -178,3 +178,47 @@ pub(crate) fn live_manifest(
         .read_trusted_text(MANIFEST)?
         .and_then(|t| serde_json::from_str(&t).ok()))
 }
+
+/// What the live version of `<output_dir>/<name>` says about where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveManifest {
+    /// No live version, or one without a manifest (made before manifests, or by hand).
+    Absent,
+    /// A manifest only the daemon's user or root could have written.
+    Trusted(Manifest),
+    /// A manifest that is there but proves nothing: symlinked, not a regular file, writable by
+    /// others, in a directory others can write, or not ours to parse. Never adopted.
+    Refused(String),
+}
+
+/// [`live_manifest`], telling a missing manifest from one that is refused.
+pub(crate) fn live_manifest_state(
+    output_dir: &Path,
+    name: &str,
+) -> Result<LiveManifest, DeployError> {
+    let Some((dir, v)) = super::files::open_live(output_dir, name)? else {
+        return Ok(LiveManifest::Absent);
+    };
+    let Some(versions) = dir.open_quiet("versions")? else {
+        return Ok(LiveManifest::Absent);
+    };
+    let Some(vd) = versions.open_quiet(&v)? else {
+        return Ok(LiveManifest::Absent);
+    };
+    if vd.kind(MANIFEST)?.is_none() {
+        return Ok(LiveManifest::Absent);
+    }
+    if let Err(e) = dir.check_trusted().and_then(|()| versions.check_trusted()) {
+        return Ok(LiveManifest::Refused(e.to_string()));
+    }
+    let Some(text) = vd.read_trusted_text(MANIFEST)? else {
+        return Ok(LiveManifest::Refused(format!(
+            "{} is a symlink, not a regular file, or writable by others",
+            vd.join(MANIFEST).display()
+        )));
+    };
+    Ok(match serde_json::from_str(&text) {
+        Ok(m) => LiveManifest::Trusted(m),
+        Err(e) => LiveManifest::Refused(format!("{}: {e}", vd.join(MANIFEST).display())),
+    })
+}

@@ -9,8 +9,8 @@ mod manifest;
 mod pem;
 
 pub use files::ids as ownership_ids;
-pub use files::{inspect_live, install, live_is, preflight};
-pub use manifest::{Manifest, Origin};
+pub use files::{inspect_live, install, live_is, preflight, read_live_set};
+pub use manifest::{LiveManifest, Manifest, Origin};
 
 use std::path::{Path, PathBuf};
 
@@ -99,4 +99,14 @@ pub fn check(
 /// one nobody but the daemon's user or root could have written.
 pub fn live_manifest(output_dir: &Path, name: &str) -> Result<Option<Manifest>, DeployError> {
     manifest::live_manifest(output_dir, name)
+}
+
+/// The public key type of a certificate: `("ec", bits)` or `("rsa", bits)`; `None` for others.
+pub fn key_type(cert_pem: &str) -> Result<Option<(&'static str, usize)>, DeployError> {
+    pem::key_type(cert_pem)
+}
+
+/// The live set's manifest, telling a missing one from one that is refused.
+pub fn live_manifest_state(output_dir: &Path, name: &str) -> Result<LiveManifest, DeployError> {
+    manifest::live_manifest_state(output_dir, name)
 }

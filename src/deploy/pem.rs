@@ -112,6 +112,21 @@ pub(crate) fn check(
     Ok(info)
 }
 
+/// The key type of the leaf's public key: `("ec", bits)` or `("rsa", bits)`; `None` for others.
+pub(crate) fn key_type(cert_pem: &str) -> Result<Option<(&'static str, usize)>, DeployError> {
+    let ders = cert_ders(cert_pem)?;
+    let leaf = ders
+        .first()
+        .ok_or_else(|| DeployError::BadCertificate("no certificate".into()))?;
+    let (_, leaf) =
+        X509Certificate::from_der(leaf).map_err(|e| DeployError::BadCertificate(e.to_string()))?;
+    Ok(match leaf.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::EC(ec)) => Some(("ec", ec.key_size())),
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(("rsa", rsa.key_size())),
+        _ => None,
+    })
+}
+
 /// Hex SHA-256 of the leaf's SubjectPublicKeyInfo DER: names the key without revealing it.
 pub(crate) fn key_sha256(cert_pem: &str) -> Result<String, DeployError> {
     let ders = cert_ders(cert_pem)?;

@@ -3,6 +3,7 @@
 mod support;
 
 mod api_options;
+mod cache;
 mod cli_verbs;
 mod client_cli;
 mod client_interop;

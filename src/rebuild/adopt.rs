@@ -1,0 +1,129 @@
+//! Whether the live set of one certificate can stand in for a lost record: it must be valid
+//! and match the configuration (names, key and certificate, not expired, key type; product
+//! and certificate as its manifest says). Reads only.
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::cas::model::{is_free_product, OrderId};
+use crate::config::{Certificate, KeyKind};
+use crate::deploy::{self, LiveManifest, PemSet};
+use crate::lifecycle::schedule;
+use crate::store::{CertRecord, DeployedCert, Phase};
+
+/// What a live set is worth to a certificate without a usable record.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Adopt it: the record it stands for (deployed, renewal scheduled), and whether a
+    /// manifest vouched for it (a manifest means a record existed once).
+    Adopt {
+        record: Box<CertRecord>,
+        manifest: bool,
+    },
+    /// A set is there but is not adopted, for this reason; the normal path runs.
+    Refused(String),
+    /// No live set: the normal path runs.
+    Nothing,
+}
+
+/// The key type `kind` makes, as [`deploy::key_type`] names it; `None` when CAS makes the key
+/// (any type it chose is fine).
+fn expected_key(kind: KeyKind) -> Option<(&'static str, usize)> {
+    match kind {
+        KeyKind::EcdsaP256 => Some(("ec", 256)),
+        KeyKind::EcdsaP384 => Some(("ec", 384)),
+        KeyKind::Rsa2048 => Some(("rsa", 2048)),
+        KeyKind::Rsa3072 => Some(("rsa", 3072)),
+        KeyKind::Rsa4096 => Some(("rsa", 4096)),
+        KeyKind::Cas => None,
+    }
+}
+
+/// Judges the live set of `cert` under `output_dir` at `now`.
+pub fn judge(cert: &Certificate, output_dir: &Path, now: DateTime<Utc>, jitter01: f64) -> Verdict {
+    match judge_inner(cert, output_dir, now, jitter01) {
+        Ok(v) => v,
+        Err(e) => Verdict::Refused(e.to_string()),
+    }
+}
+
+fn judge_inner(
+    cert: &Certificate,
+    output_dir: &Path,
+    now: DateTime<Utc>,
+    jitter01: f64,
+) -> Result<Verdict, deploy::DeployError> {
+    let manifest = match deploy::live_manifest_state(output_dir, &cert.name)? {
+        LiveManifest::Refused(why) => return Ok(Verdict::Refused(format!("manifest: {why}"))),
+        LiveManifest::Trusted(m) => Some(m),
+        LiveManifest::Absent => None,
+    };
+    let Some(set) = deploy::read_live_set(output_dir, &cert.name)? else {
+        return Ok(Verdict::Nothing);
+    };
+    // Directories others could write to, or one that is not ours, vouch for nothing.
+    deploy::preflight(output_dir, &cert.name)?;
+    let info = deploy::check(&set, &cert.domains, now)?;
+    if let Some(want) = expected_key(cert.key) {
+        let got = deploy::key_type(&set.cert_pem)?;
+        if got != Some(want) {
+            return Ok(Verdict::Refused(format!(
+                "its key is {got:?}, the configuration asks for {want:?}"
+            )));
+        }
+    }
+    let (order_id, last_success) = match &manifest {
+        Some(m) => {
+            if !m.cert_sha256.eq_ignore_ascii_case(&info.fingerprint_sha256) {
+                return Ok(Verdict::Refused(
+                    "the manifest names another certificate".into(),
+                ));
+            }
+            if m.product != cert.product_code {
+                return Ok(Verdict::Refused(format!(
+                    "it was ordered as product {:?}, the configuration asks for {:?}",
+                    m.product, cert.product_code
+                )));
+            }
+            (OrderId(m.order_id), m.deployed_at)
+        }
+        // A paid certificate renews from its order, which only a manifest names.
+        None if !is_free_product(&cert.product_code) => {
+            return Ok(Verdict::Refused(
+                "no manifest names the paid order it came from".into(),
+            ))
+        }
+        None => (OrderId(0), now),
+    };
+    Ok(Verdict::Adopt {
+        record: Box::new(record(cert, set, info, order_id, last_success, jitter01)),
+        manifest: manifest.is_some(),
+    })
+}
+
+/// The record of a deployed set, its renewal time computed as after a deployment.
+fn record(
+    cert: &Certificate,
+    set: PemSet,
+    info: deploy::CertInfo,
+    order_id: OrderId,
+    last_success: DateTime<Utc>,
+    jitter01: f64,
+) -> CertRecord {
+    let plan = schedule::renew_at(info.not_before, info.not_after, cert.renew_before, jitter01);
+    let mut rec = CertRecord::new(&cert.name, cert.domains.clone());
+    rec.deployed = Some(DeployedCert {
+        order_id,
+        info,
+        cert_pem: set.cert_pem,
+        chain_pem: set.chain_pem,
+        key_pem: set.key_pem,
+    });
+    rec.phase = Phase::Deployed {
+        order_id,
+        at: last_success,
+    };
+    rec.last_success = Some(last_success);
+    rec.next_due = plan.at;
+    rec
+}

@@ -1,0 +1,299 @@
+//! The order database is a cache: at start, before anything is ordered, the store is checked
+//! against what is deployed, and rebuilt from the deployed sets where it lost something.
+//!
+//! - A database that fails to open, or holds a record that does not decode, is moved aside
+//!   (`<state_dir>/db.corrupt-<time>`, never deleted) and a fresh one starts with every record
+//!   that could still be read.
+//! - A live set whose manifest names a certificate the record does not know (record missing,
+//!   or older than the manifest) means the store lost data; the database is moved aside too.
+//! - A certificate without a usable record whose live set is valid and matches the
+//!   configuration is adopted as deployed ([`adopt`]): no order, no hook. The same holds for a
+//!   first start on a host whose sets were made before manifests.
+//!
+//! One `store.recovered` event (error) says what was lost and rebuilt; one `cert.adopted`
+//! event per adopted certificate.
+pub mod adopt;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use tracing::{error, info, warn};
+
+use crate::cas::model::OrderId;
+use crate::config::Config;
+use crate::store::{self, CertRecord, Store, StoreError};
+use adopt::Verdict;
+
+/// What the rebuild would do with one configured certificate.
+#[derive(Debug)]
+pub enum Action {
+    /// Its record is usable: nothing to do.
+    Keep,
+    /// Adopt the live set as deployed (the new record). `lost`: a manifest shows the store
+    /// once had a record for it.
+    Adopt { record: Box<CertRecord>, lost: bool },
+    /// No usable record and no set to adopt: the normal path orders (with the reason a set
+    /// that is there was refused, if any).
+    Order { refused: Option<String> },
+    /// The record is older than the live set, but an attempt is in flight (the lifecycle
+    /// finishes it from its order), or the set is refused: left alone.
+    Stale,
+}
+
+/// The rebuild's plan: one action per configured certificate, in configuration order.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub actions: Vec<(String, Action)>,
+}
+
+impl Plan {
+    /// Names the store lost (a manifest vouches for a set the record does not know).
+    pub fn lost(&self) -> Vec<&str> {
+        self.actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Adopt { lost: true, .. } | Action::Stale))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+/// Decides, for every configured certificate, what the rebuild does; `get` reads a record
+/// (`None` when missing or undecodable). Changes nothing.
+pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
+    for cert in &config.certificates {
+        let rec = get(&cert.name);
+        let verdict = || adopt::judge(cert, &config.output_dir, now, rand::random::<f64>());
+        let action = match rec {
+            None => match verdict() {
+                Verdict::Adopt { record, manifest } => Action::Adopt {
+                    record,
+                    lost: manifest,
+                },
+                Verdict::Refused(why) => Action::Order { refused: Some(why) },
+                Verdict::Nothing => Action::Order { refused: None },
+            },
+            Some(rec) => match newer_live_order(&rec, &config.output_dir) {
+                None => Action::Keep,
+                // An attempt in flight (a crash after the install, or a record rolled back to
+                // one): the lifecycle finishes it from its order, and cleans up its proof.
+                Some(_) if !rec.phase.is_resting() => Action::Stale,
+                Some(_) => match verdict() {
+                    Verdict::Adopt { mut record, .. } => {
+                        // What the old record knew of orders still matters to adoption.
+                        record.orders_to_clean = rec.orders_to_clean.clone();
+                        record.retired_orders = rec.retired_orders.clone();
+                        if let Some(d) = &rec.deployed {
+                            record.retire(d.order_id);
+                        }
+                        // The set changed after the record was written: whether its reload
+                        // hook ran is unknown, and one reload too many is harmless.
+                        record.hook_pending = cert.reload.is_some();
+                        Action::Adopt { record, lost: true }
+                    }
+                    _ => Action::Stale,
+                },
+            },
+        };
+        plan.actions.push((cert.name.clone(), action));
+    }
+    plan
+}
+
+/// The order of the live set, when its manifest names a certificate newer than the one `rec`
+/// deployed (the record is older than what is deployed).
+fn newer_live_order(rec: &CertRecord, output_dir: &Path) -> Option<OrderId> {
+    let Ok(crate::deploy::LiveManifest::Trusted(m)) =
+        crate::deploy::live_manifest_state(output_dir, &rec.name)
+    else {
+        return None;
+    };
+    let newer = match &rec.deployed {
+        None => true,
+        Some(d) => {
+            !d.info
+                .fingerprint_sha256
+                .eq_ignore_ascii_case(&m.cert_sha256)
+                && d.info.not_after < m.not_after
+        }
+    };
+    newer.then_some(OrderId(m.order_id))
+}
+
+/// What [`open`] found and did, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Where the damaged database was moved.
+    pub moved_aside: Option<PathBuf>,
+    /// Why it was moved (open error, undecodable records, lost records).
+    pub damage: Vec<String>,
+    /// Certificates the store had lost.
+    pub lost: Vec<String>,
+    /// Certificates adopted from their live sets.
+    pub adopted: Vec<String>,
+}
+
+impl Recovery {
+    /// Whether the store lost something (what `store.recovered` reports).
+    pub fn is_loss(&self) -> bool {
+        self.moved_aside.is_some() || !self.lost.is_empty()
+    }
+
+    /// One line for `status`.
+    pub fn summary(&self) -> String {
+        format!(
+            "the state store lost data ({}); lost: {:?}; rebuilt from the deployed files: \
+             {:?}; damaged database kept at {}",
+            self.damage.join("; "),
+            self.lost,
+            self.adopted,
+            self.moved_aside
+                .as_ref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        )
+    }
+}
+
+/// The note `status` shows after a recovery, until the next successful deploy.
+const NOTE: &str = "recovered.txt";
+
+/// The recovery note in `state_dir`, if the store lost something since the last deploy.
+pub fn note(state_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(state_dir.join(NOTE)).ok()
+}
+
+/// Forgets the recovery note (a deployment succeeded: the store is whole again).
+pub fn clear_note(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(NOTE));
+}
+
+fn write_note(state_dir: &Path, rec: &Recovery) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = format!(
+        "{}: {}\n",
+        Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+        rec.summary()
+    );
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(state_dir.join(NOTE))
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        warn!(error = %e, "cannot write the recovery note for status");
+    }
+}
+
+/// Opens the store for the daemon, recovering from damage and rebuilding lost records from
+/// the deployed sets (see the module docs). Another daemon's lock is still an error.
+pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
+    let state_dir = &config.state_dir;
+    let existed = store::exists(state_dir);
+    let mut rec = Recovery::default();
+    let mut store = match open_catching(state_dir) {
+        Ok(s) => s,
+        Err(e @ StoreError::Locked(_)) => return Err(e),
+        Err(e) => {
+            rec.damage.push(format!("cannot open: {e}"));
+            rec.moved_aside = Some(move_aside(state_dir)?);
+            Store::open(state_dir)?
+        }
+    };
+    // Every record, decoded once: the good ones survive a move aside.
+    let mut good = Vec::new();
+    for r in store.list()? {
+        match r {
+            Ok(r) => good.push(r),
+            // A newer daemon's record is not damage: leave the database alone.
+            Err(e @ StoreError::TooNew { .. }) => return Err(e),
+            Err(e) => rec.damage.push(e.to_string()),
+        }
+    }
+    // By name: a linear search per certificate is quadratic at thousands of them.
+    let by_name: std::collections::HashMap<&str, &CertRecord> =
+        good.iter().map(|r| (r.name.as_str(), r)).collect();
+    let plan = plan(config, |n| by_name.get(n).map(|r| (*r).clone()), Utc::now());
+    rec.lost = plan.lost().into_iter().map(str::to_string).collect();
+    if !rec.lost.is_empty() && existed {
+        rec.damage
+            .push("records missing or older than the deployed sets' manifests".into());
+    }
+    if existed && rec.moved_aside.is_none() && !rec.damage.is_empty() {
+        drop(store);
+        rec.moved_aside = Some(move_aside(state_dir)?);
+        store = Store::open(state_dir)?;
+        for r in &good {
+            store.put(r)?;
+        }
+    }
+    for (name, action) in plan.actions {
+        match action {
+            Action::Adopt { record, lost } => {
+                let d = record.deployed.as_ref();
+                info!(event = "cert.adopted", cert = %name, domains = ?record.domains,
+                    order_id = ?d.map(|d| d.order_id), not_after = ?d.map(|d| d.info.not_after),
+                    renew_at = %record.next_due, lost,
+                    "adopted the deployed set as is: no order, no reload hook");
+                store.put(&record)?;
+                rec.adopted.push(name);
+            }
+            Action::Order { refused: Some(why) } => {
+                warn!(event = "cert.not_adopted", cert = %name, reason = %why,
+                    "the deployed set is not adopted; the certificate is ordered as usual");
+            }
+            Action::Stale => {
+                warn!(event = "cert.not_adopted", cert = %name,
+                    "the record is older than the deployed set; its attempt in flight goes on \
+                     (no new order), or the set is refused");
+            }
+            Action::Keep | Action::Order { refused: None } => {}
+        }
+    }
+    store.flush_blocking()?;
+    if rec.is_loss() {
+        error!(event = "store.recovered", lost = ?rec.lost, rebuilt = ?rec.adopted,
+            damage = ?rec.damage, moved_aside = ?rec.moved_aside.as_ref().map(|p| p.display().to_string()),
+            "{}", rec.summary());
+        write_note(state_dir, &rec);
+    }
+    Ok((store, rec))
+}
+
+/// [`Store::open`], with a panic in sled over a damaged file turned into an error.
+fn open_catching(state_dir: &Path) -> Result<Store, StoreError> {
+    let dir = state_dir.to_path_buf();
+    std::panic::catch_unwind(move || Store::open(&dir)).unwrap_or_else(|_| {
+        Err(StoreError::Open {
+            path: state_dir.join("db"),
+            reason: "the database library panicked reading it".into(),
+        })
+    })
+}
+
+/// Renames `<state_dir>/db` to `<state_dir>/db.corrupt-<time>` (kept, never deleted).
+fn move_aside(state_dir: &Path) -> Result<PathBuf, StoreError> {
+    let from = state_dir.join("db");
+    let mut to = state_dir.join(format!(
+        "db.corrupt-{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    let mut n = 1;
+    while to.exists() {
+        n += 1;
+        to = state_dir.join(format!(
+            "db.corrupt-{}-{n}",
+            Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+    }
+    std::fs::rename(&from, &to).map_err(|source| StoreError::Io {
+        op: "move aside",
+        path: from,
+        source,
+    })?;
+    Ok(to)
+}
