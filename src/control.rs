@@ -351,7 +351,7 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> std::io::Resu
 /// (`fs_trust::daemon_uids`) and the owner of `state_dir` (the daemon's user: it owns the store).
 pub fn trusted_uids(state_dir: &Path) -> Vec<u32> {
     use std::os::unix::fs::MetadataExt;
-    let mut uids = crate::fs_trust::daemon_uids();
+    let mut uids = cas_api::fs_trust::daemon_uids();
     if let Ok(md) = std::fs::metadata(state_dir) {
         uids.push(md.uid());
     }

@@ -170,7 +170,7 @@ pub fn find_program(argv0: &str, pass: &[String]) -> Result<std::path::PathBuf, 
 }
 
 /// Runs `hook` with `env` (see [`child_env`]); what it printed comes back redacted
-/// ([`crate::secret::redact`]).
+/// ([`cas_api::secret::redact`]).
 pub async fn run(hook: &Hook, env: &[(String, String)]) -> Result<HookOutput, HookError> {
     run_with_input(hook, env, None).await
 }
@@ -248,7 +248,7 @@ pub async fn run_with_input(
     }
     let (text, truncated) = match captured.lock() {
         Ok(c) => (
-            crate::secret::redact(&String::from_utf8_lossy(&c.buf)),
+            cas_api::secret::redact(&String::from_utf8_lossy(&c.buf)),
             c.truncated,
         ),
         Err(_) => (String::new(), false),
@@ -351,7 +351,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_is_redacted_on_success_and_failure() {
-        crate::secret::remember(&crate::secret::Secret::new("hook-test-secret-4242"));
+        cas_api::secret::remember(&cas_api::secret::Secret::new("hook-test-secret-4242"));
         let out = run(
             &hook(&["sh", "-c", "echo s=hook-test-secret-4242"], 10),
             &[],

@@ -6,7 +6,7 @@
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RsaKeySize};
 
 use crate::config::KeyKind;
-use crate::secret::Secret;
+use cas_api::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

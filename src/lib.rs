@@ -3,9 +3,8 @@
 //! A certificate lifecycle daemon for the Alibaba Cloud SSL Certificates Service (CAS).
 //!
 //! # Layout
-//! - [`cas`], [`credentials`], [`secret`], [`fs_trust`], [`accounts`]: re-exported from the
-//!   `cas-api` crate (the CAS and Alidns client, the credentials chain, `Secret`, trusted paths
-//!   and the service account), under the paths the daemon has always used.
+//! The CAS and Alidns client, the credentials chain, `Secret`, trusted paths and the service
+//! account are the `cas-api` crate's; the simulator is the `cas-sim` crate's.
 //! - [`config`]: TOML desired state → validated config; diffs for reload.
 //! - [`store`]: sled records, versioned; the only module that knows keys and trees.
 //! - [`rebuild`]: the store is a cache — recovering a damaged one, adopting deployed sets.
@@ -38,14 +37,3 @@ pub mod notify;
 pub mod rebuild;
 pub mod store;
 pub mod validation;
-
-pub use cas_api::fs_trust::accounts;
-pub use cas_api::{credentials, fs_trust, secret};
-
-/// The CAS and Alidns APIs (the `cas-api` crate under its old path).
-pub mod cas {
-    pub use cas_api::{
-        backoff, client, error, model, options, ratelimit, responses, sign, ApiError, Client,
-        ClientOptions, ErrorClass, Observer, SignatureVersion,
-    };
-}

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{NotifySettings, WebhookSettings, WebhookSource};
 use crate::metrics::Metrics;
-use crate::secret::Secret;
+use cas_api::secret::Secret;
 
 mod command;
 mod deliver;
@@ -227,9 +227,9 @@ fn targets(s: &NotifySettings) -> Result<Vec<deliver::Target>, AlertError> {
     }
     for (i, w) in s.webhooks.iter().enumerate() {
         let (url, secret) = webhook_secrets(i + 1, w)?;
-        crate::secret::remember(&url);
+        cas_api::secret::remember(&url);
         if let Some(s) = &secret {
-            crate::secret::remember(s);
+            cas_api::secret::remember(s);
         }
         out.push(deliver::Target::Webhook(webhook::Webhook {
             format: w.format,

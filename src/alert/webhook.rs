@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use super::message::Alert;
 use crate::config::WebhookFormat;
-use crate::secret::Secret;
+use cas_api::secret::Secret;
 
 /// How long one request may take.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use cas_certd::cas::Client;
+use cas_api::Client;
 use cas_certd::config::{Config, FileOwnership};
 use cas_certd::metrics::Metrics;
 

@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cas_certd::cas::Client;
+use cas_api::credentials::Credentials;
+use cas_api::Client;
 use cas_certd::config::{self, Config};
-use cas_certd::credentials::Credentials;
 use cas_certd::daemon::{self, Services};
 use cas_certd::metrics::Metrics;
 use cas_certd::notify::Notifier;

@@ -5,13 +5,13 @@
 
 use std::process::ExitCode;
 
-use cas_certd::cas::model::{
+use cas_api::credentials::Credentials;
+use cas_api::model::{
     CertificateState, Challenge, ListOrders, OrderId, OrderSummary, DEFAULT_PRODUCT,
 };
-use cas_certd::cas::Client;
-use cas_certd::cas::{ClientOptions, SignatureVersion};
+use cas_api::Client;
+use cas_api::{ClientOptions, SignatureVersion};
 use cas_certd::config::CredentialsSettings;
-use cas_certd::credentials::Credentials;
 
 use super::exit;
 use super::report::{self, Failure};

@@ -3,10 +3,10 @@
 //! whether `check`, `package`, `orders`, `order` or `renew` met it.
 use std::process::ExitCode;
 
-use cas_certd::cas::model::PackageState;
-use cas_certd::cas::{ApiError, ErrorClass};
+use cas_api::credentials::CredentialsError;
+use cas_api::model::PackageState;
+use cas_api::{ApiError, ErrorClass};
 use cas_certd::config::ConfigErrors;
-use cas_certd::credentials::CredentialsError;
 
 use super::exit;
 

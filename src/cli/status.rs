@@ -158,7 +158,7 @@ mod tests {
             name: "www".into(),
             state: "deployed".into(),
             domains: vec!["a.test".into(), "b.test".into()],
-            order_id: Some(cas_certd::cas::model::OrderId(42)),
+            order_id: Some(cas_api::model::OrderId(42)),
             not_after: None,
             next_due: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             next_action: "renew".into(),

@@ -12,7 +12,7 @@ use super::build::{abs_path, duration};
 use super::domain::{normalize_domain, safe_name};
 use super::model::*;
 use super::walk::{str_list_of, Errors, Tbl};
-use crate::cas::model::{Contact, ValidateType, DEFAULT_PRODUCT};
+use cas_api::model::{Contact, ValidateType, DEFAULT_PRODUCT};
 
 pub(super) const PER_CERT_KEYS: &[&str] = &[
     "product_code",

@@ -9,7 +9,7 @@
 //!
 //! [`load`] also checks the machine: the file is read only if it is a regular file that root
 //! or the daemon's user owns and no one else can write (it names the hooks the daemon runs),
-//! and the paths it names must be safe to use (`paths`, `crate::fs_trust`). [`parse`] checks
+//! and the paths it names must be safe to use (`paths`, `cas_api::fs_trust`). [`parse`] checks
 //! the text alone.
 mod build;
 mod cert;
@@ -41,7 +41,7 @@ pub struct ConfigDiff {
 /// Reads and validates a config file, and checks the file and the paths it names on this
 /// machine, trusting root and the daemon's effective user.
 pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-    let uids = crate::fs_trust::daemon_uids();
+    let uids = cas_api::fs_trust::daemon_uids();
     let text = read_trusted(path, &uids).map_err(|e| ConfigErrors {
         errors: vec![format!("{}: {e}", path.display())],
     })?;
@@ -55,13 +55,14 @@ fn read_trusted(path: &std::path::Path, uids: &[u32]) -> Result<String, String> 
     let abs = std::path::absolute(path).map_err(|e| format!("cannot read: {e}"))?;
     // Open first, so that a missing file is reported as such; then judge the path it was
     // opened by, then the open file itself.
-    let (mut file, meta) = crate::fs_trust::open_trusted_file(&abs, uids).map_err(|e| match e {
-        crate::fs_trust::FsTrustError::Io { source, .. } => format!("cannot read: {source}"),
-        e => format!("refused: {e}"),
-    })?;
-    crate::fs_trust::check_trusted_path(&abs, uids)
+    let (mut file, meta) =
+        cas_api::fs_trust::open_trusted_file(&abs, uids).map_err(|e| match e {
+            cas_api::fs_trust::FsTrustError::Io { source, .. } => format!("cannot read: {source}"),
+            e => format!("refused: {e}"),
+        })?;
+    cas_api::fs_trust::check_trusted_path(&abs, uids)
         .map_err(|e| format!("not a safe place for the configuration: {e}"))?;
-    crate::fs_trust::check_not_writable(&abs, &meta)
+    cas_api::fs_trust::check_not_writable(&abs, &meta)
         .map_err(|e| format!("refused (it names the commands the daemon runs): {e}"))?;
     let mut text = String::new();
     file.read_to_string(&mut text)

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use super::notify::{NotifySettings, RateLimit, WebhookFormat, WebhookSettings, WebhookSource};
-use crate::cas::model::Contact;
 pub use cas_api::credentials::CredentialsSettings;
+use cas_api::model::Contact;
 pub use cas_api::{ClientOptions, SignatureVersion};
 
 /// The whole validated configuration.
@@ -89,7 +89,7 @@ pub enum Validation {
     },
     /// Log what to publish and wait; `validate_type` chooses DNS or FILE.
     Manual {
-        validate_type: crate::cas::model::ValidateType,
+        validate_type: cas_api::model::ValidateType,
     },
 }
 

@@ -12,7 +12,7 @@ use super::cert::hook;
 use super::model::Hook;
 use super::walk::{Errors, Tbl};
 use crate::alert;
-use crate::secret::Secret;
+use cas_api::secret::Secret;
 
 /// The validated `[notify]` table. Without one: no notifier, nothing sent.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,6 @@
 //! Where the config lets the daemon write and read. Pure checks on the paths themselves (no
 //! system directory as the output directory), and, when the config is loaded on the machine
-//! that will use it, the ownership and modes of every component (`crate::fs_trust`).
+//! that will use it, the ownership and modes of every component (`cas_api::fs_trust`).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::cert::Places;
 use super::model::{Certificate, Validation};
 use super::walk::Errors;
-use crate::fs_trust::check_trusted_path;
+use cas_api::fs_trust::check_trusted_path;
 
 /// Directories the system or other software owns. The daemon creates, replaces and prunes
 /// entries in `<output_dir>/<name>`, so `output_dir` may not be one of these (the name `ssh`

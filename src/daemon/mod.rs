@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::cas::Client;
 use crate::config::{self, Certificate, Config};
 use crate::control::{self, Incoming};
 use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
@@ -22,6 +21,7 @@ use crate::lifecycle::{self, exec::Exec, StepOutcome};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::{CertRecord, Phase, Store, StoreError};
+use cas_api::Client;
 
 mod hooks;
 mod index;

@@ -20,7 +20,7 @@ use super::manifest::{self, Manifest, Origin, MANIFEST};
 use super::pem::{inspect, key_sha256};
 use super::{CertInfo, DeployError, Deployed, PemSet};
 use crate::config::FileOwnership;
-use crate::secret::Secret;
+use cas_api::secret::Secret;
 
 pub(crate) const FILES: [&str; 4] = ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"];
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
@@ -33,18 +33,18 @@ fn invalid(op: &'static str, path: &Path, msg: String) -> DeployError {
     }
 }
 
-fn lookup(e: crate::accounts::AccountError) -> DeployError {
+fn lookup(e: cas_api::fs_trust::accounts::AccountError) -> DeployError {
     invalid("look up", Path::new("owner/group"), e.to_string())
 }
 
 /// The uid and gid deployed files are given (`None`: left as created). Public for `check`.
 pub fn ids(files: &FileOwnership) -> Result<(Option<u32>, Option<u32>), DeployError> {
     let uid = match &files.owner {
-        Some(o) => Some(crate::accounts::uid(o).map_err(lookup)?),
+        Some(o) => Some(cas_api::fs_trust::accounts::uid(o).map_err(lookup)?),
         None => None,
     };
     let gid = match &files.group {
-        Some(g) => Some(crate::accounts::gid(g).map_err(lookup)?),
+        Some(g) => Some(cas_api::fs_trust::accounts::gid(g).map_err(lookup)?),
         None => None,
     };
     Ok((uid, gid))

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::secret::Secret;
+use cas_api::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {

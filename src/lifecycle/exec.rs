@@ -9,13 +9,13 @@ use super::machine::{
     self, CheckError, Cx, Effect, Event, Next, Observation, Request, StepOutcome,
 };
 use super::ports::{Ca, Clock, Deployer, KeyMaker, Proofs, Records};
-use crate::cas::model::OrderId;
-use crate::cas::ErrorClass;
 use crate::config::Certificate;
 use crate::deploy::{Origin, PemSet};
 use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::store::{CertRecord, StoreError};
+use cas_api::model::OrderId;
+use cas_api::ErrorClass;
 
 /// Everything a step goes through.
 pub struct Exec<'a, C, R, P, D, K, T> {

@@ -96,10 +96,10 @@ pub fn cost_message(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cas::model::OrderId;
     use crate::deploy::CertInfo;
-    use crate::secret::Secret;
     use crate::store::DeployedCert;
+    use cas_api::model::OrderId;
+    use cas_api::secret::Secret;
     use chrono::TimeZone;
 
     fn deployed(nb: DateTime<Utc>, na: DateTime<Utc>) -> CertRecord {

@@ -22,10 +22,10 @@ use std::path::Path;
 
 pub use machine::StepOutcome;
 
-use crate::cas::model::OrderId;
-use crate::cas::Client;
 use crate::config::Certificate;
 use crate::store::{CertRecord, Store, StoreError};
+use cas_api::model::OrderId;
+use cas_api::Client;
 
 /// [`exec::cancel_and_delete`] through the CAS client.
 pub async fn cancel_and_delete(client: &Client, order_id: OrderId) -> bool {

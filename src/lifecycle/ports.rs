@@ -6,16 +6,14 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::cas::model::{
-    CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary,
-};
-use crate::cas::ApiError;
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
-use crate::secret::Secret;
 use crate::store::{CertRecord, StoreError};
 use crate::validation::{Presented, ValidationError};
+use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
+use cas_api::secret::Secret;
+use cas_api::ApiError;
 
 /// The certificate authority (CAS).
 pub trait Ca: Sync {

@@ -6,16 +6,14 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::ports::{Ca, Clock, Deployer, KeyMaker, Proofs, Records};
-use crate::cas::model::{
-    CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary,
-};
-use crate::cas::{ApiError, Client};
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{self, CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
-use crate::secret::Secret;
 use crate::store::{CertRecord, Store, StoreError};
 use crate::validation::{self, Presented, ValidationError};
+use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
+use cas_api::secret::Secret;
+use cas_api::{ApiError, Client};
 
 impl Ca for Client {
     async fn create(&self, req: &CreateOrder) -> Result<OrderId, ApiError> {

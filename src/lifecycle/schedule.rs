@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::cas::model::{OrderId, OrderSummary};
 use crate::config::RenewBefore;
+use cas_api::model::{OrderId, OrderSummary};
 
 /// A renew_before above this fraction of the lifetime would renew a fresh certificate almost
 /// at once (a renewal loop): it is clamped to [`CLAMPED_FRACTION`].

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::cas::model::{is_free_product, OrderId};
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{self, LiveManifest, PemSet};
 use crate::lifecycle::schedule;
 use crate::store::{CertRecord, DeployedCert, Phase};
+use cas_api::model::{is_free_product, OrderId};
 
 /// What a live set is worth to a certificate without a usable record.
 #[derive(Debug)]

@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use crate::cas::model::OrderId;
 use crate::config::Config;
 use crate::store::{self, CertRecord, Store, StoreError};
 use adopt::Verdict;
+use cas_api::model::OrderId;
 
 /// What the rebuild would do with one configured certificate.
 #[derive(Debug)]

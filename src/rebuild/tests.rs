@@ -7,11 +7,11 @@ use std::path::Path;
 use chrono::Utc;
 
 use super::adopt::{judge, Verdict};
-use crate::cas::model::Contact;
 use crate::config::{Certificate, FileOwnership, KeyKind, RenewBefore, Validation};
 use crate::deploy::{self, Origin, PemSet};
 use crate::lifecycle::schedule;
 use crate::store::Phase;
+use cas_api::model::Contact;
 
 const FREE: &str = "digicert-free-1-free";
 
@@ -199,7 +199,7 @@ fn action(cfg: &crate::config::Config, rec: Option<crate::store::CertRecord>) ->
 #[test]
 fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_flight() {
     use super::Action;
-    use crate::cas::model::OrderId;
+    use cas_api::model::OrderId;
     let d = tempfile::tempdir().unwrap();
     install(d.path(), &["a.example.com"], FREE);
     let cfg = config(d.path());

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cas::model::OrderId;
 use crate::deploy::CertInfo;
-use crate::secret::Secret;
 use crate::validation::Presented;
+use cas_api::model::OrderId;
+use cas_api::secret::Secret;
 
 use super::RECORD_VERSION;
 

@@ -2,8 +2,8 @@
 //! Alidns. RecordDomain is relative to the zone (`_dnsauth`, `_dnsauth.www`); a fully qualified
 //! value is accepted when it lies inside the zone.
 
-use crate::cas::model::AddRecord;
-use crate::cas::{ApiError, Client};
+use cas_api::model::AddRecord;
+use cas_api::{ApiError, Client};
 
 use super::ValidationError;
 

@@ -12,8 +12,8 @@ pub use preflight::{preflight, Problem};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cas::model::{Challenge, ValidateType};
 use crate::config::{Hook, Validation};
+use cas_api::model::{Challenge, ValidateType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidationError {
@@ -38,7 +38,7 @@ pub enum ValidationError {
         source: std::io::Error,
     },
     #[error("alidns: {0}")]
-    Dns(#[from] crate::cas::ApiError),
+    Dns(#[from] cas_api::ApiError),
     #[error("no Alidns zone found for {0}")]
     NoZone(String),
     #[error("command: {0}")]
@@ -80,7 +80,7 @@ pub enum Presented {
 pub struct Ctx<'a> {
     pub cert_name: &'a str,
     pub domains: &'a [String],
-    pub client: &'a crate::cas::Client,
+    pub client: &'a cas_api::Client,
 }
 
 /// The validate type CAS is asked for, given how we prove control.
@@ -440,7 +440,7 @@ mod tests {
         let mut rec = crate::store::CertRecord::new("wild", doms(&["*.example.com"]));
         rec.phase = crate::store::Phase::Presented {
             pending: Default::default(),
-            order_id: crate::cas::model::OrderId(1),
+            order_id: cas_api::model::OrderId(1),
             presented: p,
             presented_at: chrono::Utc::now(),
             attempt: 0,

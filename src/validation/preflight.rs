@@ -8,8 +8,8 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::{alidns, file, ValidationError};
-use crate::cas::{Client, ErrorClass};
 use crate::config::Validation;
+use cas_api::{Client, ErrorClass};
 
 /// One reason the proof cannot be published, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

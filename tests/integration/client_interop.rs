@@ -236,14 +236,14 @@ fn client_interop_checker_catches_a_bad_signature() {
 /// its own: no Throttling answer at all.
 #[test]
 fn client_interop_shared_limiter_avoids_throttling() {
-    use cas_certd::cas::model::ListOrders;
+    use cas_api::model::ListOrders;
     use std::sync::{Arc, Mutex};
     let srv = SignServer::start(&["--max-qps", "3"]);
     let endpoint = url::Url::parse(&srv.endpoint()).expect("url");
-    let cas = cas_certd::cas::ClientOptions {
+    let cas = cas_api::ClientOptions {
         cas_endpoint: endpoint.clone(),
         alidns_endpoint: endpoint,
-        signature: cas_certd::cas::SignatureVersion::V3,
+        signature: cas_api::SignatureVersion::V3,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
         qps: 100.0,
@@ -252,13 +252,13 @@ fn client_interop_shared_limiter_avoids_throttling() {
         max_attempts: 1,
         max_retry_time: Duration::from_secs(30),
     };
-    let creds = cas_certd::credentials::Credentials::fixed(cas_certd::credentials::AccessKey {
+    let creds = cas_api::credentials::Credentials::fixed(cas_api::credentials::AccessKey {
         id: "testid".into(),
-        secret: cas_certd::secret::Secret::new("testsecret"),
+        secret: cas_api::secret::Secret::new("testsecret"),
         security_token: None,
         expires: None,
     });
-    let mut client = cas_certd::cas::Client::new(&cas, creds).expect("client");
+    let mut client = cas_api::Client::new(&cas, creds).expect("client");
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let s = seen.clone();
     client.set_observer(Arc::new(move |_a: &str, code: &str| {
@@ -326,16 +326,13 @@ fn client_interop_eight_concurrent_orders_survive_throttling() {
 /// whose CSR has `+/=` and newlines and whose tags have `*~`, unicode and a space.
 #[test]
 fn client_interop_every_action_both_signatures() {
-    use cas_certd::cas::model::*;
+    use cas_api::model::*;
     let srv = SignServer::start(&[]);
     let endpoint = url::Url::parse(&srv.endpoint()).expect("url");
     let csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB+zCCAWQCAQAw/abc=\n-----END CERTIFICATE REQUEST-----\n";
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    for sig in [
-        cas_certd::cas::SignatureVersion::V1,
-        cas_certd::cas::SignatureVersion::V3,
-    ] {
-        let cas = cas_certd::cas::ClientOptions {
+    for sig in [cas_api::SignatureVersion::V1, cas_api::SignatureVersion::V3] {
+        let cas = cas_api::ClientOptions {
             cas_endpoint: endpoint.clone(),
             alidns_endpoint: endpoint.clone(),
             signature: sig,
@@ -346,13 +343,13 @@ fn client_interop_every_action_both_signatures() {
             max_attempts: 1,
             max_retry_time: Duration::from_secs(10),
         };
-        let creds = cas_certd::credentials::Credentials::fixed(cas_certd::credentials::AccessKey {
+        let creds = cas_api::credentials::Credentials::fixed(cas_api::credentials::AccessKey {
             id: "testid".into(),
-            secret: cas_certd::secret::Secret::new("testsecret"),
-            security_token: Some(cas_certd::secret::Secret::new("STS.token/with+slash=")),
+            secret: cas_api::secret::Secret::new("testsecret"),
+            security_token: Some(cas_api::secret::Secret::new("STS.token/with+slash=")),
             expires: None,
         });
-        let c = cas_certd::cas::Client::new(&cas, creds).expect("client");
+        let c = cas_api::Client::new(&cas, creds).expect("client");
         rt.block_on(async {
             let id = c
                 .create_certificate_for_package(&CreateOrder {

@@ -5,9 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use cas_api::secret::Secret;
 use cas_certd::config::{FileOwnership, KeyKind};
 use cas_certd::deploy::{self, DeployError, PemSet};
-use cas_certd::secret::Secret;
 use chrono::{Duration, Utc};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 

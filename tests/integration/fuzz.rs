@@ -15,13 +15,13 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
 use serde_json::Value;
 
-use cas_certd::cas::client::decode_answer;
-use cas_certd::cas::model::{Challenge, ListOrders, OrderId};
-use cas_certd::cas::responses::*;
+use cas_api::client::decode_answer;
+use cas_api::model::{Challenge, ListOrders, OrderId};
+use cas_api::responses::*;
+use cas_api::secret::Secret;
 use cas_certd::config::domain::normalize_domain;
 use cas_certd::config::Validation;
 use cas_certd::deploy::{self, PemSet};
-use cas_certd::secret::Secret;
 use cas_certd::validation::{self, file::check_uri, Presented};
 
 /// `cases` per target, or `CAS_CERTD_FUZZ_CASES` when set.
@@ -978,9 +978,9 @@ async fn huge_answer_server(
     (url::Url::parse(&format!("http://{addr}")).unwrap(), sent)
 }
 
-fn client_for(endpoint: url::Url) -> cas_certd::cas::Client {
-    use cas_certd::cas::{ClientOptions, SignatureVersion};
-    use cas_certd::credentials::{AccessKey, Credentials};
+fn client_for(endpoint: url::Url) -> cas_api::Client {
+    use cas_api::credentials::{AccessKey, Credentials};
+    use cas_api::{ClientOptions, SignatureVersion};
     let opts = ClientOptions {
         cas_endpoint: endpoint.clone(),
         alidns_endpoint: endpoint,
@@ -998,7 +998,7 @@ fn client_for(endpoint: url::Url) -> cas_certd::cas::Client {
         security_token: None,
         expires: None,
     });
-    cas_certd::cas::Client::new(&opts, creds).unwrap()
+    cas_api::Client::new(&opts, creds).unwrap()
 }
 
 /// Without a cap the client buffered the whole 100 MB (and an endless chunked body until the
@@ -1006,9 +1006,9 @@ fn client_for(endpoint: url::Url) -> cas_certd::cas::Client {
 /// such an answer is "outcome unknown" (the order may exist), never repeated blindly.
 #[tokio::test]
 async fn hostile_100_mb_answer_is_refused() {
-    use cas_certd::cas::model::{Contact, ValidateType};
-    use cas_certd::cas::ErrorClass;
-    const CAP: usize = cas_certd::cas::client::MAX_ANSWER_BYTES;
+    use cas_api::model::{Contact, ValidateType};
+    use cas_api::ErrorClass;
+    const CAP: usize = cas_api::client::MAX_ANSWER_BYTES;
     for chunked in [false, true] {
         let (url, sent) = huge_answer_server(chunked).await;
         let client = client_for(url);

@@ -226,7 +226,7 @@ fn ledger_is_404_without_admin() {
 /// A v1-signed GET, built with the shared signer; returns (status, body) or None when the
 /// connection broke before a complete answer.
 fn signed_get(addr: &str, action: &str) -> Option<(u16, String)> {
-    use cas_certd::cas::sign;
+    use cas_api::sign;
     let mut ps: Vec<(String, String)> = [
         ("AccessKeyId", AK),
         ("Action", action),
@@ -323,9 +323,9 @@ fn faults_are_injected_before_actions_run() {
 /// although the server throttles ListUserCertificateOrder at 3 calls per second.
 #[test]
 fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
-    use cas_certd::cas::model::{Contact, CreateOrder, ValidateType};
-    use cas_certd::cas::{ClientOptions, SignatureVersion};
-    use cas_certd::credentials::{AccessKey, Credentials};
+    use cas_api::credentials::{AccessKey, Credentials};
+    use cas_api::model::{Contact, CreateOrder, ValidateType};
+    use cas_api::{ClientOptions, SignatureVersion};
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sim");
@@ -344,11 +344,11 @@ fn operator_cli_against_the_simulator_with_both_signatures_and_a_low_qps() {
     };
     let creds = Credentials::fixed(AccessKey {
         id: AK.into(),
-        secret: cas_certd::secret::Secret::new(SK),
+        secret: cas_api::secret::Secret::new(SK),
         security_token: None,
         expires: None,
     });
-    let client = cas_certd::cas::Client::new(&settings, creds).unwrap();
+    let client = cas_api::Client::new(&settings, creds).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     for i in 0..7 {
         rt.block_on(client.create_certificate_for_package(&CreateOrder {

@@ -13,11 +13,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use cas_certd::credentials::{AccessKey, Credentials};
+use cas_api::credentials::{AccessKey, Credentials};
+use cas_api::secret::Secret;
 use cas_certd::daemon::{self, DaemonEvent, Services};
 use cas_certd::metrics::Metrics;
 use cas_certd::notify::Notifier;
-use cas_certd::secret::Secret;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
@@ -79,7 +79,7 @@ pub async fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
         security_token: None,
         expires: None,
     });
-    let client = cas_certd::cas::Client::new(&cfg.api, creds)?;
+    let client = cas_api::Client::new(&cfg.api, creds)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let services = Services {
         client,

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{pending, Cx, Effect, Event, Request, StepOutcome, Transition};
-use crate::cas::model::OrderId;
-use crate::cas::{ApiError, ErrorClass};
 use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
+use cas_api::model::OrderId;
+use cas_api::{ApiError, ErrorClass};
 
 /// Gives up on the order in flight: its proof is cleaned up (the returned effects), and it is
 /// retired and queued for cancel and delete (quota back) by the failure that follows.

@@ -3,10 +3,10 @@ use std::path::PathBuf;
 
 use super::failure::{failed, FailKind, Failure};
 use super::{decide, pending, CheckError, Cx, Effect, Event, Request, StepOutcome, Transition};
-use crate::cas::model::{IssuedCertificate, OrderId};
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::schedule;
 use crate::store::{CertRecord, DeployedCert, Phase};
+use cas_api::model::{IssuedCertificate, OrderId};
 
 pub(super) fn issued(
     rec: CertRecord,

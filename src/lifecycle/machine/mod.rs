@@ -12,15 +12,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::cas::model::{
-    CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary,
-};
-use crate::cas::{ApiError, ErrorClass};
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{CertInfo, DeployError, PemSet};
-use crate::secret::Secret;
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::{Presented, ValidationError};
+use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
+use cas_api::secret::Secret;
+use cas_api::{ApiError, ErrorClass};
 
 mod failure;
 mod issue;

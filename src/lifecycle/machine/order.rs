@@ -5,12 +5,12 @@ use sha2::{Digest, Sha256};
 
 use super::failure::{failed, Failure};
 use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
-use crate::cas::model::{is_free_product, CreateOrder, OrderId, OrderSummary};
-use crate::cas::{ApiError, ErrorClass};
 use crate::lifecycle::schedule::{self, dur, AdoptQuery};
-use crate::secret::Secret;
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation;
+use cas_api::model::{is_free_product, CreateOrder, OrderId, OrderSummary};
+use cas_api::secret::Secret;
+use cas_api::{ApiError, ErrorClass};
 
 pub(super) fn key_ready(
     mut rec: CertRecord,

@@ -3,10 +3,10 @@
 use super::failure::{abandon, failed, Failure};
 use super::issue::issued;
 use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
-use crate::cas::model::CertificateState;
 use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
 use crate::validation::{Presented, ValidationError};
+use cas_api::model::CertificateState;
 
 pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateState) -> Transition {
     let now = cx.now;

@@ -7,11 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
-use crate::cas::model::{
-    CertificateState, Challenge, Contact, CreateOrder, IssuedCertificate, ListOrders, OrderId,
-    OrderSummary,
-};
-use crate::cas::ApiError;
 use crate::config::{Certificate, FileOwnership, KeyKind, RenewBefore, Validation};
 use crate::deploy::{CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
@@ -19,9 +14,14 @@ use crate::lifecycle::exec::Exec;
 use crate::lifecycle::ports::{Ca, Clock, Deployer, KeyMaker, Proofs, Records};
 use crate::lifecycle::StepOutcome;
 use crate::metrics::Metrics;
-use crate::secret::Secret;
 use crate::store::{CertRecord, StoreError};
 use crate::validation::{Presented, ValidationError};
+use cas_api::model::{
+    CertificateState, Challenge, Contact, CreateOrder, IssuedCertificate, ListOrders, OrderId,
+    OrderSummary,
+};
+use cas_api::secret::Secret;
+use cas_api::ApiError;
 
 pub const POLL_MIN: Duration = Duration::from_secs(5);
 pub const POLL_MAX: Duration = Duration::from_secs(300);

@@ -4,15 +4,15 @@ use chrono::TimeDelta;
 
 use super::fakes::{cert, lost, permanent, secs, t0, POLL_MAX, POLL_MIN};
 use super::{deployed_record, file_challenge};
-use crate::cas::model::{CertificateState, IssuedCertificate, OrderId};
 use crate::config::Certificate;
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::machine::{
     self, CheckError, Cx, Effect, Event, Next, Observation, Request, StepOutcome, Transition,
 };
-use crate::secret::Secret;
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::Presented;
+use cas_api::model::{CertificateState, IssuedCertificate, OrderId};
+use cas_api::secret::Secret;
 
 fn cx(c: &Certificate) -> Cx<'_> {
     Cx {
@@ -242,7 +242,7 @@ fn adoption_persists_before_it_says_so() {
         csr_fingerprint: String::new(),
         product: None,
     };
-    let order = crate::cas::model::OrderSummary {
+    let order = cas_api::model::OrderSummary {
         order_id: OrderId(77),
         instance_id: None,
         domain: Some("a.test".into()),

@@ -9,12 +9,12 @@ use chrono::TimeDelta;
 
 use super::machine::StepOutcome;
 use super::schedule;
-use crate::cas::model::{CertificateState, Challenge, IssuedCertificate, OrderId, ValidateType};
 use crate::config::{KeyKind, Validation};
 use crate::deploy::{CertInfo, DeployError};
-use crate::secret::Secret;
 use crate::store::{CertRecord, DeployedCert, PendingKey, Phase};
 use crate::validation::{Presented, ValidationError};
+use cas_api::model::{CertificateState, Challenge, IssuedCertificate, OrderId, ValidateType};
+use cas_api::secret::Secret;
 use fakes::*;
 
 fn file_challenge() -> CertificateState {
@@ -33,7 +33,7 @@ fn dns_challenge() -> CertificateState {
     })
 }
 
-fn script_describe(f: &Fakes, states: Vec<Result<CertificateState, crate::cas::ApiError>>) {
+fn script_describe(f: &Fakes, states: Vec<Result<CertificateState, cas_api::ApiError>>) {
     f.ca.lock().unwrap().describe_script.extend(states);
 }
 
@@ -386,7 +386,7 @@ async fn permanent_errors_back_off_to_six_hours_transient_ones_to_one() {
             script_create(
                 &f,
                 CreateResult::Fail(match &err {
-                    e if e.class() == crate::cas::ErrorClass::Permanent => permanent(),
+                    e if e.class() == cas_api::ErrorClass::Permanent => permanent(),
                     _ => transient(),
                 }),
             );
@@ -1007,7 +1007,7 @@ async fn missing_live_files_are_restored_from_the_record() {
 
 #[test]
 fn free_products_are_recognised() {
-    use crate::cas::model::is_free_product;
+    use cas_api::model::is_free_product;
     assert!(is_free_product("symantec-free-1-free"));
     assert!(is_free_product("digicert-free-1-free"));
     assert!(!is_free_product("geotrust-dv-1-starter"));

@@ -55,9 +55,9 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::cas::model::OrderId;
-    use crate::secret::Secret;
     use crate::store::Phase;
+    use cas_api::model::OrderId;
+    use cas_api::secret::Secret;
 
     /// A record exactly as version 1 wrote it must keep decoding in later versions.
     #[test]

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::cas::model::OrderId;
 use crate::deploy::CertInfo;
-use crate::secret::Secret;
 use crate::store::{CertRecord, DeployedCert, PendingKey, Phase};
 use crate::validation::Presented;
+use cas_api::model::OrderId;
+use cas_api::secret::Secret;
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Record {

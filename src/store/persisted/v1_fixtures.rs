@@ -5,11 +5,11 @@
 //! alters a field name, tag or default breaks one of these.
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::cas::model::OrderId;
 use crate::deploy::CertInfo;
-use crate::secret::Secret;
 use crate::store::{CertRecord, DeployedCert, Phase};
 use crate::validation::Presented;
+use cas_api::model::OrderId;
+use cas_api::secret::Secret;
 
 const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
 const CSR: &str =
