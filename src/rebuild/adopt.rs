@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{self, LiveManifest, PemSet};
 use crate::lifecycle::schedule;
-use crate::store::{CertRecord, DeployedCert, Phase};
+use crate::store::CertRecord;
 use cas_api::model::{is_free_product, OrderId};
 
 /// What a live set is worth to a certificate without a usable record.
@@ -112,18 +112,6 @@ fn record(
 ) -> CertRecord {
     let plan = schedule::renew_at(info.not_before, info.not_after, cert.renew_before, jitter01);
     let mut rec = CertRecord::new(&cert.name, cert.domains.clone());
-    rec.deployed = Some(DeployedCert {
-        order_id,
-        info,
-        cert_pem: set.cert_pem,
-        chain_pem: set.chain_pem,
-        key_pem: set.key_pem,
-    });
-    rec.phase = Phase::Deployed {
-        order_id,
-        at: last_success,
-    };
-    rec.last_success = Some(last_success);
-    rec.next_due = plan.at;
+    rec.set_deployed(order_id, info, set, last_success, plan.at);
     rec
 }

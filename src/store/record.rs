@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::CertInfo;
+use crate::deploy::{CertInfo, PemSet};
 use crate::validation::Presented;
 use cas_api::model::OrderId;
 use cas_api::secret::Secret;
@@ -216,6 +216,36 @@ impl CertRecord {
             failures: 0,
             retired_orders: Vec::new(),
         }
+    }
+
+    /// Makes `set` (certificate `info` of order `order_id`) the deployed certificate, live since
+    /// `at`, renewed at `renew_at`: the one rule for what a deployed record is, whether the
+    /// lifecycle installed the set or the rebuild found it installed. The reload hook's state is
+    /// the caller's.
+    pub fn set_deployed(
+        &mut self,
+        order_id: OrderId,
+        info: CertInfo,
+        set: PemSet,
+        at: DateTime<Utc>,
+        renew_at: DateTime<Utc>,
+    ) {
+        if let Some(old) = self.deployed.as_ref().map(|d| d.order_id) {
+            self.retire(old);
+        }
+        self.deployed = Some(DeployedCert {
+            order_id,
+            info,
+            cert_pem: set.cert_pem,
+            chain_pem: set.chain_pem,
+            key_pem: set.key_pem,
+        });
+        self.phase = Phase::Deployed { order_id, at };
+        self.force_renew = false;
+        self.failures = 0;
+        self.last_error = None;
+        self.last_success = Some(at);
+        self.next_due = renew_at;
     }
 
     /// Remembers that `order_id` is finished with, so adoption never picks it again.

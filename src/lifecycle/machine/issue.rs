@@ -5,7 +5,7 @@ use super::failure::{failed, FailKind, Failure};
 use super::{decide, pending, CheckError, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::schedule;
-use crate::store::{CertRecord, DeployedCert, Phase};
+use crate::store::{CertRecord, Phase};
 use cas_api::model::{IssuedCertificate, OrderId};
 
 pub(super) fn issued(
@@ -111,24 +111,9 @@ pub(super) fn installed(
     if plan.clamped {
         first.push(Effect::Log(Event::RenewBeforeClamped));
     }
-    if let Some(old) = rec.deployed.as_ref().map(|d| d.order_id) {
-        rec.retire(old);
-    }
-    rec.deployed = Some(DeployedCert {
-        order_id,
-        info,
-        cert_pem: set.cert_pem,
-        chain_pem: set.chain_pem,
-        key_pem: set.key_pem,
-    });
-    rec.phase = Phase::Deployed { order_id, at: now };
-    rec.force_renew = false;
-    rec.failures = 0;
-    rec.last_error = None;
-    rec.last_success = Some(now);
+    rec.set_deployed(order_id, info, set, now, plan.at);
     rec.hook_pending = cx.cert.reload.is_some();
     rec.hook_attempt = 0;
-    rec.next_due = plan.at;
     Transition::new(rec)
         .prepend(first)
         .persist("after_deployed")

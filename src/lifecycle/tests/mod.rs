@@ -423,7 +423,10 @@ async fn verify_fail_deletes_the_order_and_retries_with_a_new_one() {
     f.to_due();
     assert!(f.until_deployed(&c, 3).await);
     assert_eq!(f.paid(), 2);
-    assert_eq!(f.rec().deployed.unwrap().order_id, OrderId(1001));
+    let r = f.rec();
+    assert_eq!(r.deployed.as_ref().unwrap().order_id, OrderId(1001));
+    // The deployment ends the failure streak: the next failure backs off from the start.
+    assert_eq!((r.failures, r.last_error.as_deref()), (0, None));
 }
 
 #[tokio::test]
