@@ -217,10 +217,12 @@ pub async fn run(
     info!("stopping: finishing steps in flight");
     st.services.notifier.stopping();
     st.stopping.store(true, Ordering::SeqCst);
+    // Every result is recorded as in the loop: a reload hook that finishes while we drain has
+    // run, and must not run again at the next start.
     let drain = async {
         while let Some(r) = st.tasks.join_next().await {
-            if let Ok(TaskResult::Step { name, .. }) = r {
-                st.running.remove(&name);
+            if let Ok(r) = r {
+                st.finished(r).await;
             }
         }
     };

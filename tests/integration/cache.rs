@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -26,22 +26,6 @@ fn certs(w: &World) -> String {
         w.file_cert("www", "\"www.cache.example.test\""),
         w.p("webroot").display()
     )
-}
-
-fn sigterm_and_wait(p: &mut Proc) -> ExitStatus {
-    assert!(Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = p.0.try_wait().unwrap() {
-            return s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(15), "no stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// notBefore of a PEM certificate file, through openssl.
@@ -67,8 +51,7 @@ fn deployed_world() -> (World, std::path::PathBuf, Vec<String>) {
     wait_for("three deployments", Duration::from_secs(90), || {
         NAMES.iter().all(|(n, _)| w.live(n, "cert.pem").exists())
     });
-    // The hook runs once per batch; its success is recorded after it exits (a stop in
-    // between would run it again at the next start).
+    // The hook runs once per batch: wait until every certificate's reload has run.
     wait_for("the hooks recorded", Duration::from_secs(30), || {
         let log = std::fs::read_to_string(w.p("first.log")).unwrap_or_default();
         NAMES.iter().all(|(n, _)| {
@@ -76,7 +59,6 @@ fn deployed_world() -> (World, std::path::PathBuf, Vec<String>) {
                 .any(|l| l.contains("\"hook.ok\"") && l.contains(&format!("\\\"{n}\\\"")))
         })
     });
-    std::thread::sleep(Duration::from_secs(1));
     assert!(sigterm_and_wait(&mut d).success());
     std::fs::remove_file(w.p("hook.log")).unwrap();
     let before: Vec<String> = NAMES

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,16 +93,8 @@ fn orders(w: &World, domain: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
-fn sigterm_and_wait(p: &mut Proc) -> ExitStatus {
-    assert!(Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wait_exit(p, Duration::from_secs(15)).expect("daemon did not stop on SIGTERM")
-}
-
-fn wait_exit(p: &mut Proc, timeout: Duration) -> Option<ExitStatus> {
+#[cfg(feature = "failpoints")]
+fn wait_exit(p: &mut Proc, timeout: Duration) -> Option<std::process::ExitStatus> {
     let t0 = Instant::now();
     loop {
         if let Some(s) = p.0.try_wait().unwrap() {

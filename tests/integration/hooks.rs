@@ -33,3 +33,36 @@ fn the_reload_hook_gets_the_documented_cert_variables() {
         assert!(env.lines().any(|l| l == want), "no {want:?} in:\n{env}");
     }
 }
+
+/// A reload hook that finishes while the daemon drains on SIGTERM has run: its success is
+/// recorded, so the next start does not run it again. (The drain once dropped hook results:
+/// every stop during a hook meant a second reload at the next start.)
+#[test]
+fn a_hook_that_finishes_during_the_drain_is_not_run_again_at_the_next_start() {
+    let w = World::new(&[]);
+    let started = w.p("hook-started");
+    let runs = w.p("hook-runs.log");
+    let cfg = w.config(&format!(
+        "{}reload = [\"sh\", \"-c\", \"touch {}; sleep 2; echo done >> {}\"]\n",
+        w.file_cert("www", "\"drain.example.test\""),
+        started.display(),
+        runs.display()
+    ));
+    let mut d = w.daemon(&cfg, "first.log");
+    wait_for("the reload hook started", Duration::from_secs(60), || {
+        started.exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(count(), 1, "the drain waits for the hook to finish");
+    let mut d = w.daemon(&cfg, "second.log");
+    // Pending hooks run at once after a start; give it several of the 2 s checks.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(count(), 1, "the hook ran again after the restart");
+    assert!(sigterm_and_wait(&mut d).success());
+}

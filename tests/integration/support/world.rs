@@ -307,6 +307,23 @@ pub fn spawn_sim(
     (sim, sim_addr)
 }
 
+/// Sends SIGTERM and waits (at most 15 s) for the process to exit.
+pub fn sigterm_and_wait(p: &mut Proc) -> std::process::ExitStatus {
+    assert!(Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
