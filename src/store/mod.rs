@@ -327,6 +327,21 @@ mod tests {
         assert_eq!(s.list().unwrap().len(), 64 * 20);
     }
 
+    /// Opens a store this process has just dropped. sled's background IO threads may hold the
+    /// database (and its lock) a moment after the last handle is dropped; CI once saw
+    /// `Locked` here. Only a process that reopens its own store meets this (tests do).
+    fn reopen(dir: &Path) -> Store {
+        let t0 = std::time::Instant::now();
+        loop {
+            match Store::open(dir) {
+                Err(StoreError::Locked(_)) if t0.elapsed() < std::time::Duration::from_secs(5) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                r => return r.unwrap(),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn put_get_list_remove_and_ewma_persist_across_reopen() {
         let d = tempfile::tempdir().unwrap();
@@ -337,7 +352,7 @@ mod tests {
             s.observe_issue_time(60.0).unwrap();
             s.flush().await.unwrap();
         }
-        let s = Store::open(d.path()).unwrap();
+        let s = reopen(d.path());
         let r = s.get("www").unwrap().unwrap();
         assert_eq!(r.domains, vec!["example.com".to_string()]);
         assert_eq!(s.issue_ewma().unwrap(), Some(60.0));
