@@ -82,7 +82,8 @@ fn a_cas_made_pkcs1_rsa_key_is_deployed_and_matches() {
     wait_for(
         "casrsa deployed",
         std::time::Duration::from_secs(60),
-        || w.live("casrsa", "cert.pem").exists(),
+        // Both files: a check between two of the set's files must not race the install.
+        || w.live("casrsa", "cert.pem").exists() && w.live("casrsa", "privkey.pem").exists(),
     );
     let key = std::fs::read_to_string(w.live("casrsa", "privkey.pem")).unwrap();
     assert!(
