@@ -233,16 +233,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn dingtalk_signs_in_the_query_feishu_in_the_body() {
-        let alert = super::super::message::Alert {
+    fn test_alert() -> super::super::message::Alert {
+        super::super::message::Alert {
             event: "hook.failed".into(),
             level: "ERROR".into(),
             time: Utc::now(),
             message: "m".into(),
             fields: vec![],
             suppressed: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn dingtalk_signs_in_the_query_feishu_in_the_body() {
+        let alert = test_alert();
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let hook = |format, url: &str| Webhook {
             format,
@@ -314,14 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_never_carry_the_url_and_refusals_are_final() {
-        let alert = super::super::message::Alert {
-            event: "hook.failed".into(),
-            level: "ERROR".into(),
-            time: Utc::now(),
-            message: "m".into(),
-            fields: vec![],
-            suppressed: 0,
-        };
+        let alert = test_alert();
         let http = reqwest::Client::new();
         let token = "url-token-in-query-91x";
         let addr = answering(r#"{"errcode":310000,"errmsg":"sign not match"}"#).await;

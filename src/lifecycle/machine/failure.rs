@@ -95,15 +95,10 @@ pub(super) fn failed(mut rec: CertRecord, cx: &Cx<'_>, f: Failure) -> Transition
     rec.last_error = Some(f.reason.clone());
     let (event, failpoint) = match f.kind {
         FailKind::Attempt { permanent, severe } => {
-            rec.next_due = now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
             if let Some(order_id) = rec.phase.open_order() {
                 give_up(&mut rec, order_id);
             }
-            rec.phase = Phase::Failed {
-                reason: f.reason.clone(),
-                at: now,
-                attempt: rec.failures,
-            };
+            rest_failed(&mut rec, &f.reason, permanent, now);
             let event = Event::RenewFailed {
                 error: f.reason,
                 permanent,
@@ -114,13 +109,11 @@ pub(super) fn failed(mut rec: CertRecord, cx: &Cx<'_>, f: Failure) -> Transition
             (event, Some("after_failed"))
         }
         FailKind::Api { permanent } => {
-            rec.next_due = now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
             if rec.phase.is_resting() {
-                rec.phase = Phase::Failed {
-                    reason: f.reason.clone(),
-                    at: now,
-                    attempt: rec.failures,
-                };
+                rest_failed(&mut rec, &f.reason, permanent, now);
+            } else {
+                // An API failure in flight keeps the phase: the order goes on after the retry time.
+                rec.next_due = now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
             }
             let event = Event::RenewFailed {
                 error: f.reason,
@@ -173,4 +166,14 @@ pub(super) fn failed(mut rec: CertRecord, cx: &Cx<'_>, f: Failure) -> Transition
         let ids = t.rec.orders_to_clean.clone();
         t.call(Request::CleanOrders(ids))
     }
+}
+
+/// The record at rest after a failure: waiting out its retry backoff.
+fn rest_failed(rec: &mut CertRecord, reason: &str, permanent: bool, now: DateTime<Utc>) {
+    rec.next_due = now + dur(schedule::retry_backoff(rec.failures - 1, permanent));
+    rec.phase = Phase::Failed {
+        reason: reason.to_string(),
+        at: now,
+        attempt: rec.failures,
+    };
 }
