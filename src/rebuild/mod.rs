@@ -13,6 +13,7 @@
 //! One `store.recovered` event (error) says what was lost and rebuilt; one `cert.adopted`
 //! event per adopted certificate.
 pub mod adopt;
+pub mod cas;
 #[cfg(test)]
 mod tests;
 
