@@ -53,6 +53,53 @@ pub async fn list_all<C: Ca>(ca: &C, calls: &mut u32) -> Result<Vec<OrderSummary
     Ok(all)
 }
 
+/// The listed orders by each domain a row names, so matching 10 000 certificates is not a
+/// scan of every order for each of them.
+#[derive(Debug, Default)]
+pub struct Listed {
+    orders: Vec<OrderSummary>,
+    by_domain: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl Listed {
+    pub fn new(orders: Vec<OrderSummary>) -> Listed {
+        let mut by_domain: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        for (i, o) in orders.iter().enumerate() {
+            for d in o.domain.as_deref().unwrap_or_default().split(',') {
+                let d = d.trim().to_ascii_lowercase();
+                if !d.is_empty() {
+                    by_domain.entry(d).or_default().push(i);
+                }
+            }
+        }
+        Listed { orders, by_domain }
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// The orders that name one of `cert`'s domains (what [`judge`] needs to see).
+    pub fn for_cert(&self, cert: &Certificate) -> Vec<OrderSummary> {
+        let mut idx: Vec<usize> = cert
+            .domains
+            .iter()
+            .filter_map(|d| self.by_domain.get(&d.to_ascii_lowercase()))
+            .flatten()
+            .copied()
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .filter_map(|i| self.orders.get(i).cloned())
+            .collect()
+    }
+}
+
 /// Where a listed order stands, for the rebuild.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
