@@ -9,6 +9,7 @@
 //! - an order under review (or paid and not applied) whose key was ours is useless: the key
 //!   was lost with the store. It is cancelled and deleted (quota back) by the lifecycle's
 //!   `start`, before its one new order (`orders_to_clean`);
+//! - a failed order (CHECKED_FAIL) is deleted too (quota back);
 //! - an issued order whose key was ours, or one already inside its renewal window, is not
 //!   adopted and is reported: nothing to adopt or refund;
 //! - only then does the normal path order.
@@ -109,6 +110,8 @@ enum Stage {
     Paid,
     /// Issued (ISSUED, WILLEXPIRED).
     Issued,
+    /// Verification failed: useless to anyone, and delete gives the quota back.
+    Failed,
     /// Failed, expired, revoked, or a status we do not know: left alone.
     Over,
 }
@@ -118,6 +121,7 @@ fn stage(o: &OrderSummary) -> Stage {
         Some("CHECKING") => Stage::Review,
         Some("PAYED") => Stage::Paid,
         Some("ISSUED" | "WILLEXPIRED") => Stage::Issued,
+        Some("CHECKED_FAIL") => Stage::Failed,
         _ => Stage::Over,
     }
 }
@@ -199,6 +203,9 @@ pub fn judge(
         let id = o.order_id;
         match stage(o) {
             Stage::Over => {}
+            Stage::Failed => f
+                .clean
+                .push((id, "its verification failed: deleted (quota back)".into())),
             Stage::Paid => f
                 .clean
                 .push((id, "paid and not under review: deleted (quota back)".into())),

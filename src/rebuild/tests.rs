@@ -303,7 +303,8 @@ mod cas_pass {
                 issued: false
             })
         );
-        assert!(f.clean.is_empty() && f.refused.is_empty(), "{f:?}");
+        assert_eq!(ids(&f.clean), vec![6], "a failed order holds quota");
+        assert!(f.refused.is_empty(), "{f:?}");
         // The newest under review is adopted; an older one only holds quota.
         let orders = vec![
             row(7, "a.test", 2, "CHECKING", FREE),
