@@ -35,6 +35,8 @@ pub const ALL_EVENTS: &[&str] = &[
     "metrics.write_timeout",
     "notify.failed",
     "quota.low",
+    "store.cas_pass",
+    "store.cas_pass_failed",
     "store.recovered",
 ];
 
@@ -51,6 +53,7 @@ pub const DEFAULT_EVENTS: &[&str] = &[
     "control.refused",
     "hook.failed",
     "quota.low",
+    "store.cas_pass_failed",
     "store.recovered",
 ];
 

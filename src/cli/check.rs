@@ -60,6 +60,16 @@ pub async fn check(cli: &super::Cli, a: &CheckArgs) -> anyhow::Result<ExitCode> 
             "records: cannot read the state database ({e}); the daemon would move it aside"
         ),
     }
+    // What the start-up's look at CAS would find for the certificates without a record.
+    let asked = match (&client, a.offline) {
+        (Some(c), _) => Ok(c),
+        (None, true) => Err("offline".to_string()),
+        (None, false) => Err("no usable credentials".to_string()),
+    };
+    match super::store::cas_lines(&cfg, asked).await {
+        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Err(e) => println!("CAS: cannot read the state database ({e})"),
+    }
     if let Some(client) = &client {
         failures.extend(quota(&cfg, client).await);
     }

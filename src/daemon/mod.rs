@@ -23,6 +23,7 @@ use crate::notify::Notifier;
 use crate::store::{CertRecord, Phase, Store, StoreError};
 use cas_api::Client;
 
+mod cas_pass;
 mod hooks;
 mod index;
 mod requests;
@@ -81,6 +82,7 @@ enum TaskResult {
         names: Vec<String>,
         ok: bool,
     },
+    CasPass(Result<cas_pass::Report, String>),
 }
 
 struct State {
@@ -104,6 +106,8 @@ struct State {
     tasks: JoinSet<TaskResult>,
     /// Sends the `[notify]` events; reconfigured on reload.
     alerts: crate::alert::Alerts,
+    /// The rebuild's CAS pass: who waits for it.
+    cas: cas_pass::Pass,
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
@@ -120,7 +124,7 @@ pub async fn run(
         services.metrics.clone(),
     )?;
     // Before anything is ordered: the store checked against what is deployed, rebuilt.
-    let (store, _recovery) = crate::rebuild::open(&config)?;
+    let (store, recovery) = crate::rebuild::open(&config)?;
     let (listener, socket_file) = control::bind(&config.control_socket)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Incoming>(16);
     let ctl_task = tokio::spawn(control::serve(listener, ctl_tx));
@@ -164,6 +168,7 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         tasks: JoinSet::new(),
         alerts,
+        cas: cas_pass::Pass::new(recovery.cas_pass),
     };
     st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
@@ -181,6 +186,7 @@ pub async fn run(
     let mut need_check = true;
     loop {
         if need_check {
+            st.maybe_cas_pass();
             st.start_due();
             st.maybe_run_hooks();
             st.maybe_snapshot();
@@ -304,7 +310,7 @@ impl State {
             self.index.remove(name);
             return;
         };
-        let e = Entry::of(&self.record(c));
+        let e = self.entry(&self.record(c));
         self.index.insert(name, e);
     }
 
@@ -321,7 +327,7 @@ impl State {
             if restore {
                 lifecycle::restore_live(c, &self.config.output_dir, &r);
             }
-            index.insert(&c.name, Entry::of(&r));
+            index.insert(&c.name, self.entry(&r));
         }
         self.index = index;
         self.cert_pos = positions(&self.config);
@@ -339,7 +345,7 @@ impl State {
                 if self.running.len() + due.len() >= limit {
                     break;
                 }
-                if !self.running.contains(name) {
+                if !self.running.contains(name) && !self.cas.waiting.contains(name) {
                     due.push(name.clone());
                 }
             }
@@ -387,6 +393,9 @@ impl State {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
+        if let Some(at) = self.cas.wake_at() {
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
         if !self.hooks_running {
             for (_, at) in self.hook_retry.values() {
                 earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
@@ -399,8 +408,57 @@ impl State {
         d.clamp(Duration::from_millis(200), Duration::from_secs(3600))
     }
 
+    /// The index entry of `r`; a certificate waiting for the CAS pass is never due.
+    fn entry(&self, r: &CertRecord) -> Entry {
+        let mut e = Entry::of(r);
+        if self.cas.waiting.contains(&r.name) {
+            e.next_due = DateTime::<Utc>::MAX_UTC;
+            e.force_renew = false;
+            self.cas.row(&mut e.row);
+        }
+        e
+    }
+
+    /// Starts the CAS pass when certificates wait for it (at start, or its retry time).
+    fn maybe_cas_pass(&mut self) {
+        if !self.cas.due(Utc::now()) || self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.cas.running = true;
+        let names: Vec<String> = self
+            .config
+            .certificates
+            .iter()
+            .filter(|c| self.cas.waiting.contains(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        let (cfg, client, store) = (
+            self.config.clone(),
+            self.services.client.clone(),
+            self.store.clone(),
+        );
+        self.tasks.spawn(async move {
+            TaskResult::CasPass(cas_pass::run(names, cfg, client, store).await)
+        });
+    }
+
     async fn finished(&mut self, r: TaskResult) {
         match r {
+            TaskResult::CasPass(Ok(report)) => {
+                self.cas = cas_pass::Pass::default();
+                for n in &report.names {
+                    self.refresh(n);
+                }
+                self.snapshot_dirty = true;
+            }
+            TaskResult::CasPass(Err(e)) => {
+                self.cas.failed(e, Utc::now());
+                let names: Vec<String> = self.cas.waiting.iter().cloned().collect();
+                for n in &names {
+                    self.refresh(n);
+                }
+                self.snapshot_dirty = true;
+            }
             TaskResult::Step {
                 name,
                 deployed,
@@ -416,7 +474,8 @@ impl State {
                         r.last_success.map(|t| t.timestamp()),
                     );
                     if self.cert(&name).is_some() {
-                        self.index.insert(&name, Entry::of(&r));
+                        let e = self.entry(&r);
+                        self.index.insert(&name, e);
                     }
                 }
                 if let Some(e) = error {

@@ -40,7 +40,7 @@ impl State {
         self.config
             .certificates
             .iter()
-            .map(|c| StatusRow::from_record(&self.record(c)))
+            .map(|c| super::cas_pass::row_of(&self.cas, &self.record(c)))
             .collect()
     }
 

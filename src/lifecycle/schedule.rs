@@ -274,6 +274,7 @@ mod tests {
             order_id: OrderId(id),
             instance_id: None,
             domain: Some(domain.into()),
+            domain_count: None,
             status: Some(status.into()),
             product_code: Some("symantec-free-1-free".into()),
             cert_type: None,

@@ -12,7 +12,13 @@
 //!
 //! One `store.recovered` event (error) says what was lost and rebuilt; one `cert.adopted`
 //! event per adopted certificate.
+//!
+//! Every certificate that had no usable record (lost, or a first start) then waits for the
+//! CAS pass ([`cas`], run by the daemon): nothing is ordered for it before CAS was asked which
+//! orders it already has. Which certificates wait is written to `<state_dir>/cas-pass.pending`
+//! before any record is, so a crash before the pass does not forget them.
 pub mod adopt;
+pub mod cas;
 #[cfg(test)]
 mod tests;
 
@@ -133,6 +139,9 @@ pub struct Recovery {
     pub lost: Vec<String>,
     /// Certificates adopted from their live sets.
     pub adopted: Vec<String>,
+    /// Certificates that had no usable record: the CAS pass must run for them before anything
+    /// is ordered.
+    pub cas_pass: Vec<String>,
 }
 
 impl Recovery {
@@ -170,23 +179,42 @@ pub fn clear_note(state_dir: &Path) {
 }
 
 fn write_note(state_dir: &Path, rec: &Recovery) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let text = format!(
         "{}: {}\n",
         Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
         rec.summary()
     );
-    let written = std::fs::OpenOptions::new()
+    if let Err(e) = write_private(&state_dir.join(NOTE), &text) {
+        warn!(error = %e, "cannot write the recovery note for status");
+    }
+}
+
+/// Writes `text` to `path` (0600, replaced whole, flushed).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(state_dir.join(NOTE))
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = written {
-        warn!(error = %e, "cannot write the recovery note for status");
-    }
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// The certificates still waiting for the CAS pass, one name a line.
+const PASS_PENDING: &str = "cas-pass.pending";
+
+fn pending_pass(state_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(state_dir.join(PASS_PENDING))
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The CAS pass ran for every waiting certificate: forget the list.
+pub fn pass_done(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(PASS_PENDING));
 }
 
 /// Opens the store for the daemon, recovering from damage and rebuilding lost records from
@@ -231,11 +259,32 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
             store.put(r)?;
         }
     }
+    // Who waits for the CAS pass: no usable record now, or still waiting since a crash.
+    let earlier: std::collections::HashSet<String> = pending_pass(state_dir).into_iter().collect();
+    rec.cas_pass = plan
+        .actions
+        .iter()
+        .filter(|(n, a)| {
+            matches!(a, Action::Adopt { .. } | Action::Order { .. }) || earlier.contains(n)
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !rec.cas_pass.is_empty() {
+        // Before any record is written: a crash now must not skip the pass at the next start.
+        let path = state_dir.join(PASS_PENDING);
+        write_private(&path, &(rec.cas_pass.join("\n") + "\n")).map_err(|source| {
+            StoreError::Io {
+                op: "write",
+                path,
+                source,
+            }
+        })?;
+    }
     for (name, action) in plan.actions {
         match action {
             Action::Adopt { record, lost } => {
                 let d = record.deployed.as_ref();
-                info!(event = "cert.adopted", cert = %name, domains = ?record.domains,
+                info!(event = "cert.adopted", source = "files", cert = %name, domains = ?record.domains,
                     order_id = ?d.map(|d| d.order_id), not_after = ?d.map(|d| d.info.not_after),
                     renew_at = %record.next_due, lost,
                     "adopted the deployed set as is: no order, no reload hook");

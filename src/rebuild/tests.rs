@@ -241,3 +241,173 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
     };
     assert!(matches!(action(&cfg, Some(polling)), Action::Stale));
 }
+
+/// The CAS pass's matching rules over listed orders (no files, no network).
+mod cas_pass {
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use super::{cert, FREE};
+    use crate::config::KeyKind;
+    use crate::rebuild::cas::{apply, judge, Adopted};
+    use crate::store::Phase;
+    use cas_api::model::{OrderId, OrderSummary};
+
+    fn row(id: u64, domain: &str, count: i64, status: &str, product: &str) -> OrderSummary {
+        OrderSummary {
+            order_id: OrderId(id),
+            instance_id: None,
+            domain: Some(domain.into()),
+            domain_count: Some(count),
+            status: Some(status.into()),
+            product_code: Some(product.into()),
+            cert_type: None,
+            domain_type: None,
+            cert_start_time: None,
+            cert_end_time: None,
+            buy_date: Some(id as i64),
+            algorithm: None,
+        }
+    }
+
+    /// An issued row valid from `start` to `end` (days from now).
+    fn issued(id: u64, domain: &str, start: i64, end: i64) -> OrderSummary {
+        let now = Utc::now();
+        OrderSummary {
+            cert_start_time: Some((now + TimeDelta::days(start)).timestamp_millis()),
+            cert_end_time: Some((now + TimeDelta::days(end)).timestamp_millis()),
+            ..row(id, domain, 1, "ISSUED", FREE)
+        }
+    }
+
+    fn ids(v: &[(OrderId, String)]) -> Vec<u64> {
+        v.iter().map(|(id, _)| id.0).collect()
+    }
+
+    #[test]
+    fn a_cas_key_order_under_review_or_issued_is_adopted_other_names_and_products_are_not() {
+        let c = cert(&["a.test", "b.test"], KeyKind::Cas, FREE);
+        let now = Utc::now();
+        let orders = vec![
+            row(1, "a.test", 1, "CHECKING", FREE), // one name only
+            row(2, "c.test", 2, "CHECKING", FREE), // other names
+            row(3, "b.test", 2, "CHECKING", "other-product"), // other product
+            row(4, "b.test,a.test", 2, "CHECKING", FREE), // ✓ (names in another order)
+            row(5, "a.test,b.test,c.test", 3, "CHECKING", FREE), // more names
+            row(6, "a.test", 2, "CHECKED_FAIL", FREE), // failed: left alone
+        ];
+        let f = judge(&c, None, &orders, now);
+        assert_eq!(
+            f.adopt,
+            Some(Adopted {
+                order_id: OrderId(4),
+                issued: false
+            })
+        );
+        assert_eq!(ids(&f.clean), vec![6], "a failed order holds quota");
+        assert!(f.refused.is_empty(), "{f:?}");
+        // The newest under review is adopted; an older one only holds quota.
+        let orders = vec![
+            row(7, "a.test", 2, "CHECKING", FREE),
+            row(8, "a.test", 2, "CHECKING", FREE),
+        ];
+        let f = judge(&c, None, &orders, now);
+        assert_eq!(f.adopt.map(|a| a.order_id), Some(OrderId(8)));
+        assert_eq!(ids(&f.clean), vec![7]);
+        // An issued order wins over one under review (usable at once), which is cleaned.
+        let one = cert(&["a.test"], KeyKind::Cas, FREE);
+        let orders = vec![
+            row(9, "a.test", 1, "CHECKING", FREE),
+            issued(10, "a.test", -1, 364),
+        ];
+        let f = judge(&one, None, &orders, now);
+        assert_eq!(
+            f.adopt,
+            Some(Adopted {
+                order_id: OrderId(10),
+                issued: true
+            })
+        );
+        assert_eq!(ids(&f.clean), vec![9]);
+        // The record goes on from the adopted order with no key of ours.
+        let r = apply(None, &one, &f, now).unwrap();
+        assert!(
+            matches!(&r.phase, Phase::Ordered { order_id, pending, .. }
+                if *order_id == OrderId(10) && pending.key.is_none() && pending.csr.is_none()),
+            "{:?}",
+            r.phase
+        );
+        assert_eq!(r.orders_to_clean, vec![OrderId(9)]);
+        assert!(r.next_due <= now);
+    }
+
+    #[test]
+    fn expired_or_due_issued_orders_are_refused() {
+        let c = cert(&["a.test"], KeyKind::Cas, FREE);
+        let now = Utc::now();
+        // Expired; inside the renewal window (a third of the lifetime left at most).
+        let orders = vec![
+            issued(1, "a.test", -400, -35),
+            issued(2, "a.test", -300, 60),
+        ];
+        let f = judge(&c, None, &orders, now);
+        assert_eq!(f.adopt, None);
+        assert_eq!(ids(&f.refused), vec![1, 2]);
+        assert!(f.refused[0].1.contains("expired"), "{:?}", f.refused);
+        assert!(f.refused[1].1.contains("renewal window"), "{:?}", f.refused);
+        // Nothing to record: the normal path orders.
+        assert_eq!(apply(None, &c, &f, now), None);
+        // EXPIRED rows are over: not even reported.
+        let f = judge(&c, None, &[row(3, "a.test", 1, "EXPIRED", FREE)], now);
+        assert_eq!(f, Default::default());
+    }
+
+    #[test]
+    fn orders_for_a_lost_local_key_are_cleaned_in_review_and_reported_when_issued() {
+        let c = cert(&["a.test"], KeyKind::EcdsaP256, FREE);
+        let now = Utc::now();
+        let orders = vec![
+            row(1, "a.test", 1, "CHECKING", FREE),
+            row(2, "a.test", 1, "PAYED", FREE),
+            issued(3, "a.test", -1, 364),
+        ];
+        let f = judge(&c, None, &orders, now);
+        assert_eq!(f.adopt, None, "our key is gone: nothing to adopt");
+        assert_eq!(ids(&f.clean), vec![1, 2]);
+        assert_eq!(ids(&f.refused), vec![3]);
+        assert!(f.refused[0].1.contains("lost"), "{:?}", f.refused);
+        let r = apply(None, &c, &f, now).unwrap();
+        assert_eq!(r.orders_to_clean, vec![OrderId(1), OrderId(2)]);
+        assert_eq!(r.phase, Phase::Idle, "the machine cleans, then orders");
+        assert!(r.known_orders().contains(&OrderId(1)));
+    }
+
+    #[test]
+    fn a_set_adopted_from_the_files_keeps_its_order_and_ignores_older_ones() {
+        let c = cert(&["a.test"], KeyKind::Cas, FREE);
+        let now = Utc::now();
+        let deployed_end = now + TimeDelta::days(300);
+        let orders = vec![
+            issued(1, "a.test", -65, 300),  // the deployed one
+            issued(2, "a.test", -200, 100), // an older one
+        ];
+        let f = judge(&c, Some((OrderId(1), deployed_end)), &orders, now);
+        assert_eq!(f, Default::default());
+        // A newer issued one (CAS key) replaces what is deployed.
+        let newer: DateTime<Utc> = now + TimeDelta::days(364);
+        let orders = vec![issued(3, "a.test", -1, 364)];
+        let f = judge(&c, Some((OrderId(1), deployed_end)), &orders, now);
+        assert_eq!(f.adopt.map(|a| a.order_id), Some(OrderId(3)));
+        assert!(newer > deployed_end);
+    }
+
+    #[test]
+    fn rows_without_a_product_or_names_are_never_touched() {
+        let c = cert(&["a.test"], KeyKind::EcdsaP256, FREE);
+        let mut no_product = row(1, "a.test", 1, "CHECKING", FREE);
+        no_product.product_code = None;
+        let mut no_domain = row(2, "a.test", 1, "CHECKING", FREE);
+        no_domain.domain = None;
+        let f = judge(&c, None, &[no_product, no_domain], Utc::now());
+        assert_eq!(f, Default::default());
+    }
+}

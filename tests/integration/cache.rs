@@ -222,3 +222,165 @@ fn a_damaged_database_is_kept_aside_and_rebuilt_without_an_order() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The CAS pass: orders CAS holds for a certificate that lost its record (or never had one).
+
+/// Successful calls of `action` in the simulator's ledger, in order, as (position, order id).
+fn calls(w: &World, action: &str) -> Vec<(usize, Option<u64>)> {
+    w.ledger()["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            c["code"] == "OK" && c["action"].as_str().is_some_and(|a| a.starts_with(action))
+        })
+        .map(|(i, c)| (i, c["order_id"].as_u64()))
+        .collect()
+}
+
+/// The simulator's orders for `domain`, as (order id, state).
+fn orders(w: &World, domain: &str) -> Vec<(u64, String)> {
+    w.ledger()["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["domains"][0] == domain)
+        .map(|o| {
+            (
+                o["order_id"].as_u64().unwrap(),
+                o["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Starts a daemon for one certificate (`key` as given), kills it (SIGKILL) as soon as CAS
+/// holds its order (the validation takes 8 s, so the order is still under review), and
+/// deletes the state directory.
+fn lose_the_store_with_an_order_in_flight(key: &str) -> (World, std::path::PathBuf) {
+    let w = World::new(&["--validation-delay", "8s"]);
+    let block = w.file_cert("fl", "\"fl.cache.example.test\"") + &format!("key = \"{key}\"\n");
+    let cfg = w.config(&block);
+    let mut d = w.daemon(&cfg, "first.log");
+    wait_for("the order", Duration::from_secs(30), || {
+        w.orders_for("fl.cache.example.test") == 1
+    });
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
+    assert_eq!(orders(&w, "fl.cache.example.test")[0].1, "domain_verify");
+    std::fs::remove_dir_all(w.p("state")).unwrap();
+    (w, cfg)
+}
+
+fn log_has(w: &World, log: &str, needles: &[&str]) -> bool {
+    std::fs::read_to_string(w.p(log))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| needles.iter().all(|n| l.contains(n)))
+}
+
+#[test]
+fn state_lost_with_a_cas_key_order_in_flight_adopts_it_and_it_finishes_one_paid_order() {
+    let (w, cfg) = lose_the_store_with_an_order_in_flight("cas");
+    let mut d = w.daemon(&cfg, "second.log");
+    wait_for("the deployment", Duration::from_secs(90), || {
+        w.live("fl", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    let got = orders(&w, "fl.cache.example.test");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "certificate");
+    assert_eq!(calls(&w, "CreateCertificate").len(), 1, "a second create");
+    assert!(log_has(
+        &w,
+        "second.log",
+        &["\"event\":\"cert.adopted\"", "\"source\":\"cas\""]
+    ));
+    assert!(log_has(
+        &w,
+        "second.log",
+        &["\"event\":\"store.cas_pass\"", "\"adopted\":1"]
+    ));
+    assert_key_matches_and_private(&w, "fl");
+}
+
+#[test]
+fn state_lost_with_a_local_key_order_in_flight_deletes_it_before_exactly_one_new_order() {
+    let (w, cfg) = lose_the_store_with_an_order_in_flight("ecdsa-p256");
+    let mut d = w.daemon(&cfg, "second.log");
+    wait_for("the deployment", Duration::from_secs(90), || {
+        w.live("fl", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    let got = orders(&w, "fl.cache.example.test");
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].1, "deleted", "the lost key's order: quota back");
+    assert_eq!(got[1].1, "certificate");
+    // Deleted before the one new order was made.
+    let deletes = calls(&w, "DeleteCertificateRequest");
+    let creates = calls(&w, "CreateCertificate");
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    assert_eq!(deletes[0].1, Some(got[0].0));
+    assert!(deletes[0].0 < creates[1].0, "ordered before the delete");
+    // (The simulator gives the unit back when it deletes an order under review.)
+    assert!(log_has(
+        &w,
+        "second.log",
+        &[
+            "\"event\":\"cert.not_adopted\"",
+            "\"source\":\"cas\"",
+            "cancelled and deleted"
+        ]
+    ));
+    assert_key_matches_and_private(&w, "fl");
+}
+
+#[test]
+fn first_start_with_an_issued_cas_key_order_adopts_it_without_a_new_order() {
+    let w = World::new(&[]);
+    let block = w.file_cert("fs", "\"fs.cache.example.test\"") + "key = \"cas\"\n";
+    let cfg = w.config(&block);
+    let mut d = w.daemon(&cfg, "first.log");
+    wait_for("the deployment", Duration::from_secs(90), || {
+        w.live("fs", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    let first = std::fs::read_to_string(w.live("fs", "cert.pem")).unwrap();
+    // A new host: no state, no deployed files; only CAS remembers.
+    std::fs::remove_dir_all(w.p("state")).unwrap();
+    std::fs::remove_dir_all(w.p("live")).unwrap();
+    let out = Command::new(crate::support::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["store", "rebuild", "--dry-run"])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fs: CAS: would adopt order"), "{text}");
+    let mut d = w.daemon(&cfg, "second.log");
+    wait_for("the deployment", Duration::from_secs(60), || {
+        w.live("fs", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    assert_eq!(w.orders_for("fs.cache.example.test"), 1, "a new order");
+    assert_eq!(
+        std::fs::read_to_string(w.live("fs", "cert.pem")).unwrap(),
+        first,
+        "not the certificate CAS holds"
+    );
+    assert!(log_has(
+        &w,
+        "second.log",
+        &[
+            "\"event\":\"cert.adopted\"",
+            "\"source\":\"cas\"",
+            "\"issued\":true"
+        ]
+    ));
+    assert_key_matches_and_private(&w, "fs");
+}

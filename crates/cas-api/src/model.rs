@@ -185,7 +185,10 @@ pub struct OrderPage {
 pub struct OrderSummary {
     pub order_id: OrderId,
     pub instance_id: Option<String>,
+    /// The first domain (a CPACK row), or every domain comma-separated.
     pub domain: Option<String>,
+    /// How many domains the order is for (CPACK rows).
+    pub domain_count: Option<i64>,
     /// PAYED, CHECKING, CHECKED_FAIL, ISSUED, WILLEXPIRED, EXPIRED, NOTACTIVATED, REVOKED.
     pub status: Option<String>,
     pub product_code: Option<String>,

@@ -168,6 +168,8 @@ pub struct OrderSummaryRaw {
     pub instance_id: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub domain_count: Option<i64>,
     #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
@@ -196,6 +198,7 @@ impl OrderPageRaw {
                 order_id: o.order_id,
                 instance_id: o.instance_id,
                 domain: o.domain,
+                domain_count: o.domain_count,
                 status: o.status,
                 product_code: o.product_code,
                 cert_type: o.cert_type,

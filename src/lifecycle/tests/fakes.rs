@@ -334,6 +334,7 @@ impl Ca for Fakes {
                 order_id: o.id,
                 instance_id: None,
                 domain: Some(o.domains.join(",")),
+                domain_count: None,
                 status: Some("CHECKING".into()),
                 product_code: Some(o.product.clone()),
                 cert_type: None,

@@ -246,6 +246,7 @@ fn adoption_persists_before_it_says_so() {
         order_id: OrderId(77),
         instance_id: None,
         domain: Some("a.test".into()),
+        domain_count: None,
         status: Some("CHECKING".into()),
         product_code: None,
         cert_type: None,

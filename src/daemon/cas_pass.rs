@@ -1,0 +1,163 @@
+//! The rebuild's CAS pass at start-up ([`crate::rebuild::cas`]): the certificates that had no
+//! usable record wait (no step runs for them) until the account's orders were listed once and
+//! matched; the records it makes (an adopted order, orders to clean) feed the usual lifecycle.
+//! When CAS cannot be asked, they keep waiting and the pass is retried with backoff.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::lifecycle;
+use crate::rebuild::{self, cas};
+use crate::store::{CertRecord, StatusRow, Store};
+use cas_api::Client;
+
+/// The pass's state in the loop.
+#[derive(Debug, Default)]
+pub(super) struct Pass {
+    /// Certificates waiting for it.
+    pub(super) waiting: HashSet<String>,
+    pub(super) running: bool,
+    pub(super) attempt: u32,
+    /// When a failed pass is tried again.
+    pub(super) retry_at: Option<DateTime<Utc>>,
+    pub(super) last_error: Option<String>,
+}
+
+impl Pass {
+    pub(super) fn new(names: Vec<String>) -> Pass {
+        Pass {
+            waiting: names.into_iter().collect(),
+            ..Pass::default()
+        }
+    }
+
+    /// Whether the pass should start now.
+    pub(super) fn due(&self, now: DateTime<Utc>) -> bool {
+        !self.waiting.is_empty() && !self.running && self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// When the loop must wake for a retry.
+    pub(super) fn wake_at(&self) -> Option<DateTime<Utc>> {
+        (!self.waiting.is_empty() && !self.running)
+            .then_some(self.retry_at)
+            .flatten()
+    }
+
+    /// What `status` says of a waiting certificate.
+    pub(super) fn row(&self, row: &mut StatusRow) {
+        if self.waiting.contains(&row.name) {
+            row.next_action =
+                "wait for the rebuild to ask CAS for its orders (no order before)".to_string();
+            if let Some(e) = &self.last_error {
+                row.last_error = Some(format!("cannot ask CAS for the orders: {e}"));
+            }
+        }
+    }
+
+    /// A failed pass: retried after 5 s, doubling, at most 5 minutes.
+    pub(super) fn failed(&mut self, error: String, now: DateTime<Utc>) {
+        self.running = false;
+        self.attempt += 1;
+        let secs = 5u64
+            .saturating_mul(1 << self.attempt.min(6).saturating_sub(1))
+            .min(300);
+        let at = now + chrono::TimeDelta::seconds(secs as i64);
+        warn!(event = "store.cas_pass_failed", error = %error, waiting = self.waiting.len(),
+            retry_at = %at,
+            "cannot ask CAS which orders the certificates without a record already have; \
+             they wait (nothing is ordered) and the pass is tried again");
+        self.retry_at = Some(at);
+        self.last_error = Some(error);
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    pub(super) names: Vec<String>,
+}
+
+/// Lists every order once, matches each waiting certificate, writes the records and cleans
+/// the orders that only hold quota. An error leaves every certificate waiting.
+pub(super) async fn run(
+    names: Vec<String>,
+    cfg: Arc<Config>,
+    client: Client,
+    store: Store,
+) -> Result<Report, String> {
+    let mut calls = 0;
+    let listed = cas::list_all(&client, &mut calls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listed = cas::Listed::new(listed);
+    let now = Utc::now();
+    let certs: HashMap<&str, &crate::config::Certificate> = cfg
+        .certificates
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let (mut adopted, mut cleaned, mut refused) = (0usize, 0usize, 0usize);
+    for name in &names {
+        let Some(cert) = certs.get(name.as_str()) else {
+            continue;
+        };
+        let rec = store.get(name).map_err(|e| e.to_string())?;
+        let deployed = rec
+            .as_ref()
+            .and_then(|r| r.deployed.as_ref())
+            .map(|d| (d.order_id, d.info.not_after));
+        let f = cas::judge(cert, deployed, &listed.for_cert(cert), now);
+        if let Some(a) = f.adopt {
+            adopted += 1;
+            info!(event = "cert.adopted", source = "cas", cert = %name, domains = ?cert.domains,
+                order_id = %a.order_id, issued = a.issued,
+                "adopted the order CAS holds for these names (CAS made its key): no new order");
+        }
+        for (id, why) in f.refused.iter().chain(&f.clean) {
+            warn!(event = "cert.not_adopted", source = "cas", cert = %name, order_id = %id,
+                reason = %why, "an order CAS holds for these names is not adopted");
+        }
+        refused += f.refused.len();
+        let Some(mut new) = cas::apply(rec.clone(), cert, &f, now) else {
+            continue;
+        };
+        if Some(&new) == rec.as_ref() {
+            continue;
+        }
+        store.put_durable(&new).await.map_err(|e| e.to_string())?;
+        // Quota back now, not at the next step (a deployed record's is months away); what
+        // fails stays queued for the lifecycle's own clean.
+        let before = new.orders_to_clean.len();
+        for (id, _) in &f.clean {
+            if lifecycle::cancel_and_delete(&client, *id).await {
+                new.orders_to_clean.retain(|o| o != id);
+                cleaned += 1;
+            }
+        }
+        if new.orders_to_clean.len() != before {
+            store.put_durable(&new).await.map_err(|e| e.to_string())?;
+        }
+    }
+    rebuild::pass_done(&cfg.state_dir);
+    info!(
+        event = "store.cas_pass",
+        certificates = names.len(),
+        orders = listed.len(),
+        calls,
+        adopted,
+        cleaned,
+        not_adopted = refused,
+        "asked CAS which orders the certificates without a record already have"
+    );
+    Ok(Report { names })
+}
+
+/// `rec`'s status row as the loop shows it.
+pub(super) fn row_of(pass: &Pass, rec: &CertRecord) -> StatusRow {
+    let mut row = StatusRow::from_record(rec);
+    pass.row(&mut row);
+    row
+}
