@@ -131,4 +131,7 @@ pub struct Certificate {
     pub files: FileOwnership,
     /// Old versioned directories kept after a deploy.
     pub keep_versions: usize,
+    /// An order still in domain_verify this long after it was created is cancelled and
+    /// deleted, and the certificate retries with backoff. Never zero.
+    pub validation_timeout: Duration,
 }

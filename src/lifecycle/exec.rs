@@ -210,6 +210,21 @@ fn log(cx: &Cx<'_>, rec: &CertRecord, ev: &Event) {
                 order_id = %order_id,
                 "CA could not verify the domains; order deleted, will retry");
         }
+        Event::ValidationTimeout {
+            order_id,
+            since,
+            timeout,
+            last_error,
+            proof,
+        } => {
+            warn!(event = "cert.validation_timeout", cert = %cert, domains = ?domains,
+                order_id = %order_id, ordered_at = %since,
+                validation_timeout = %humantime::format_duration(*timeout),
+                last_error = last_error.as_deref().unwrap_or(""),
+                proof = proof.as_deref().unwrap_or(""),
+                "CA did not validate the domains within validation_timeout; order cancelled \
+                and deleted, will retry");
+        }
         Event::Issued {
             order_id,
             not_after,

@@ -154,6 +154,17 @@ pub enum Event {
     VerifyFailed {
         order_id: OrderId,
     },
+    /// The order was still in domain_verify `timeout` after `since` (its creation): it is
+    /// given up (cancelled and deleted) and the attempt fails.
+    ValidationTimeout {
+        order_id: OrderId,
+        since: DateTime<Utc>,
+        timeout: Duration,
+        /// The record's last error when it gave up.
+        last_error: Option<String>,
+        /// The last proof self-check result (`ok` or the reason), once the record keeps one.
+        proof: Option<String>,
+    },
     Issued {
         order_id: OrderId,
         not_after: DateTime<Utc>,

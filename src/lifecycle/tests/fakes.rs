@@ -83,6 +83,7 @@ pub fn cert(name: &str, domains: &[&str]) -> Certificate {
             key_mode: 0o600,
         },
         keep_versions: 2,
+        validation_timeout: std::time::Duration::from_secs(24 * 3600),
     }
 }
 

@@ -284,6 +284,7 @@ fn verify_fail_logs_cleans_up_fails_then_deletes_the_order() {
         order_id: OrderId(8),
         presented: p.clone(),
         presented_at: t0(),
+        ordered_at: None,
         attempt: 0,
     };
     let t = machine::observe(
@@ -371,6 +372,7 @@ fn a_deploy_failure_is_its_own_event_and_keeps_the_order() {
         order_id: OrderId(8),
         presented: Presented::File { path: "/p".into() },
         presented_at: t0() - secs(100),
+        ordered_at: None,
         attempt: 0,
     };
     let err = DeployError::Io {
