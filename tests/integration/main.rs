@@ -11,6 +11,7 @@ mod config_errors;
 mod config_safety;
 mod crash;
 mod daemon_e2e;
+mod deadline;
 mod demo;
 mod deploy_files;
 mod deploy_race;
