@@ -7,7 +7,8 @@ use super::{deployed_record, file_challenge};
 use crate::config::Certificate;
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::machine::{
-    self, CheckError, Cx, Effect, Event, Next, Observation, Request, StepOutcome, Transition,
+    self, CheckError, Cx, Effect, Event, Next, Observation, QuotaLook, Request, StepOutcome,
+    Transition,
 };
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::Presented;
@@ -108,6 +109,7 @@ fn a_first_issuance_hits_every_crash_point_after_its_durable_write() {
         t.rec,
         vec![
             Observation::ProofPreflight(vec![]),
+            Observation::Quota(QuotaLook::Unknown),
             Observation::Created(Ok(OrderId(5))),
         ],
     );
@@ -186,7 +188,18 @@ fn the_create_is_asked_for_only_after_the_intent_is_persisted() {
             csr: Some("CSR".into()),
         },
     };
-    let (t, _) = drive(rec, &cx(&c), vec![Observation::ProofPreflight(vec![])]);
+    let (t, _) = drive(
+        rec,
+        &cx(&c),
+        vec![
+            Observation::ProofPreflight(vec![]),
+            Observation::Quota(QuotaLook::Known {
+                total: 10,
+                used: 0,
+                warn: false,
+            }),
+        ],
+    );
     assert_eq!(
         t.effects,
         [Effect::Persist, Effect::Failpoint("after_intent")]

@@ -5,6 +5,7 @@
 mod deadline;
 mod fakes;
 mod machine_only;
+mod quota;
 
 use chrono::TimeDelta;
 
