@@ -113,6 +113,8 @@ const CASES: &[(&str, &str, &str)] = &[
     // 38 a validation deadline of zero
     ("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nvalidation = { method = \"alidns\" }\nvalidation_timeout = \"0s\"\n",
      "5:22: certificate[0].validation_timeout:", "must be longer than zero"),
+    // 39 a negative quota warning
+    ("quota_warn = -1\n", "1:14: quota_warn:", "0 or more"),
 ];
 
 fn check_case(i: usize, body: &str, want: &str, reason: &str) {
@@ -236,6 +238,7 @@ fn shipped_example_and_minimal_configs_parse() {
     assert_eq!(min.poll_min, std::time::Duration::from_secs(10));
     assert_eq!(min.poll_max, std::time::Duration::from_secs(600));
     assert_eq!(min.concurrency, 8);
+    assert_eq!(min.quota_warn, 3);
     let c = &min.certificates[0];
     // The 2024 API page's default product (the 2022 reference named symantec-free-1-free).
     assert_eq!(c.product_code, "digicert-free-1-free");

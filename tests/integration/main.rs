@@ -24,6 +24,7 @@ mod hostile;
 mod listeners;
 mod logs;
 mod notify;
+mod quota;
 mod service;
 mod sim_fidelity;
 mod sim_sdk;
