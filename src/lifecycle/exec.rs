@@ -108,15 +108,10 @@ where
                     .quota
                     .before_create(&product, cx.now, self.quota_warn, describe)
                     .await;
-                if let Some(e) = error {
-                    warn!(cert = %rec.name, product = %product, error = %e,
-                        "cannot learn the quota (DescribePackageState); ordering anyway, CAS \
-                        refuses the order if none is left");
-                }
                 if let Some(left) = left {
                     self.metrics.quota_remaining(&product, left);
                 }
-                Observation::Quota(look)
+                Observation::Quota { look, error }
             }
             Request::Create(order) => {
                 let result = self.ca.create(&order).await;
@@ -242,6 +237,11 @@ fn log(cx: &Cx<'_>, rec: &CertRecord, ev: &Event) {
                 left = (total - used).max(0),
                 "few certificates left in the product's quota; buy more before it runs out \
                 (said once a day per product)");
+        }
+        Event::QuotaUnknown { product, error } => {
+            warn!(cert = %cert, product = %product, error = %error,
+                "cannot learn the quota (DescribePackageState); ordering anyway, CAS refuses \
+                the order if none is left");
         }
         Event::PublishBusy { order_id, why } => {
             debug!(cert = %cert, order_id = %order_id, "{why}");

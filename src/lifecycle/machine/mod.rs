@@ -99,7 +99,11 @@ pub enum Observation {
     KeyMade(Result<Option<(Secret, String)>, String>),
     /// What stands in the way of publishing the proof (empty: nothing).
     ProofPreflight(Vec<String>),
-    Quota(QuotaLook),
+    /// What the quota allows; `error`: DescribePackageState failed just now.
+    Quota {
+        look: QuotaLook,
+        error: Option<ApiError>,
+    },
     /// The answer to Create or Renew.
     Created(Result<OrderId, ApiError>),
     Listed(Result<Vec<OrderSummary>, ApiError>),
@@ -151,6 +155,11 @@ pub enum Event {
         product: String,
         total: i64,
         used: i64,
+    },
+    /// DescribePackageState failed; the create goes on.
+    QuotaUnknown {
+        product: String,
+        error: String,
     },
     /// Another certificate's FILE proof holds the same path: not a failure.
     PublishBusy {
@@ -378,7 +387,7 @@ pub fn observe(mut rec: CertRecord, cx: &Cx<'_>, obs: Observation) -> Transition
             let product = cx.cert.product_code.clone();
             Transition::new(rec).call(Request::Quota(product))
         }
-        Observation::Quota(look) => quota_known(rec, cx, look),
+        Observation::Quota { look, error } => quota_known(rec, cx, look, error),
         Observation::Created(result) => created(rec, cx, result),
         Observation::Listed(Err(e)) => failed(rec, cx, Failure::api(&e)),
         Observation::Listed(Ok(orders)) => adopt(rec, cx, &orders),

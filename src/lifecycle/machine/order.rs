@@ -28,21 +28,35 @@ pub(super) fn key_ready(
 
 /// What the product's quota allows: nothing left fails the attempt without a create (retried
 /// with the failure backoff); a low count is said (`quota.low`); an unknown one goes on (CAS
-/// refuses the create if nothing is left).
-pub(super) fn quota_known(rec: CertRecord, cx: &Cx<'_>, look: QuotaLook) -> Transition {
-    let QuotaLook::Known { total, used, warn } = look else {
-        return intent(rec, cx);
-    };
+/// refuses the create if nothing is left). A look that failed is said and goes on, unless CAS
+/// refused the request itself (credentials, clock): the create would be refused alike.
+pub(super) fn quota_known(
+    rec: CertRecord,
+    cx: &Cx<'_>,
+    look: QuotaLook,
+    error: Option<ApiError>,
+) -> Transition {
     let product = cx.cert.product_code.clone();
-    let said = if warn {
-        vec![Effect::Log(Event::QuotaLow {
+    let mut said = Vec::new();
+    if let Some(e) = error {
+        if e.is_auth() || e.code() == Some("InvalidTimeStamp.Expired") {
+            return failed(rec, cx, Failure::api(&e));
+        }
+        said.push(Effect::Log(Event::QuotaUnknown {
+            product: product.clone(),
+            error: e.to_string(),
+        }));
+    }
+    let QuotaLook::Known { total, used, warn } = look else {
+        return intent(rec, cx).prepend(said);
+    };
+    if warn {
+        said.push(Effect::Log(Event::QuotaLow {
             product: product.clone(),
             total,
             used,
-        })]
-    } else {
-        Vec::new()
-    };
+        }));
+    }
     let t = if used >= total {
         let reason = format!("quota exhausted for {product} ({used} of {total} used)");
         failed(rec, cx, Failure::attempt(reason, true))

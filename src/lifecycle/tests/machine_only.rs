@@ -109,7 +109,10 @@ fn a_first_issuance_hits_every_crash_point_after_its_durable_write() {
         t.rec,
         vec![
             Observation::ProofPreflight(vec![]),
-            Observation::Quota(QuotaLook::Unknown),
+            Observation::Quota {
+                look: QuotaLook::Unknown,
+                error: None,
+            },
             Observation::Created(Ok(OrderId(5))),
         ],
     );
@@ -193,11 +196,14 @@ fn the_create_is_asked_for_only_after_the_intent_is_persisted() {
         &cx(&c),
         vec![
             Observation::ProofPreflight(vec![]),
-            Observation::Quota(QuotaLook::Known {
-                total: 10,
-                used: 0,
-                warn: false,
-            }),
+            Observation::Quota {
+                look: QuotaLook::Known {
+                    total: 10,
+                    used: 0,
+                    warn: false,
+                },
+                error: None,
+            },
         ],
     );
     assert_eq!(

@@ -30,6 +30,11 @@ fn key_ready() -> CertRecord {
 
 /// The transition after the proof preflight passed and the quota answered `look`.
 fn after_quota(look: QuotaLook) -> machine::Transition {
+    after_look(look, None)
+}
+
+/// The same when the look just failed with `error`.
+fn after_look(look: QuotaLook, error: Option<ApiError>) -> machine::Transition {
     let c = cert("www", &["a.test"]);
     let cx = cx(&c);
     let t = machine::start(key_ready(), &cx);
@@ -40,7 +45,7 @@ fn after_quota(look: QuotaLook) -> machine::Transition {
         Next::Call(Request::Quota("digicert-free-1-free".into()))
     );
     assert!(t.effects.is_empty(), "nothing persisted before the look");
-    machine::observe(t.rec, &cx, Observation::Quota(look))
+    machine::observe(t.rec, &cx, Observation::Quota { look, error })
 }
 
 fn events(e: &[Effect]) -> Vec<Event> {
@@ -113,6 +118,46 @@ fn an_unknown_count_goes_on_with_the_create() {
     let t = after_quota(QuotaLook::Unknown);
     assert!(events(&t.effects).is_empty());
     assert!(matches!(t.next, Next::Call(Request::Create(_))));
+}
+
+#[test]
+fn a_failed_look_is_said_and_the_create_goes_on_unless_the_request_itself_was_refused() {
+    let unreachable = ApiError::Transport {
+        action: "DescribePackageState".into(),
+        detail: "connection refused".into(),
+        maybe_sent: false,
+    };
+    let t = after_look(QuotaLook::Unknown, Some(unreachable));
+    assert!(
+        matches!(&events(&t.effects)[..], [Event::QuotaUnknown { error, .. }] if error.contains("connection refused"))
+    );
+    assert!(matches!(t.next, Next::Call(Request::Create(_))));
+    // No permission for DescribePackageState: the create may still be allowed.
+    let t = after_look(QuotaLook::Unknown, Some(service("Forbidden.RAM", 403)));
+    assert!(matches!(t.next, Next::Call(Request::Create(_))));
+    // A clock or a key CAS refuses would refuse the create too: no create, retried later.
+    for code in ["InvalidTimeStamp.Expired", "InvalidAccessKeyId.NotFound"] {
+        let t = after_look(QuotaLook::Unknown, Some(service(code, 400)));
+        assert!(
+            !matches!(t.next, Next::Call(Request::Create(_))),
+            "{code}: {:?}",
+            t.next
+        );
+        assert!(matches!(
+            &events(&t.effects)[..],
+            [Event::RenewFailed { api: true, .. }]
+        ));
+    }
+}
+
+fn service(code: &str, status: u16) -> ApiError {
+    ApiError::Service {
+        action: "DescribePackageState".into(),
+        status,
+        code: code.into(),
+        message: "m".into(),
+        request_id: "r".into(),
+    }
 }
 
 #[tokio::test]
