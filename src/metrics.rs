@@ -29,6 +29,8 @@ struct Inner {
     notifications: BTreeMap<(String, String), u64>,
     /// By reason (`rate_limited`, `queue_full`).
     notifications_skipped: BTreeMap<String, u64>,
+    /// Units left per product, as the quota cache counts them.
+    quota_remaining: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +99,13 @@ impl Metrics {
             .renewal_failures
             .entry(name.to_string())
             .or_default() += 1;
+    }
+
+    /// The units of `product` left as the daemon counts them (`lifecycle::quota`).
+    pub fn quota_remaining(&self, product: &str, left: i64) {
+        self.lock()
+            .quota_remaining
+            .insert(product.to_string(), left);
     }
 
     /// One API attempt; `code` is `OK`, the service's error Code, or `Transport`.
@@ -201,6 +210,20 @@ impl Metrics {
                 &mut out,
                 "cas_certd_renewal_failures_total",
                 &[("cert", name)],
+                *n,
+            );
+        }
+        header(
+            &mut out,
+            "cas_certd_quota_remaining",
+            "gauge",
+            "Units of each product's quota left, as of the last DescribePackageState less the orders made since.",
+        );
+        for (product, n) in &g.quota_remaining {
+            sample(
+                &mut out,
+                "cas_certd_quota_remaining",
+                &[("product", product)],
                 *n,
             );
         }

@@ -25,6 +25,7 @@ const ROOT_KEYS: &[&str] = &[
     "metrics",
     "control_socket",
     "concurrency",
+    "quota_warn",
     "defaults",
     "certificate",
     "notify",
@@ -32,6 +33,8 @@ const ROOT_KEYS: &[&str] = &[
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cas-certd";
 pub(crate) const DEFAULT_OUTPUT_DIR: &str = "/etc/cas-certd/live";
 pub(crate) const DEFAULT_SCHEDULE: &str = "0 */10 * * * *";
+/// `quota.low` under this many units left: a few renewals' warning before orders stop.
+pub(crate) const DEFAULT_QUOTA_WARN: u32 = 3;
 
 /// Builds the config; with `trust` (the uids the daemon trusts), also checks that the paths it
 /// names are safe on this machine (`paths::check_trust`). The certificates are `doc`'s, or
@@ -112,6 +115,17 @@ pub(crate) fn build(
         }
         None => 8,
     };
+    let quota_warn = match root.int("quota_warn", errs) {
+        Some((n, span)) => u32::try_from(n).unwrap_or_else(|_| {
+            errs.push(
+                span,
+                "quota_warn",
+                "must be a count of certificates, 0 or more (0: never warn)",
+            );
+            DEFAULT_QUOTA_WARN
+        }),
+        None => DEFAULT_QUOTA_WARN,
+    };
 
     let defaults = match root.table("defaults", errs) {
         Some(t) => {
@@ -152,6 +166,7 @@ pub(crate) fn build(
         notify,
         control_socket,
         concurrency,
+        quota_warn,
         certificates,
         notes: Vec::new(),
     })

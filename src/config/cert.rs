@@ -26,8 +26,12 @@ pub(super) const PER_CERT_KEYS: &[&str] = &[
     "key_mode",
     "cert_mode",
     "hook_env",
+    "validation_timeout",
 ];
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an order may wait in domain_verify: a day covers a DV proof fixed by hand; OV/EV
+/// products, validated by people, need longer (see docs/configuration.md).
+pub(crate) const DEFAULT_VALIDATION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Where one built certificate's values are in the file, for the checks made after building.
 pub(super) struct Places {
@@ -54,6 +58,7 @@ pub(super) struct Overridable {
     key_mode: Option<u32>,
     cert_mode: Option<u32>,
     hook_env: Option<Vec<String>>,
+    validation_timeout: Option<Duration>,
 }
 
 impl Overridable {
@@ -70,6 +75,7 @@ impl Overridable {
             key_mode: self.key_mode.or(d.key_mode),
             cert_mode: self.cert_mode.or(d.cert_mode),
             hook_env: self.hook_env.or_else(|| d.hook_env.clone()),
+            validation_timeout: self.validation_timeout.or(d.validation_timeout),
         }
     }
 }
@@ -215,6 +221,19 @@ pub(super) fn overridable(t: &Tbl, errs: &mut Errors) -> Overridable {
             o.keep_versions = Some(n as usize);
         } else {
             errs.push(span, &t.key("keep_versions"), "must be between 0 and 100");
+        }
+    }
+    if let Some(d) = duration(t, "validation_timeout", errs) {
+        if d.is_zero() {
+            if let Some(v) = t.get("validation_timeout") {
+                errs.push(
+                    v.span(),
+                    &t.key("validation_timeout"),
+                    "must be longer than zero (an order needs time to be validated; the default is \"24h\")",
+                );
+            }
+        } else {
+            o.validation_timeout = Some(d);
         }
     }
     o.key_mode = mode(t, "key_mode", errs);
@@ -590,6 +609,7 @@ fn certificate(
             cert_mode: o.cert_mode.unwrap_or(0o644),
         },
         keep_versions: o.keep_versions.unwrap_or(3),
+        validation_timeout: o.validation_timeout.unwrap_or(DEFAULT_VALIDATION_TIMEOUT),
     };
     Some((cert, places))
 }

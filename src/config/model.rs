@@ -33,6 +33,8 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// At most this many certificates are worked on at once.
     pub concurrency: usize,
+    /// `quota.low` when fewer units of a product than this are left (0: never).
+    pub quota_warn: u32,
     pub certificates: Vec<Certificate>,
     /// Not errors, but worth saying (`check` prints them), one line each in the errors'
     /// format with `note:` before the text: a name that is ordered in another spelling, one
@@ -131,4 +133,7 @@ pub struct Certificate {
     pub files: FileOwnership,
     /// Old versioned directories kept after a deploy.
     pub keep_versions: usize,
+    /// An order still in domain_verify this long after it was created is cancelled and
+    /// deleted, and the certificate retries with backoff. Never zero.
+    pub validation_timeout: Duration,
 }

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Certificate, Config};
 use crate::control::{self, Incoming};
 use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
-use crate::lifecycle::{self, exec::Exec, StepOutcome};
+use crate::lifecycle::{self, exec::Exec, quota::QuotaCache, StepOutcome};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::{CertRecord, Phase, Store, StoreError};
@@ -108,6 +108,8 @@ struct State {
     alerts: crate::alert::Alerts,
     /// The rebuild's CAS pass: who waits for it.
     cas: cas_pass::Pass,
+    /// What is known of each product's quota, shared by every certificate's steps.
+    quota: Arc<QuotaCache>,
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
@@ -169,6 +171,7 @@ pub async fn run(
         tasks: JoinSet::new(),
         alerts,
         cas: cas_pass::Pass::new(recovery.cas_pass),
+        quota: Arc::new(QuotaCache::new()),
     };
     st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
@@ -361,9 +364,10 @@ impl State {
             let cfg = self.config.clone();
             let sem = self.sem.clone();
             let stopping = self.stopping.clone();
+            let quota = self.quota.clone();
             self.tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                work(cert, cfg, client, store, metrics, stopping).await
+                work(cert, cfg, client, store, metrics, quota, stopping).await
             });
         }
     }
@@ -621,6 +625,7 @@ async fn work(
     client: Client,
     store: Store,
     metrics: Metrics,
+    quota: Arc<QuotaCache>,
     stopping: Arc<AtomicBool>,
 ) -> TaskResult {
     let mut deployed = Vec::new();
@@ -648,6 +653,8 @@ async fn work(
             keys: &LocalKeys,
             clock: &SystemClock,
             metrics: &metrics,
+            quota: &quota,
+            quota_warn: cfg.quota_warn,
             poll_min: cfg.poll_min,
             poll_max: cfg.poll_max,
         };

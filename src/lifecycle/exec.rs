@@ -9,6 +9,7 @@ use super::machine::{
     self, CheckError, Cx, Effect, Event, Next, Observation, Request, StepOutcome,
 };
 use super::ports::{Ca, Clock, Deployer, KeyMaker, Proofs, Records};
+use super::quota::QuotaCache;
 use crate::config::Certificate;
 use crate::deploy::{Origin, PemSet};
 use crate::failpoint;
@@ -26,6 +27,10 @@ pub struct Exec<'a, C, R, P, D, K, T> {
     pub keys: &'a K,
     pub clock: &'a T,
     pub metrics: &'a Metrics,
+    /// The daemon's one quota cache.
+    pub quota: &'a QuotaCache,
+    /// `quota_warn`: fewer units left than this is `quota.low`.
+    pub quota_warn: u32,
     pub poll_min: Duration,
     pub poll_max: Duration,
 }
@@ -97,9 +102,26 @@ where
             Request::PreflightProof => {
                 Observation::ProofPreflight(self.proofs.preflight(cert).await)
             }
-            Request::Create(order) => Observation::Created(self.ca.create(&order).await),
+            Request::Quota(product) => {
+                let describe = || self.ca.package_state(&product);
+                let (look, left, error) = self
+                    .quota
+                    .before_create(&product, cx.now, self.quota_warn, describe)
+                    .await;
+                if let Some(left) = left {
+                    self.metrics.quota_remaining(&product, left);
+                }
+                Observation::Quota { look, error }
+            }
+            Request::Create(order) => {
+                let result = self.ca.create(&order).await;
+                self.spent(&order.product_code, &result).await;
+                Observation::Created(result)
+            }
             Request::Renew { from, csr } => {
-                Observation::Created(self.ca.renew(from, csr.as_deref()).await)
+                let result = self.ca.renew(from, csr.as_deref()).await;
+                self.spent(&cert.product_code, &result).await;
+                Observation::Created(result)
             }
             Request::ListOrders(q) => Observation::Listed(self.ca.list(&q).await),
             Request::Describe(id) => Observation::Described(self.ca.describe(id).await),
@@ -140,6 +162,13 @@ where
                 Observation::Installed { set, info, result }
             }
         })
+    }
+
+    /// Tells the quota cache what became of the unit it held for a create.
+    async fn spent(&self, product: &str, result: &Result<OrderId, cas_api::ApiError>) {
+        if let Some(left) = self.quota.after_create(product, result).await {
+            self.metrics.quota_remaining(product, left);
+        }
     }
 
     async fn apply(&self, cx: &Cx<'_>, rec: &CertRecord, e: &Effect) -> Result<(), StoreError> {
@@ -199,6 +228,21 @@ fn log(cx: &Cx<'_>, rec: &CertRecord, ev: &Event) {
             info!(event = "cert.challenge_presented", cert = %cert, domains = ?domains,
                 order_id = %order_id, "challenge published");
         }
+        Event::QuotaLow {
+            product,
+            total,
+            used,
+        } => {
+            warn!(event = "quota.low", cert = %cert, product = %product, total, used,
+                left = (total - used).max(0),
+                "few certificates left in the product's quota; buy more before it runs out \
+                (said once a day per product)");
+        }
+        Event::QuotaUnknown { product, error } => {
+            warn!(cert = %cert, product = %product, error = %error,
+                "cannot learn the quota (DescribePackageState); ordering anyway, CAS refuses \
+                the order if none is left");
+        }
         Event::PublishBusy { order_id, why } => {
             debug!(cert = %cert, order_id = %order_id, "{why}");
         }
@@ -209,6 +253,21 @@ fn log(cx: &Cx<'_>, rec: &CertRecord, ev: &Event) {
             warn!(event = "cert.verify_failed", cert = %cert, domains = ?domains,
                 order_id = %order_id,
                 "CA could not verify the domains; order deleted, will retry");
+        }
+        Event::ValidationTimeout {
+            order_id,
+            since,
+            timeout,
+            last_error,
+            proof,
+        } => {
+            warn!(event = "cert.validation_timeout", cert = %cert, domains = ?domains,
+                order_id = %order_id, ordered_at = %since,
+                validation_timeout = %humantime::format_duration(*timeout),
+                last_error = last_error.as_deref().unwrap_or(""),
+                proof = proof.as_deref().unwrap_or(""),
+                "CA did not validate the domains within validation_timeout; order cancelled \
+                and deleted, will retry");
         }
         Event::Issued {
             order_id,

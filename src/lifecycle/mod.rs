@@ -7,12 +7,14 @@
 //!   this host.
 //! - [`ports`]: the small traits (CA, records, proofs, deployer, keys, clock); [`real`]: their
 //!   implementations over the CAS client, sled, `validation`, `deploy` and `keys`.
+//! - [`quota`]: each product's quota as last seen, shared by every certificate.
 //! - [`schedule`]: pure timing (renewal time, jitter, backoff, adoption); [`manual`]: operator
 //!   renewals.
 pub mod exec;
 pub mod machine;
 pub mod manual;
 pub mod ports;
+pub mod quota;
 pub mod real;
 pub mod schedule;
 #[cfg(test)]

@@ -11,7 +11,9 @@ use crate::deploy::{CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
 use crate::store::{CertRecord, StoreError};
 use crate::validation::{Presented, ValidationError};
-use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
+use cas_api::model::{
+    CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary, PackageState,
+};
 use cas_api::secret::Secret;
 use cas_api::ApiError;
 
@@ -37,6 +39,11 @@ pub trait Ca: Sync {
     fn cancel(&self, id: OrderId) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Gone, quota back.
     fn delete(&self, id: OrderId) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// DescribePackageState: the product's total and used units.
+    fn package_state(
+        &self,
+        product: &str,
+    ) -> impl Future<Output = Result<PackageState, ApiError>> + Send;
 }
 
 /// Where records live; a write that precedes an external effect must be durable.

@@ -11,7 +11,9 @@ use crate::deploy::{self, CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
 use crate::store::{CertRecord, Store, StoreError};
 use crate::validation::{self, Presented, ValidationError};
-use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
+use cas_api::model::{
+    CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary, PackageState,
+};
 use cas_api::secret::Secret;
 use cas_api::{ApiError, Client};
 
@@ -38,6 +40,10 @@ impl Ca for Client {
 
     async fn delete(&self, id: OrderId) -> Result<(), ApiError> {
         self.delete_certificate(id).await
+    }
+
+    async fn package_state(&self, product: &str) -> Result<PackageState, ApiError> {
+        self.describe_package_state(product).await
     }
 }
 

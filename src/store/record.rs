@@ -40,6 +40,9 @@ pub enum Phase {
         order_id: OrderId,
         presented: Presented,
         presented_at: DateTime<Utc>,
+        /// When the order was created: its validation deadline counts from here. `None` in
+        /// records written before it was kept (`presented_at` stands in).
+        ordered_at: Option<DateTime<Utc>>,
         attempt: u32,
         pending: PendingKey,
     },

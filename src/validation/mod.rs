@@ -443,6 +443,7 @@ mod tests {
             order_id: cas_api::model::OrderId(1),
             presented: p,
             presented_at: chrono::Utc::now(),
+            ordered_at: None,
             attempt: 0,
         };
         let bytes = crate::store::encode(&rec).unwrap();

@@ -110,6 +110,11 @@ const CASES: &[(&str, &str, &str)] = &[
     // 37 reload table with bad timeout
     ("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nvalidation = { method = \"alidns\" }\nreload = { argv = [\"true\"], timeout = \"soon\" }\n",
      "5:39: certificate[0].reload.timeout:", "not a duration"),
+    // 38 a validation deadline of zero
+    ("[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nvalidation = { method = \"alidns\" }\nvalidation_timeout = \"0s\"\n",
+     "5:22: certificate[0].validation_timeout:", "must be longer than zero"),
+    // 39 a negative quota warning
+    ("quota_warn = -1\n", "1:14: quota_warn:", "0 or more"),
 ];
 
 fn check_case(i: usize, body: &str, want: &str, reason: &str) {
@@ -233,6 +238,7 @@ fn shipped_example_and_minimal_configs_parse() {
     assert_eq!(min.poll_min, std::time::Duration::from_secs(10));
     assert_eq!(min.poll_max, std::time::Duration::from_secs(600));
     assert_eq!(min.concurrency, 8);
+    assert_eq!(min.quota_warn, 3);
     let c = &min.certificates[0];
     // The 2024 API page's default product (the 2022 reference named symantec-free-1-free).
     assert_eq!(c.product_code, "digicert-free-1-free");
@@ -244,6 +250,34 @@ fn shipped_example_and_minimal_configs_parse() {
     assert_eq!(
         c.reload.as_ref().unwrap().timeout,
         std::time::Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn validation_timeout_defaults_to_a_day_and_is_set_in_defaults_or_per_certificate() {
+    let cert = |name: &str, extra: &str| {
+        format!("[[certificate]]\nname = \"{name}\"\ndomains = [\"{name}.example.com\"]\nvalidation = {{ method = \"alidns\" }}\n{extra}")
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let c = config::parse(&format!("{BASE}{}", cert("a", "")), None).unwrap();
+    assert_eq!(c.certificates[0].validation_timeout, day);
+    let text = format!(
+        "[defaults]\nvalidation_timeout = \"3d\"\ncontact = {{ name = \"O\", phone = \"1\", email = \"o@x\" }}\n{}{}",
+        cert("a", ""),
+        cert("b", "validation_timeout = \"20s\"\n")
+    );
+    let c = config::parse(&text, None).unwrap();
+    assert_eq!(c.certificates[0].validation_timeout, 3 * day);
+    assert_eq!(
+        c.certificates[1].validation_timeout,
+        std::time::Duration::from_secs(20)
+    );
+    let err = config::parse(&text.replace("\"3d\"", "\"a day\""), None).unwrap_err();
+    assert!(
+        err.errors[0]
+            .starts_with("<config>:2:22: defaults.validation_timeout: \"a day\" is not a duration"),
+        "{:?}",
+        err.errors
     );
 }
 

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Certificate, KeyKind};
 use crate::deploy::{CertInfo, DeployError, PemSet};
+pub use crate::lifecycle::quota::QuotaLook;
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
@@ -27,7 +28,7 @@ mod poll;
 
 use failure::{abandon, failed, Failure};
 use issue::{checked, installed};
-use order::{adopt, created, intent, key_ready};
+use order::{adopt, created, key_ready, quota_known};
 use poll::{described, published, unverified};
 
 /// What a transition depends on besides the record.
@@ -52,6 +53,8 @@ pub enum Request {
     MakeKey(KeyKind),
     /// Could the proof be published (before the order is paid)?
     PreflightProof,
+    /// How many units of the product are left (before the order is paid; see `quota`).
+    Quota(String),
     Create(CreateOrder),
     /// RenewCertificateOrderForPackageRequest for a deployed paid order.
     Renew {
@@ -96,6 +99,11 @@ pub enum Observation {
     KeyMade(Result<Option<(Secret, String)>, String>),
     /// What stands in the way of publishing the proof (empty: nothing).
     ProofPreflight(Vec<String>),
+    /// What the quota allows; `error`: DescribePackageState failed just now.
+    Quota {
+        look: QuotaLook,
+        error: Option<ApiError>,
+    },
     /// The answer to Create or Renew.
     Created(Result<OrderId, ApiError>),
     Listed(Result<Vec<OrderSummary>, ApiError>),
@@ -142,6 +150,17 @@ pub enum Event {
     ChallengePresented {
         order_id: OrderId,
     },
+    /// The product's quota is under `quota_warn` (said once a day per product).
+    QuotaLow {
+        product: String,
+        total: i64,
+        used: i64,
+    },
+    /// DescribePackageState failed; the create goes on.
+    QuotaUnknown {
+        product: String,
+        error: String,
+    },
     /// Another certificate's FILE proof holds the same path: not a failure.
     PublishBusy {
         order_id: OrderId,
@@ -153,6 +172,17 @@ pub enum Event {
     },
     VerifyFailed {
         order_id: OrderId,
+    },
+    /// The order was still in domain_verify `timeout` after `since` (its creation): it is
+    /// given up (cancelled and deleted) and the attempt fails.
+    ValidationTimeout {
+        order_id: OrderId,
+        since: DateTime<Utc>,
+        timeout: Duration,
+        /// The record's last error when it gave up.
+        last_error: Option<String>,
+        /// The last proof self-check result (`ok` or the reason), once the record keeps one.
+        proof: Option<String>,
     },
     Issued {
         order_id: OrderId,
@@ -353,7 +383,11 @@ pub fn observe(mut rec: CertRecord, cx: &Cx<'_>, obs: Observation) -> Transition
             );
             failed(rec, cx, Failure::attempt(reason, false))
         }
-        Observation::ProofPreflight(_) => intent(rec, cx),
+        Observation::ProofPreflight(_) => {
+            let product = cx.cert.product_code.clone();
+            Transition::new(rec).call(Request::Quota(product))
+        }
+        Observation::Quota { look, error } => quota_known(rec, cx, look, error),
         Observation::Created(result) => created(rec, cx, result),
         Observation::Listed(Err(e)) => failed(rec, cx, Failure::api(&e)),
         Observation::Listed(Ok(orders)) => adopt(rec, cx, &orders),

@@ -3,8 +3,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::failure::{failed, Failure};
-use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
+use super::failure::{failed, FailKind, Failure};
+use super::{decide, pending, Cx, Effect, Event, QuotaLook, Request, StepOutcome, Transition};
 use crate::lifecycle::schedule::{self, dur, AdoptQuery};
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation;
@@ -26,8 +26,48 @@ pub(super) fn key_ready(
     Transition::new(rec).persist("after_key_ready")
 }
 
+/// What the product's quota allows: nothing left fails the attempt without a create (retried
+/// with the failure backoff); a low count is said (`quota.low`); an unknown one goes on (CAS
+/// refuses the create if nothing is left). A look that failed is said and goes on, unless CAS
+/// refused the request itself (credentials, clock): the create would be refused alike.
+pub(super) fn quota_known(
+    rec: CertRecord,
+    cx: &Cx<'_>,
+    look: QuotaLook,
+    error: Option<ApiError>,
+) -> Transition {
+    let product = cx.cert.product_code.clone();
+    let mut said = Vec::new();
+    if let Some(e) = error {
+        if e.is_auth() || e.code() == Some("InvalidTimeStamp.Expired") {
+            return failed(rec, cx, Failure::api(&e));
+        }
+        said.push(Effect::Log(Event::QuotaUnknown {
+            product: product.clone(),
+            error: e.to_string(),
+        }));
+    }
+    let QuotaLook::Known { total, used, warn } = look else {
+        return intent(rec, cx).prepend(said);
+    };
+    if warn {
+        said.push(Effect::Log(Event::QuotaLow {
+            product: product.clone(),
+            total,
+            used,
+        }));
+    }
+    let t = if used >= total {
+        let reason = format!("quota exhausted for {product} ({used} of {total} used)");
+        failed(rec, cx, Failure::attempt(reason, true))
+    } else {
+        intent(rec, cx)
+    };
+    t.prepend(said)
+}
+
 /// Records the intent durably, then asks for the call that spends quota.
-pub(super) fn intent(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
+fn intent(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
     let now = cx.now;
     let pending = pending(&rec);
     let csr = pending.csr.clone();
@@ -109,7 +149,12 @@ pub(super) fn created(
             rec.phase = Phase::KeyReady {
                 pending: pending(&rec),
             };
-            failed(rec, cx, Failure::api(&e))
+            // A quota refusal in the operator's words (the same as `check` and `package`).
+            let f = match e.quota_message(&cx.cert.product_code) {
+                Some(reason) => Failure::new(reason, FailKind::Api { permanent: true }),
+                None => Failure::api(&e),
+            };
+            failed(rec, cx, f)
         }
     }
 }

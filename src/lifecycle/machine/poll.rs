@@ -1,4 +1,7 @@
-//! An order in flight: what CAS says of it, publishing its proof, and polling with backoff.
+//! An order in flight: what CAS says of it, publishing its proof, polling with backoff, and
+//! the validation deadline.
+
+use chrono::{DateTime, Utc};
 
 use super::failure::{abandon, failed, Failure};
 use super::issue::issued;
@@ -6,7 +9,50 @@ use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition
 use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
 use crate::validation::{Presented, ValidationError};
-use cas_api::model::CertificateState;
+use cas_api::model::{CertificateState, OrderId};
+
+/// When the order in flight must have left domain_verify: `validation_timeout` after it was
+/// created (after its proof was published, in records too old to know). Only orders waiting for
+/// validation have one: one CAS moved on to review (`process`) was validated.
+pub(super) fn validation_deadline(rec: &CertRecord, cx: &Cx<'_>) -> Option<DateTime<Utc>> {
+    let since = match &rec.phase {
+        Phase::Ordered { created_at, .. } => *created_at,
+        Phase::Presented {
+            ordered_at,
+            presented_at,
+            ..
+        } => ordered_at.unwrap_or(*presented_at),
+        _ => return None,
+    };
+    Some(since + dur(cx.cert.validation_timeout))
+}
+
+/// Gives the order up at its deadline (cancelled and deleted: quota back; proof removed) and
+/// fails the attempt, so the certificate retries with the failure backoff.
+fn timed_out(
+    rec: CertRecord,
+    cx: &Cx<'_>,
+    order_id: OrderId,
+    deadline: DateTime<Utc>,
+) -> Transition {
+    let timeout = cx.cert.validation_timeout;
+    let event = Event::ValidationTimeout {
+        order_id,
+        since: deadline - dur(timeout),
+        timeout,
+        last_error: rec.last_error.clone(),
+        // Wired to the last proof self-check once the record keeps it (branch selfcheck).
+        proof: None,
+    };
+    let (rec, cleanup) = abandon(rec);
+    let reason = format!(
+        "order {order_id}: not validated within validation_timeout ({}); order cancelled and deleted",
+        humantime::format_duration(timeout)
+    );
+    failed(rec, cx, Failure::attempt(reason, false))
+        .prepend(cleanup)
+        .prepend(vec![Effect::Log(event)])
+}
 
 pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateState) -> Transition {
     let now = cx.now;
@@ -14,16 +60,9 @@ pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateStat
         return decide(rec, cx);
     };
     match state {
-        CertificateState::DomainVerify(ch) => match rec.phase.clone() {
-            Phase::Ordered { .. } => Transition::new(rec).call(Request::Publish(ch)),
-            // Still unverified: publish a FILE proof again. After a restart, or after someone
-            // else's write, the file may be gone or hold other content.
-            Phase::Presented {
-                presented: Presented::File { .. },
-                ..
-            } => Transition::new(rec).call(Request::Republish(ch)),
-            Phase::Presented { .. } => unverified(rec, cx),
-            _ => wait_poll(rec, cx, 0),
+        CertificateState::DomainVerify(ch) => match validation_deadline(&rec, cx) {
+            Some(deadline) if now >= deadline => timed_out(rec, cx, order_id, deadline),
+            _ => still_unverified(rec, cx, ch),
         },
         CertificateState::Process => {
             let (presented, presented_at, attempt) = match &rec.phase {
@@ -70,6 +109,21 @@ pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateStat
     }
 }
 
+/// CAS has not validated the order yet: publish its proof (again), or wait.
+fn still_unverified(rec: CertRecord, cx: &Cx<'_>, ch: cas_api::model::Challenge) -> Transition {
+    match rec.phase {
+        Phase::Ordered { .. } => Transition::new(rec).call(Request::Publish(ch)),
+        // Still unverified: publish a FILE proof again. After a restart, or after someone
+        // else's write, the file may be gone or hold other content.
+        Phase::Presented {
+            presented: Presented::File { .. },
+            ..
+        } => Transition::new(rec).call(Request::Republish(ch)),
+        Phase::Presented { .. } => unverified(rec, cx),
+        _ => wait_poll(rec, cx, 0),
+    }
+}
+
 pub(super) fn published(
     mut rec: CertRecord,
     cx: &Cx<'_>,
@@ -89,15 +143,20 @@ pub(super) fn published(
                     instructions: instructions.clone(),
                 }));
             }
+            let ordered_at = match &rec.phase {
+                Phase::Ordered { created_at, .. } => Some(*created_at),
+                _ => None,
+            };
             rec.phase = Phase::Presented {
                 pending: pending(&rec),
                 order_id,
                 presented,
                 presented_at: now,
+                ordered_at,
                 attempt: 0,
             };
             let delay = schedule::first_poll_delay(issue_ewma, cx.poll_min, cx.poll_max);
-            rec.next_due = now + dur(delay);
+            rec.next_due = at_most_deadline(&rec, cx, now + dur(delay));
             rec.last_error = None;
             Transition::new(rec)
                 .persist("after_presented")
@@ -124,9 +183,19 @@ pub(super) fn unverified(mut rec: CertRecord, cx: &Cx<'_>) -> Transition {
 }
 
 pub(super) fn wait_poll(mut rec: CertRecord, cx: &Cx<'_>, attempt: u32) -> Transition {
-    rec.next_due = cx.now + dur(schedule::backoff(cx.poll_min, cx.poll_max, attempt));
+    let next = cx.now + dur(schedule::backoff(cx.poll_min, cx.poll_max, attempt));
+    rec.next_due = at_most_deadline(&rec, cx, next);
     let at = rec.next_due;
     Transition::new(rec)
         .persist("after_poll")
         .done(StepOutcome::Waiting(at))
+}
+
+/// `next`, or the validation deadline when that comes first: the poll that finds the order
+/// still unverified is the one at its deadline, not up to `poll_max` later.
+fn at_most_deadline(rec: &CertRecord, cx: &Cx<'_>, next: DateTime<Utc>) -> DateTime<Utc> {
+    match validation_deadline(rec, cx) {
+        Some(deadline) => next.min(deadline.max(cx.now)),
+        None => next,
+    }
 }

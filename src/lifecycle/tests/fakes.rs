@@ -12,13 +12,14 @@ use crate::deploy::{CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
 use crate::lifecycle::exec::Exec;
 use crate::lifecycle::ports::{Ca, Clock, Deployer, KeyMaker, Proofs, Records};
+use crate::lifecycle::quota::QuotaCache;
 use crate::lifecycle::StepOutcome;
 use crate::metrics::Metrics;
 use crate::store::{CertRecord, StoreError};
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{
     CertificateState, Challenge, Contact, CreateOrder, IssuedCertificate, ListOrders, OrderId,
-    OrderSummary,
+    OrderSummary, PackageState,
 };
 use cas_api::secret::Secret;
 use cas_api::ApiError;
@@ -83,6 +84,7 @@ pub fn cert(name: &str, domains: &[&str]) -> Certificate {
             key_mode: 0o600,
         },
         keep_versions: 2,
+        validation_timeout: std::time::Duration::from_secs(24 * 3600),
     }
 }
 
@@ -109,6 +111,10 @@ pub struct CaState {
     pub renewed_from: Vec<OrderId>,
     /// The private key CAS returns at issuance (key = "cas").
     pub cas_key: Option<Secret>,
+    /// Units of every product (default 1000); creates past it are refused (NotRemainCount).
+    pub quota: Option<i64>,
+    /// What the next DescribePackageState calls fail with (default: they answer).
+    pub package_script: VecDeque<ApiError>,
 }
 
 pub enum CreateResult {
@@ -133,6 +139,7 @@ pub struct Fakes {
     pub key_error: Mutex<Option<KeyError>>,
     pub installed: Mutex<Vec<(PemSet, Origin)>>,
     pub metrics: Metrics,
+    pub quota: QuotaCache,
 }
 
 impl Fakes {
@@ -153,6 +160,7 @@ impl Fakes {
             key_error: Mutex::default(),
             installed: Mutex::default(),
             metrics: Metrics::new(),
+            quota: QuotaCache::new(),
         }
     }
 
@@ -221,6 +229,8 @@ impl Fakes {
             keys: self,
             clock: self,
             metrics: &self.metrics,
+            quota: &self.quota,
+            quota_warn: 3,
             poll_min: POLL_MIN,
             poll_max: POLL_MAX,
         }
@@ -287,6 +297,16 @@ impl Fakes {
         csr: Option<&str>,
     ) -> Result<OrderId, ApiError> {
         let mut st = self.ca.lock().unwrap();
+        let used = st.orders.iter().filter(|o| !o.deleted).count() as i64;
+        if st.quota.is_some_and(|q| used >= q) {
+            return Err(ApiError::Service {
+                action: "CreateCertificateForPackageRequest".into(),
+                status: 400,
+                code: "NotRemainCount".into(),
+                message: "no quota".into(),
+                request_id: "r".into(),
+            });
+        }
         match st.create_script.pop_front() {
             Some(CreateResult::Fail(e)) => Err(e),
             Some(CreateResult::Lost) => {
@@ -363,6 +383,20 @@ impl Ca for Fakes {
     async fn cancel(&self, id: OrderId) -> Result<(), ApiError> {
         self.note(format!("cancel {id}"));
         Ok(())
+    }
+
+    async fn package_state(&self, product: &str) -> Result<PackageState, ApiError> {
+        self.note(format!("package_state {product}"));
+        let mut st = self.ca.lock().unwrap();
+        if let Some(e) = st.package_script.pop_front() {
+            return Err(e);
+        }
+        Ok(PackageState {
+            product_code: product.into(),
+            total_count: st.quota.unwrap_or(1000),
+            used_count: st.orders.iter().filter(|o| !o.deleted).count() as i64,
+            issued_count: 0,
+        })
     }
 
     async fn delete(&self, id: OrderId) -> Result<(), ApiError> {

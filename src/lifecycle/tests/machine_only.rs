@@ -7,7 +7,8 @@ use super::{deployed_record, file_challenge};
 use crate::config::Certificate;
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::machine::{
-    self, CheckError, Cx, Effect, Event, Next, Observation, Request, StepOutcome, Transition,
+    self, CheckError, Cx, Effect, Event, Next, Observation, QuotaLook, Request, StepOutcome,
+    Transition,
 };
 use crate::store::{CertRecord, PendingKey, Phase};
 use crate::validation::Presented;
@@ -108,6 +109,10 @@ fn a_first_issuance_hits_every_crash_point_after_its_durable_write() {
         t.rec,
         vec![
             Observation::ProofPreflight(vec![]),
+            Observation::Quota {
+                look: QuotaLook::Unknown,
+                error: None,
+            },
             Observation::Created(Ok(OrderId(5))),
         ],
     );
@@ -186,7 +191,21 @@ fn the_create_is_asked_for_only_after_the_intent_is_persisted() {
             csr: Some("CSR".into()),
         },
     };
-    let (t, _) = drive(rec, &cx(&c), vec![Observation::ProofPreflight(vec![])]);
+    let (t, _) = drive(
+        rec,
+        &cx(&c),
+        vec![
+            Observation::ProofPreflight(vec![]),
+            Observation::Quota {
+                look: QuotaLook::Known {
+                    total: 10,
+                    used: 0,
+                    warn: false,
+                },
+                error: None,
+            },
+        ],
+    );
     assert_eq!(
         t.effects,
         [Effect::Persist, Effect::Failpoint("after_intent")]
@@ -285,6 +304,7 @@ fn verify_fail_logs_cleans_up_fails_then_deletes_the_order() {
         order_id: OrderId(8),
         presented: p.clone(),
         presented_at: t0(),
+        ordered_at: None,
         attempt: 0,
     };
     let t = machine::observe(
@@ -372,6 +392,7 @@ fn a_deploy_failure_is_its_own_event_and_keeps_the_order() {
         order_id: OrderId(8),
         presented: Presented::File { path: "/p".into() },
         presented_at: t0() - secs(100),
+        ordered_at: None,
         attempt: 0,
     };
     let err = DeployError::Io {

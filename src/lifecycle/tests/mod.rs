@@ -2,8 +2,10 @@
 //! writes, what the CA holds) and through the machine alone (events and crash points).
 #![allow(clippy::unwrap_used)]
 
+mod deadline;
 mod fakes;
 mod machine_only;
+mod quota;
 
 use chrono::TimeDelta;
 
@@ -952,6 +954,7 @@ async fn removal_cleans_the_proof_cancels_and_deletes_and_forgets() {
             path: WEBROOT_PROOF.into(),
         },
         presented_at: t0(),
+        ordered_at: None,
         attempt: 0,
     };
     r.orders_to_clean = vec![OrderId(10)];

@@ -129,6 +129,39 @@ mod tests {
         assert!(!format!("{back:?}").contains("SUPERSECRETKEYMATERIAL"));
     }
 
+    /// `ordered_at` (the start of the validation deadline) survives a restart, and a record
+    /// written without it reads as `None` and is written back without it.
+    #[test]
+    fn a_presented_order_keeps_when_it_was_ordered() {
+        let mut r = CertRecord::new("a", vec!["a.test".into()]);
+        let at = Utc::now();
+        r.phase = Phase::Presented {
+            pending: Default::default(),
+            order_id: OrderId(5),
+            presented: crate::validation::Presented::File { path: "/p".into() },
+            presented_at: at,
+            ordered_at: Some(at - chrono::TimeDelta::minutes(3)),
+            attempt: 0,
+        };
+        assert_eq!(decode("a", &encode(&r).unwrap()).unwrap(), r);
+        let mut v: serde_json::Value = serde_json::from_slice(&encode(&r).unwrap()).unwrap();
+        assert!(v["phase"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ordered_at")
+            .is_some());
+        let old = decode("a", &serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(matches!(
+            old.phase,
+            Phase::Presented {
+                ordered_at: None,
+                ..
+            }
+        ));
+        let again: serde_json::Value = serde_json::from_slice(&encode(&old).unwrap()).unwrap();
+        assert_eq!(again["phase"].get("ordered_at"), None);
+    }
+
     /// An old record without `retired_orders` still decodes.
     #[test]
     fn a_record_without_retired_orders_decodes() {

@@ -65,6 +65,9 @@ enum PhaseV1 {
         order_id: Id,
         presented: PresentedV1,
         presented_at: DateTime<Utc>,
+        /// Added within v1, like `Intent::product`: absent in records written before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ordered_at: Option<DateTime<Utc>>,
         attempt: u32,
     },
     Polling {
@@ -242,12 +245,14 @@ impl PhaseV1 {
                 order_id,
                 presented,
                 presented_at,
+                ordered_at,
                 attempt,
                 ..
             } => PhaseV1::Presented {
                 order_id: (*order_id).into(),
                 presented: presented.clone().into(),
                 presented_at: *presented_at,
+                ordered_at: *ordered_at,
                 attempt: *attempt,
             },
             Phase::Polling {
@@ -306,11 +311,13 @@ impl PhaseV1 {
                 order_id,
                 presented,
                 presented_at,
+                ordered_at,
                 attempt,
             } => Phase::Presented {
                 order_id: order_id.into(),
                 presented: presented.into(),
                 presented_at,
+                ordered_at,
                 attempt,
                 pending,
             },

@@ -66,6 +66,7 @@ fn presented(name: &str, p: Presented) -> CertRecord {
             order_id: OrderId(9001),
             presented: p,
             presented_at: t(2),
+            ordered_at: None,
             attempt: 1,
         },
     )
@@ -306,6 +307,7 @@ fn an_early_v1_record_gets_the_defaults() {
             pass_env: Vec::new(),
         },
         presented_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        ordered_at: None,
         attempt: 2,
     };
     want.phase.pending_mut().unwrap().key = Some(Secret::new(
