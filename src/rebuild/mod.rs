@@ -37,9 +37,15 @@ use cas_api::model::OrderId;
 pub enum Action {
     /// Its record is usable: nothing to do.
     Keep,
-    /// Adopt the live set as deployed (the new record). `lost`: a manifest shows the store
-    /// once had a record for it.
-    Adopt { record: Box<CertRecord>, lost: bool },
+    /// Adopt a deployed set as deployed (the new record). `lost`: a manifest shows the store
+    /// once had a record for it. `version`: the set is `versions/<v>`, which `live` does not
+    /// name (a swap cut short); the daemon makes it live at start (the record's set is
+    /// restored) and runs the reload hook.
+    Adopt {
+        record: Box<CertRecord>,
+        lost: bool,
+        version: Option<String>,
+    },
     /// No usable record and no set to adopt: the normal path orders (with the reason a set
     /// that is there was refused, if any).
     Order { refused: Option<String> },
@@ -71,33 +77,43 @@ pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: Date
     let mut plan = Plan::default();
     for cert in &config.certificates {
         let rec = get(&cert.name);
-        let verdict = || adopt::judge(cert, &config.output_dir, now, rand::random::<f64>());
+        let verdict = || {
+            found(
+                cert,
+                adopt::judge(cert, &config.output_dir, now, rand::random::<f64>()),
+                &config.output_dir,
+                now,
+            )
+        };
         let action = match rec {
-            None => match verdict() {
-                Verdict::Adopt { record, manifest } => Action::Adopt {
-                    record,
-                    lost: manifest,
-                },
-                Verdict::Refused(why) => Action::Order { refused: Some(why) },
-                Verdict::Nothing => Action::Order { refused: None },
-            },
+            None => verdict(),
             Some(rec) => match newer_live_order(&rec, &config.output_dir) {
                 None => Action::Keep,
                 // An attempt in flight (a crash after the install, or a record rolled back to
                 // one): the lifecycle finishes it from its order, and cleans up its proof.
                 Some(_) if !rec.phase.is_resting() => Action::Stale,
                 Some(_) => match verdict() {
-                    Verdict::Adopt { mut record, .. } => {
+                    Action::Adopt {
+                        mut record,
+                        version,
+                        ..
+                    } => {
                         // What the old record knew of orders still matters to adoption.
                         record.orders_to_clean = rec.orders_to_clean.clone();
-                        record.retired_orders = rec.retired_orders.clone();
+                        for id in &rec.retired_orders {
+                            record.retire(*id);
+                        }
                         if let Some(d) = &rec.deployed {
                             record.retire(d.order_id);
                         }
                         // The set changed after the record was written: whether its reload
                         // hook ran is unknown, and one reload too many is harmless.
                         record.hook_pending = cert.reload.is_some();
-                        Action::Adopt { record, lost: true }
+                        Action::Adopt {
+                            record,
+                            lost: true,
+                            version,
+                        }
                     }
                     _ => Action::Stale,
                 },
@@ -106,6 +122,59 @@ pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: Date
         plan.actions.push((cert.name.clone(), action));
     }
     plan
+}
+
+/// What to do with what is deployed for a certificate without a usable record, given the
+/// verdict on its live set: a version `live` does not name that is newer than the live set
+/// (or stands in for a live set that is missing or refused) wins, since a swap cut short by a
+/// crash leaves its paid certificate there; otherwise the live set's verdict stands.
+fn found(
+    cert: &crate::config::Certificate,
+    live: Verdict,
+    output_dir: &Path,
+    now: DateTime<Utc>,
+) -> Action {
+    let live_expires = match &live {
+        Verdict::Adopt { record, .. } => record.deployed.as_ref().map(|d| d.info.not_after),
+        _ => None,
+    };
+    let (newer, refused) =
+        adopt::newest_version(cert, output_dir, now, live_expires, rand::random::<f64>());
+    if let Some(v) = newer {
+        let mut record = v.record;
+        // The live set is replaced: its order is done with.
+        if let Verdict::Adopt { record: old, .. } = &live {
+            if let Some(d) = &old.deployed {
+                record.retire(d.order_id);
+            }
+        }
+        // The set was never live: the server has not loaded it.
+        record.hook_pending = cert.reload.is_some();
+        return Action::Adopt {
+            record,
+            lost: true,
+            version: Some(v.version),
+        };
+    }
+    match live {
+        Verdict::Adopt { record, manifest } => Action::Adopt {
+            record,
+            lost: manifest,
+            version: None,
+        },
+        Verdict::Refused(why) => Action::Order {
+            refused: Some(
+                std::iter::once(why)
+                    .chain(refused)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        },
+        Verdict::Nothing if refused.is_empty() => Action::Order { refused: None },
+        Verdict::Nothing => Action::Order {
+            refused: Some(refused.join("; ")),
+        },
+    }
 }
 
 /// The order of the live set, when its manifest names a certificate newer than the one `rec`
@@ -282,12 +351,24 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
     }
     for (name, action) in plan.actions {
         match action {
-            Action::Adopt { record, lost } => {
+            Action::Adopt {
+                record,
+                lost,
+                version,
+            } => {
                 let d = record.deployed.as_ref();
-                info!(event = "cert.adopted", source = "files", cert = %name, domains = ?record.domains,
-                    order_id = ?d.map(|d| d.order_id), not_after = ?d.map(|d| d.info.not_after),
-                    renew_at = %record.next_due, lost,
-                    "adopted the deployed set as is: no order, no reload hook");
+                match &version {
+                    None => info!(event = "cert.adopted", source = "files", cert = %name,
+                        domains = ?record.domains, order_id = ?d.map(|d| d.order_id),
+                        not_after = ?d.map(|d| d.info.not_after), renew_at = %record.next_due,
+                        lost, "adopted the deployed set as is: no order, no reload hook"),
+                    Some(v) => info!(event = "cert.adopted", source = "files", cert = %name,
+                        domains = ?record.domains, order_id = ?d.map(|d| d.order_id),
+                        not_after = ?d.map(|d| d.info.not_after), renew_at = %record.next_due,
+                        lost, version = %v,
+                        "adopted an issued set that was never made live (a swap cut short): \
+                         no order; it is made live now and the reload hook runs"),
+                }
                 store.put(&record)?;
                 rec.adopted.push(name);
             }

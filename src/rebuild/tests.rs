@@ -39,13 +39,19 @@ fn cert(domains: &[&str], key: KeyKind, product: &str) -> Certificate {
 
 /// Installs a self-signed set for `domains`, valid for a year from an hour ago.
 fn install(out: &Path, domains: &[&str], product: &str) {
+    install_as(out, domains, product, 77, 365);
+}
+
+/// Installs a self-signed set for `domains` from order `order`, valid for `days` from an hour
+/// ago; returns its version's name.
+fn install_as(out: &Path, domains: &[&str], product: &str, order: u64, days: i64) -> String {
     let names: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
     let key = crate::keys::generate(KeyKind::EcdsaP256, &names).unwrap().0;
     let kp = rcgen::KeyPair::from_pem(key.expose()).unwrap();
     let mut params = rcgen::CertificateParams::new(names).unwrap();
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(365);
+    params.not_after = now + time::Duration::days(days);
     let c = params.self_signed(&kp).unwrap();
     let set = PemSet {
         cert_pem: c.pem(),
@@ -53,11 +59,13 @@ fn install(out: &Path, domains: &[&str], product: &str) {
         key_pem: key,
     };
     let origin = Origin {
-        order_id: 77,
+        order_id: order,
         product: product.into(),
     };
     let own = cert(domains, KeyKind::EcdsaP256, product).files;
-    deploy::install(out, "www", &set, &own, 2, &origin).unwrap();
+    let d = deploy::install(out, "www", &set, &own, 2, &origin).unwrap();
+    let live = std::fs::read_link(d.dir.join("live")).unwrap();
+    live.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 fn manifest_path(out: &Path) -> std::path::PathBuf {
@@ -204,7 +212,10 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
     install(d.path(), &["a.example.com"], FREE);
     let cfg = config(d.path());
     // Missing: adopted, and a manifest says the store had it.
-    let Action::Adopt { record, lost: true } = action(&cfg, None) else {
+    let Action::Adopt {
+        record, lost: true, ..
+    } = action(&cfg, None)
+    else {
         panic!("a missing record is not rebuilt");
     };
     // The same record: kept.
@@ -221,7 +232,10 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
         timeout: std::time::Duration::from_secs(1),
         pass_env: Vec::new(),
     });
-    let Action::Adopt { record, lost: true } = action(&with_hook, Some(idle.clone())) else {
+    let Action::Adopt {
+        record, lost: true, ..
+    } = action(&with_hook, Some(idle.clone()))
+    else {
         panic!("an older record at rest is not rebuilt");
     };
     assert!(record.hook_pending);
@@ -240,6 +254,161 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
         pending: Default::default(),
     };
     assert!(matches!(action(&cfg, Some(polling)), Action::Stale));
+}
+
+/// A crash inside the install, between writing version `new` and pointing `live` at it:
+/// `live` names `old` again (a renewal), or is missing (the first issuance: no stable links
+/// either), and the temporary link is left.
+fn cut_swap_short(out: &Path, old: Option<&str>, new: &str) {
+    let dir = out.join("www");
+    std::os::unix::fs::symlink(format!("versions/{new}"), dir.join(".tmp-live-x")).unwrap();
+    std::fs::remove_file(dir.join("live")).unwrap();
+    match old {
+        Some(v) => std::os::unix::fs::symlink(format!("versions/{v}"), dir.join("live")).unwrap(),
+        None => {
+            for f in deploy_files() {
+                std::fs::remove_file(dir.join(f)).unwrap();
+            }
+        }
+    }
+}
+
+fn deploy_files() -> [&'static str; 4] {
+    ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"]
+}
+
+fn adopted_version(a: super::Action) -> (Box<crate::store::CertRecord>, Option<String>) {
+    match a {
+        super::Action::Adopt {
+            record,
+            lost: true,
+            version,
+        } => (record, version),
+        other => panic!("expected an adoption of a lost record, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_renewal_cut_short_mid_swap_is_adopted_from_its_version_not_bought_again() {
+    let d = tempfile::tempdir().unwrap();
+    let old = install_as(d.path(), &["a.example.com"], FREE, 77, 30);
+    let new = install_as(d.path(), &["a.example.com"], FREE, 78, 365);
+    cut_swap_short(d.path(), Some(&old), &new);
+    let mut cfg = config(d.path());
+    cfg.certificates[0].reload = Some(crate::config::Hook {
+        argv: vec!["true".into()],
+        timeout: std::time::Duration::from_secs(1),
+        pass_env: Vec::new(),
+    });
+    let (record, version) = adopted_version(action(&cfg, None));
+    assert_eq!(version.as_deref(), Some(new.as_str()));
+    let dep = record.deployed.as_ref().unwrap();
+    assert_eq!(dep.order_id.0, 78);
+    assert!(record.retired_orders.contains(&cas_api::model::OrderId(77)));
+    assert!(
+        record.hook_pending,
+        "the set was never live: the server must reload"
+    );
+    // A record at rest older than the live set: the newer version still wins.
+    let idle = crate::store::CertRecord::new("www", vec!["a.example.com".into()]);
+    let (record, version) = adopted_version(action(&cfg, Some(idle)));
+    assert_eq!(version.as_deref(), Some(new.as_str()));
+    assert_eq!(record.deployed.as_ref().unwrap().order_id.0, 78);
+    // Made live the way the daemon does at start: the record's set is restored.
+    assert!(crate::lifecycle::restore_live(
+        &cfg.certificates[0],
+        d.path(),
+        &record
+    ));
+    let m = deploy::live_manifest(d.path(), "www").unwrap().unwrap();
+    assert_eq!(m.order_id, 78);
+    assert!(!d.path().join("www/.tmp-live-x").exists());
+}
+
+#[test]
+fn an_issuance_cut_short_mid_swap_is_adopted_from_its_version() {
+    let d = tempfile::tempdir().unwrap();
+    let new = install_as(d.path(), &["a.example.com"], FREE, 78, 365);
+    cut_swap_short(d.path(), None, &new);
+    let cfg = config(d.path());
+    let (record, version) = adopted_version(action(&cfg, None));
+    assert_eq!(version.as_deref(), Some(new.as_str()));
+    assert_eq!(record.deployed.as_ref().unwrap().order_id.0, 78);
+    assert!(!record.hook_pending, "no reload hook configured");
+}
+
+#[test]
+fn an_older_version_is_not_adopted_over_a_valid_live_set() {
+    let d = tempfile::tempdir().unwrap();
+    install_as(d.path(), &["a.example.com"], FREE, 77, 30);
+    install_as(d.path(), &["a.example.com"], FREE, 78, 365);
+    let cfg = config(d.path());
+    let (record, version) = adopted_version(action(&cfg, None));
+    assert_eq!(version, None);
+    assert_eq!(record.deployed.as_ref().unwrap().order_id.0, 78);
+}
+
+#[test]
+fn a_version_with_an_untrusted_manifest_other_names_or_no_manifest_is_not_adopted() {
+    let new_version = |d: &Path, domains: &[&str]| {
+        let old = install_as(d, &["a.example.com"], FREE, 77, 30);
+        let new = install_as(d, domains, FREE, 78, 365);
+        cut_swap_short(d, Some(&old), &new);
+        d.join("www/versions").join(new)
+    };
+    let cfg = |d: &Path| config(d);
+    let live_order = |a: super::Action| match a {
+        super::Action::Adopt {
+            record,
+            version: None,
+            ..
+        } => record.deployed.unwrap().order_id.0,
+        other => panic!("expected the live set adopted, got {other:?}"),
+    };
+    // World-writable manifest.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    std::fs::set_permissions(
+        v.join("manifest.json"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // Symlinked manifest.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    let copy = d.path().join("elsewhere.json");
+    std::fs::rename(v.join("manifest.json"), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, v.join("manifest.json")).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // A world-writable version directory.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    std::fs::set_permissions(&v, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // No manifest: it names no order.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    std::fs::remove_file(v.join("manifest.json")).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // A key that does not match its certificate.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    let other = crate::keys::generate(KeyKind::EcdsaP256, &["a.example.com".into()])
+        .unwrap()
+        .0;
+    std::fs::write(v.join("privkey.pem"), other.expose()).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // Other names (and the live set missing): ordered, and the refusal says why.
+    let d = tempfile::tempdir().unwrap();
+    let new = install_as(d.path(), &["b.example.com"], FREE, 78, 365);
+    cut_swap_short(d.path(), None, &new);
+    match action(&cfg(d.path()), None) {
+        super::Action::Order { refused: Some(why) } => {
+            assert!(why.contains(&new) && why.contains("b.example.com"), "{why}")
+        }
+        other => panic!("expected an order, got {other:?}"),
+    }
 }
 
 /// The CAS pass's matching rules over listed orders (no files, no network).
