@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Certificate, Config};
 use crate::store::{self, CertRecord, Store, StoreError};
 use adopt::Verdict;
 use cas_api::model::OrderId;
@@ -74,20 +74,30 @@ impl Plan {
 /// Decides, for every configured certificate, what the rebuild does; `get` reads a record
 /// (`None` when missing or undecodable). Changes nothing.
 pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: DateTime<Utc>) -> Plan {
+    plan_certs(&config.certificates, &config.output_dir, get, now)
+}
+
+/// [`plan`] for some of the configured certificates.
+fn plan_certs<'a>(
+    certs: impl IntoIterator<Item = &'a Certificate>,
+    output_dir: &Path,
+    get: impl Fn(&str) -> Option<CertRecord>,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut plan = Plan::default();
-    for cert in &config.certificates {
+    for cert in certs {
         let rec = get(&cert.name);
         let verdict = || {
             found(
                 cert,
-                adopt::judge(cert, &config.output_dir, now, rand::random::<f64>()),
-                &config.output_dir,
+                adopt::judge(cert, output_dir, now, rand::random::<f64>()),
+                output_dir,
                 now,
             )
         };
         let action = match rec {
             None => verdict(),
-            Some(rec) => match newer_live_order(&rec, &config.output_dir) {
+            Some(rec) => match newer_live_order(&rec, output_dir) {
                 None => Action::Keep,
                 // An attempt in flight (a crash after the install, or a record rolled back to
                 // one): the lifecycle finishes it from its order, and cleans up its proof.
@@ -128,12 +138,7 @@ pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: Date
 /// verdict on its live set: a version `live` does not name that is newer than the live set
 /// (or stands in for a live set that is missing or refused) wins, since a swap cut short by a
 /// crash leaves its paid certificate there; otherwise the live set's verdict stands.
-fn found(
-    cert: &crate::config::Certificate,
-    live: Verdict,
-    output_dir: &Path,
-    now: DateTime<Utc>,
-) -> Action {
+fn found(cert: &Certificate, live: Verdict, output_dir: &Path, now: DateTime<Utc>) -> Action {
     let live_expires = match &live {
         Verdict::Adopt { record, .. } => record.deployed.as_ref().map(|d| d.info.not_after),
         _ => None,
@@ -281,9 +286,72 @@ fn pending_pass(state_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The CAS pass ran for every waiting certificate: forget the list.
-pub fn pass_done(state_dir: &Path) {
-    let _ = std::fs::remove_file(state_dir.join(PASS_PENDING));
+/// Writes the waiting list (removed when empty).
+fn write_pending(state_dir: &Path, names: &[String]) -> Result<(), StoreError> {
+    let path = state_dir.join(PASS_PENDING);
+    if names.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+                op: "remove",
+                path,
+                source: e,
+            }),
+            _ => Ok(()),
+        };
+    }
+    write_private(&path, &(names.join("\n") + "\n")).map_err(|source| StoreError::Io {
+        op: "write",
+        path,
+        source,
+    })
+}
+
+/// The CAS pass ran for `names`: they leave the waiting list (others, added by a reload while
+/// it ran, stay).
+pub fn pass_done(state_dir: &Path, names: &[String]) {
+    let done: std::collections::HashSet<&String> = names.iter().collect();
+    let left: Vec<String> = pending_pass(state_dir)
+        .into_iter()
+        .filter(|n| !done.contains(n))
+        .collect();
+    if let Err(e) = write_pending(state_dir, &left) {
+        warn!(error = %e, "cannot update the CAS pass's waiting list");
+    }
+}
+
+/// Certificates added by a configuration reload that have no record go through the rebuild
+/// as at start (the rule in the README's "Lost or damaged state"): a valid matching set on
+/// disk is adopted (`cert.adopted`), and every one of them then waits for a CAS pass (this
+/// run's, if it is still pending, running or failed; a new one otherwise) before anything is
+/// ordered. They join the waiting list on disk before any record is written. Returns who
+/// waits; the caller flushes the store.
+pub fn newcomers(
+    config: &Config,
+    store: &Store,
+    added: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut certs = Vec::new();
+    for c in &config.certificates {
+        if added.contains(&c.name) && store.get(&c.name)?.is_none() {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = plan_certs(certs, &config.output_dir, |_| None, Utc::now());
+    let waiting: Vec<String> = plan.actions.iter().map(|(n, _)| n.clone()).collect();
+    let mut list = pending_pass(&config.state_dir);
+    list.extend(
+        waiting
+            .iter()
+            .filter(|n| !list.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    write_pending(&config.state_dir, &list)?;
+    apply(store, plan)?;
+    Ok(waiting)
 }
 
 /// Opens the store for the daemon, recovering from damage and rebuilding lost records from
@@ -340,15 +408,23 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
         .collect();
     if !rec.cas_pass.is_empty() {
         // Before any record is written: a crash now must not skip the pass at the next start.
-        let path = state_dir.join(PASS_PENDING);
-        write_private(&path, &(rec.cas_pass.join("\n") + "\n")).map_err(|source| {
-            StoreError::Io {
-                op: "write",
-                path,
-                source,
-            }
-        })?;
+        write_pending(state_dir, &rec.cas_pass)?;
     }
+    rec.adopted = apply(&store, plan)?;
+    store.flush_blocking()?;
+    if rec.is_loss() {
+        error!(event = "store.recovered", lost = ?rec.lost, rebuilt = ?rec.adopted,
+            damage = ?rec.damage, moved_aside = ?rec.moved_aside.as_ref().map(|p| p.display().to_string()),
+            "{}", rec.summary());
+        write_note(state_dir, &rec);
+    }
+    Ok((store, rec))
+}
+
+/// Writes the plan's adopted records (not flushed) and reports what it refused; returns the
+/// names adopted.
+fn apply(store: &Store, plan: Plan) -> Result<Vec<String>, StoreError> {
+    let mut adopted = Vec::new();
     for (name, action) in plan.actions {
         match action {
             Action::Adopt {
@@ -370,7 +446,7 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
                          no order; it is made live now and the reload hook runs"),
                 }
                 store.put(&record)?;
-                rec.adopted.push(name);
+                adopted.push(name);
             }
             Action::Order { refused: Some(why) } => {
                 warn!(event = "cert.not_adopted", cert = %name, reason = %why,
@@ -384,14 +460,7 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
             Action::Keep | Action::Order { refused: None } => {}
         }
     }
-    store.flush_blocking()?;
-    if rec.is_loss() {
-        error!(event = "store.recovered", lost = ?rec.lost, rebuilt = ?rec.adopted,
-            damage = ?rec.damage, moved_aside = ?rec.moved_aside.as_ref().map(|p| p.display().to_string()),
-            "{}", rec.summary());
-        write_note(state_dir, &rec);
-    }
-    Ok((store, rec))
+    Ok(adopted)
 }
 
 /// [`Store::open`], with a panic in sled over a damaged file turned into an error.

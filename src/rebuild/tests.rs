@@ -411,6 +411,35 @@ fn a_version_with_an_untrusted_manifest_other_names_or_no_manifest_is_not_adopte
     }
 }
 
+#[test]
+fn certificates_added_by_a_reload_are_adopted_from_their_files_and_wait_for_the_cas_pass() {
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["a.example.com"], FREE);
+    let cfg = config(d.path());
+    std::fs::create_dir_all(&cfg.state_dir).unwrap();
+    let store = crate::store::Store::open(&cfg.state_dir).unwrap();
+    let pending = cfg.state_dir.join("cas-pass.pending");
+    // Waiting since the start: kept in the list with the newcomer.
+    std::fs::write(&pending, "earlier\n").unwrap();
+    let waiting = super::newcomers(&cfg, &store, &["www".into()]).unwrap();
+    assert_eq!(waiting, ["www"]);
+    let rec = store
+        .get("www")
+        .unwrap()
+        .expect("adopted from its live set");
+    assert_eq!(rec.deployed.unwrap().order_id.0, 77);
+    assert_eq!(std::fs::read_to_string(&pending).unwrap(), "earlier\nwww\n");
+    // With a record now, a second reload naming it changes nothing.
+    assert!(super::newcomers(&cfg, &store, &["www".into()])
+        .unwrap()
+        .is_empty());
+    // The pass ran for www only: earlier still waits; then for earlier: the list is gone.
+    super::pass_done(&cfg.state_dir, &["www".into()]);
+    assert_eq!(std::fs::read_to_string(&pending).unwrap(), "earlier\n");
+    super::pass_done(&cfg.state_dir, &["earlier".into()]);
+    assert!(!pending.exists());
+}
+
 /// The CAS pass's matching rules over listed orders (no files, no network).
 mod cas_pass {
     use chrono::{DateTime, TimeDelta, Utc};
@@ -578,5 +607,103 @@ mod cas_pass {
         no_domain.domain = None;
         let f = judge(&c, None, &[no_product, no_domain], Utc::now());
         assert_eq!(f, Default::default());
+    }
+}
+
+/// The CAS pass's paging ([`super::cas::list_all`]) over a lister that honours
+/// `current_page`/`show_size` like ListUserCertificateOrder.
+mod paging {
+    use std::sync::Mutex;
+
+    use crate::lifecycle::ports::Ca;
+    use crate::rebuild::cas::{list_all, PAGE_SIZE};
+    use cas_api::model::{CertificateState, CreateOrder, ListOrders, OrderId, OrderSummary};
+    use cas_api::ApiError;
+
+    /// An account with `total` orders; `ignores_paging` answers the first page every time.
+    struct Lister {
+        total: u64,
+        ignores_paging: bool,
+        asked: Mutex<Vec<(u32, u32)>>,
+    }
+
+    impl Ca for Lister {
+        async fn create(&self, _: &CreateOrder) -> Result<OrderId, ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn renew(&self, _: OrderId, _: Option<&str>) -> Result<OrderId, ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn list(&self, q: &ListOrders) -> Result<Vec<OrderSummary>, ApiError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((q.current_page, q.show_size));
+            let page = if self.ignores_paging {
+                1
+            } else {
+                q.current_page
+            };
+            let from = u64::from(page - 1) * u64::from(q.show_size);
+            let to = (from + u64::from(q.show_size)).min(self.total);
+            Ok((from..to)
+                .map(|i| OrderSummary {
+                    order_id: OrderId(1000 + i),
+                    instance_id: None,
+                    domain: Some(format!("d{i}.example.test")),
+                    domain_count: Some(1),
+                    status: Some("ISSUED".into()),
+                    product_code: Some(super::FREE.into()),
+                    cert_type: None,
+                    domain_type: None,
+                    cert_start_time: None,
+                    cert_end_time: None,
+                    algorithm: None,
+                    buy_date: None,
+                })
+                .collect())
+        }
+        async fn describe(&self, _: OrderId) -> Result<CertificateState, ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn cancel(&self, _: OrderId) -> Result<(), ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn delete(&self, _: OrderId) -> Result<(), ApiError> {
+            unreachable!("the pass only lists")
+        }
+    }
+
+    async fn run(total: u64, ignores_paging: bool) -> (Vec<OrderSummary>, u32, Vec<(u32, u32)>) {
+        let l = Lister {
+            total,
+            ignores_paging,
+            asked: Mutex::new(Vec::new()),
+        };
+        let mut calls = 0;
+        let got = list_all(&l, &mut calls).await.unwrap();
+        (got, calls, l.asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_page_is_listed_once_at_0_100_101_and_250_orders() {
+        assert_eq!(PAGE_SIZE, 100);
+        for (total, pages) in [(0u64, 1u32), (100, 2), (101, 2), (250, 3)] {
+            let (got, calls, asked) = run(total, false).await;
+            assert_eq!(got.len() as u64, total, "{total} orders");
+            let mut ids: Vec<u64> = got.iter().map(|o| o.order_id.0).collect();
+            ids.dedup();
+            assert_eq!(ids, (1000..1000 + total).collect::<Vec<_>>(), "{total}");
+            assert_eq!(calls, pages, "{total} orders: calls");
+            let want: Vec<(u32, u32)> = (1..=pages).map(|p| (p, PAGE_SIZE)).collect();
+            assert_eq!(asked, want, "{total} orders: pages asked");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_ignores_paging_is_asked_twice_not_forever() {
+        let (got, calls, _) = run(250, true).await;
+        assert_eq!(got.len(), 100);
+        assert_eq!(calls, 2);
     }
 }

@@ -384,3 +384,55 @@ fn first_start_with_an_issued_cas_key_order_adopts_it_without_a_new_order() {
     ));
     assert_key_matches_and_private(&w, "fs");
 }
+
+/// A certificate added by a SIGHUP reload, with no record, goes through the rebuild as at
+/// start: CAS holds an issued order for its names with a key CAS made, so it is adopted, not
+/// bought again.
+#[test]
+fn a_certificate_added_by_a_reload_adopts_the_order_cas_holds_instead_of_a_new_one() {
+    let w = World::new(&[]);
+    let fs = w.file_cert("fs", "\"fs.cache.example.test\"") + "key = \"cas\"\n";
+    let cfg = w.config(&fs);
+    let mut d = w.daemon(&cfg, "first.log");
+    wait_for("the deployment", Duration::from_secs(90), || {
+        w.live("fs", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    let first = std::fs::read_to_string(w.live("fs", "cert.pem")).unwrap();
+    // A new host running another certificate; only CAS remembers fs.
+    std::fs::remove_dir_all(w.p("state")).unwrap();
+    std::fs::remove_dir_all(w.p("live")).unwrap();
+    let other = w.file_cert("other", "\"other.cache.example.test\"");
+    w.config(&other);
+    let mut d = w.daemon(&cfg, "second.log");
+    wait_for("the other deployment", Duration::from_secs(90), || {
+        w.live("other", "cert.pem").exists()
+    });
+    // fs joins by a reload.
+    w.config(&(other + &fs));
+    assert!(Command::new("kill")
+        .args(["-HUP", &d.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("fs deployed again", Duration::from_secs(60), || {
+        w.live("fs", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    assert_eq!(w.orders_for("fs.cache.example.test"), 1, "a new order");
+    assert_eq!(
+        std::fs::read_to_string(w.live("fs", "cert.pem")).unwrap(),
+        first,
+        "not the certificate CAS holds"
+    );
+    assert!(log_has(
+        &w,
+        "second.log",
+        &[
+            "\"event\":\"cert.adopted\"",
+            "\"source\":\"cas\"",
+            "\"cert\":\"fs\""
+        ]
+    ));
+    assert_key_matches_and_private(&w, "fs");
+}
