@@ -83,8 +83,7 @@ fn assert_rebuilt_without_paying(
     no_hook: bool,
 ) {
     let mut d = w.daemon(cfg, log);
-    // Several of the config's two-second checks.
-    std::thread::sleep(Duration::from_secs(8));
+    wait_settled(w, &d);
     for (_, domain) in NAMES {
         assert_eq!(
             w.orders_for(domain),
@@ -123,6 +122,42 @@ fn assert_rebuilt_without_paying(
         );
     }
     assert!(sigterm_and_wait(&mut d).success());
+}
+
+/// Waits until the running daemon `d` wrote a status snapshot in which every certificate is
+/// deployed, none waits for the CAS pass, and none is due for a day: from then on it orders
+/// nothing, so what it paid for (or did not) can be counted. A rebuild that lost a record
+/// never gets there (the record is ordered for, or waits), and the wait fails.
+fn wait_settled(w: &World, d: &Proc) {
+    let pid = serde_json::json!(d.0.id());
+    wait_for(
+        "a snapshot with every certificate deployed and not due",
+        Duration::from_secs(60),
+        || {
+            let Ok(text) = std::fs::read_to_string(w.p("state/status.json")) else {
+                return false;
+            };
+            let Ok(snap) = serde_json::from_str::<serde_json::Value>(&text) else {
+                return false;
+            };
+            let day = Utc::now() + chrono::TimeDelta::days(1);
+            snap["daemon_pid"] == pid
+                && snap["certificates"].as_array().is_some_and(|rows| {
+                    rows.len() == NAMES.len()
+                        && rows.iter().all(|r| {
+                            r["state"] == "deployed"
+                                && !r["next_action"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .contains("wait for the rebuild")
+                                && r["next_due"]
+                                    .as_str()
+                                    .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+                                    .is_some_and(|t| t > day)
+                        })
+                })
+        },
+    );
 }
 
 fn events(w: &World, log: &str, event: &str) -> usize {
@@ -206,7 +241,8 @@ fn a_damaged_database_is_kept_aside_and_rebuilt_without_an_order() {
     assert!(w.p("state/db/db").exists(), "no fresh database");
     // A third start finds nothing lost.
     let mut d = w.daemon(&cfg, "third.log");
-    std::thread::sleep(Duration::from_secs(4));
+    // The rebuild runs before the first snapshot: by then it said whether it lost anything.
+    wait_settled(&w, &d);
     assert!(sigterm_and_wait(&mut d).success());
     assert_eq!(events(&w, "third.log", "store.recovered"), 0);
     // The rebuilt database decodes whole.
