@@ -110,8 +110,14 @@ fn plan_of(cfg: &Config) -> Result<rebuild::Plan, StoreError> {
 fn line(name: &str, a: &Action) -> String {
     match a {
         Action::Keep => format!("{name}: its record is kept"),
-        Action::Adopt { record, .. } => format!(
-            "{name}: would be adopted as deployed (expires {}, renewal at {}): no order",
+        Action::Adopt {
+            record, version, ..
+        } => format!(
+            "{name}: would be adopted as deployed{} (expires {}, renewal at {}): no order",
+            version.as_ref().map_or(String::new(), |v| format!(
+                " from versions/{v}, which was never made live (a swap cut short; the daemon \
+                 makes it live and runs the reload hook)"
+            )),
             record
                 .deployed
                 .as_ref()

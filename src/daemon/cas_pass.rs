@@ -1,16 +1,18 @@
-//! The rebuild's CAS pass at start-up ([`crate::rebuild::cas`]): the certificates that had no
-//! usable record wait (no step runs for them) until the account's orders were listed once and
-//! matched; the records it makes (an adopted order, orders to clean) feed the usual lifecycle.
-//! When CAS cannot be asked, they keep waiting and the pass is retried with backoff.
+//! The rebuild's CAS pass ([`crate::rebuild::cas`]): the certificates that had no usable
+//! record at start, or were added by a reload without one, wait (no step runs for them) until
+//! the account's orders were listed once and matched; the records it makes (an adopted order,
+//! orders to clean) feed the usual lifecycle. When CAS cannot be asked, they keep waiting and
+//! the pass is retried with backoff. A certificate that joins while a pass runs waits for the
+//! next one.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::lifecycle;
-use crate::rebuild::{self, cas};
+use crate::rebuild::cas;
 use crate::store::{CertRecord, StatusRow, Store};
 use cas_api::Client;
 
@@ -55,6 +57,19 @@ impl Pass {
                 row.last_error = Some(format!("cannot ask CAS for the orders: {e}"));
             }
         }
+    }
+
+    /// A pass ran for `names`: they stop waiting (and leave the list on disk); certificates
+    /// that joined while it ran (a reload) still wait, for the next pass.
+    pub(super) fn done(&mut self, names: &[String], state_dir: &std::path::Path) {
+        for n in names {
+            self.waiting.remove(n);
+        }
+        crate::rebuild::pass_done(state_dir, names);
+        self.running = false;
+        self.attempt = 0;
+        self.retry_at = None;
+        self.last_error = None;
     }
 
     /// A failed pass: retried after 5 s, doubling, at most 5 minutes.
@@ -141,7 +156,6 @@ pub(super) async fn run(
             store.put_durable(&new).await.map_err(|e| e.to_string())?;
         }
     }
-    rebuild::pass_done(&cfg.state_dir);
     info!(
         event = "store.cas_pass",
         certificates = names.len(),
@@ -155,9 +169,55 @@ pub(super) async fn run(
     Ok(Report { names })
 }
 
+impl super::State {
+    /// Certificates added without a record go through the rebuild as at start (their files
+    /// judged, then the CAS pass) before anything is ordered; removed ones stop waiting.
+    pub(super) async fn newcomers(&mut self, added: &[String]) {
+        let configured: HashSet<&str> = self
+            .config
+            .certificates
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        self.cas.waiting.retain(|n| configured.contains(n.as_str()));
+        let waiting = match crate::rebuild::newcomers(&self.config, &self.store, added) {
+            Ok(w) => w,
+            Err(e) => {
+                // Their files could not be judged: they still wait for CAS (nothing ordered).
+                error!(error = %e, "state store failure while rebuilding the added certificates");
+                added.to_vec()
+            }
+        };
+        if let Err(e) = self.store.flush().await {
+            error!(error = %e, "state store failure");
+        }
+        self.cas.waiting.extend(waiting);
+    }
+}
+
 /// `rec`'s status row as the loop shows it.
 pub(super) fn row_of(pass: &Pass, rec: &CertRecord) -> StatusRow {
     let mut row = StatusRow::from_record(rec);
     pass.row(&mut row);
     row
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Pass;
+
+    #[test]
+    fn a_certificate_that_joined_while_the_pass_ran_still_waits_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pass::new(vec!["a".into()]);
+        p.running = true;
+        // A reload adds b while the pass for a runs.
+        p.waiting.insert("b".into());
+        let now = chrono::Utc::now();
+        assert!(!p.due(now));
+        p.done(&["a".to_string()], dir.path());
+        assert_eq!(p.waiting.iter().collect::<Vec<_>>(), ["b"]);
+        assert!(p.due(now), "b's pass must run next");
+    }
 }

@@ -449,7 +449,7 @@ impl State {
     async fn finished(&mut self, r: TaskResult) {
         match r {
             TaskResult::CasPass(Ok(report)) => {
-                self.cas = cas_pass::Pass::default();
+                self.cas.done(&report.names, &self.config.state_dir);
                 for n in &report.names {
                     self.refresh(n);
                 }
@@ -569,6 +569,7 @@ impl State {
                     }
                 }
                 self.config = Arc::new(new);
+                self.newcomers(&d.added).await;
                 self.refresh_all();
                 self.snapshot_dirty = true;
             }

@@ -318,6 +318,12 @@ fn read_live(output_dir: &Path, name: &str) -> Result<Option<[String; 4]>, Deplo
     else {
         return Ok(None);
     };
+    read_version(&vdir)
+}
+
+/// The four files of the version directory `vdir`, when each is a regular file and the
+/// full chain is the certificate and chain as [`install`] writes it; `None` otherwise.
+pub(crate) fn read_version(vdir: &Dir) -> Result<Option<[String; 4]>, DeployError> {
     let (Some(cert), Some(chain), Some(full), Some(key)) = (
         vdir.read_text("cert.pem")?,
         vdir.read_text("chain.pem")?,

@@ -126,7 +126,7 @@ pub(crate) fn claim(dir: &Dir) -> Result<(), DeployError> {
 }
 
 /// Whether `v` is named as [`super::files`] names versions: `YYYYMMDDTHHMMSSZ-<serial hex>`.
-fn is_version_name(v: &str) -> bool {
+pub(crate) fn is_version_name(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() > 17
         && b[..8].iter().all(u8::is_ascii_digit)
@@ -179,7 +179,8 @@ pub(crate) fn live_manifest(
         .and_then(|t| serde_json::from_str(&t).ok()))
 }
 
-/// What the live version of `<output_dir>/<name>` says about where it came from.
+/// What the live version of `<output_dir>/<name>` (or another version, see
+/// [`super::versions`]) says about where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LiveManifest {
     /// No live version, or one without a manifest (made before manifests, or by hand).
@@ -205,6 +206,16 @@ pub(crate) fn live_manifest_state(
     let Some(vd) = versions.open_quiet(&v)? else {
         return Ok(LiveManifest::Absent);
     };
+    manifest_in(&dir, &versions, &vd)
+}
+
+/// The manifest of the version directory `vd` (in `versions`, in `dir`), with the trust rules
+/// of [`live_manifest_state`]: for the live version and for any other.
+pub(crate) fn manifest_in(
+    dir: &Dir,
+    versions: &Dir,
+    vd: &Dir,
+) -> Result<LiveManifest, DeployError> {
     if vd.kind(MANIFEST)?.is_none() {
         return Ok(LiveManifest::Absent);
     }

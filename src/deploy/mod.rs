@@ -1,12 +1,14 @@
 //! Deploying a certificate: checks before install, the atomic versioned set, permissions.
 //!
 //! `pem` does the checks, `files` the layout, `dirfd` the fd-relative file operations under
-//! `<output_dir>/<name>`, `manifest` which directories are ours.
+//! `<output_dir>/<name>`, `manifest` which directories are ours, `versions` the versions `live`
+//! does not name (for the rebuild).
 
 mod dirfd;
 mod files;
 mod manifest;
 mod pem;
+pub mod versions;
 
 pub use files::ids as ownership_ids;
 pub use files::{inspect_live, install, live_is, preflight, read_live_set};

@@ -1,12 +1,16 @@
 //! Whether the live set of one certificate can stand in for a lost record: it must be valid
 //! and match the configuration (names, key and certificate, not expired, key type; product
 //! and certificate as its manifest says). Reads only.
+//!
+//! A version that `live` does not name stands in too ([`newest_version`]) when it is newer
+//! than the live set, or the live set is missing or refused: a swap cut short by a crash
+//! leaves an issued, paid set there, and ordering again would pay twice.
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Certificate, KeyKind};
-use crate::deploy::{self, LiveManifest, PemSet};
+use crate::deploy::{self, LiveManifest, Manifest, PemSet};
 use crate::lifecycle::schedule;
 use crate::store::CertRecord;
 use cas_api::model::{is_free_product, OrderId};
@@ -63,6 +67,18 @@ fn judge_inner(
     };
     // Directories others could write to, or one that is not ours, vouch for nothing.
     deploy::preflight(output_dir, &cert.name)?;
+    judge_set(cert, manifest, set, now, jitter01)
+}
+
+/// The checks of an issued certificate, for a set found on disk (live or not) and the
+/// manifest of its version, if any.
+fn judge_set(
+    cert: &Certificate,
+    manifest: Option<Manifest>,
+    set: PemSet,
+    now: DateTime<Utc>,
+    jitter01: f64,
+) -> Result<Verdict, deploy::DeployError> {
     let info = deploy::check(&set, &cert.domains, now)?;
     if let Some(want) = expected_key(cert.key) {
         let got = deploy::key_type(&set.cert_pem)?;
@@ -114,4 +130,66 @@ fn record(
     let mut rec = CertRecord::new(&cert.name, cert.domains.clone());
     rec.set_deployed(order_id, info, set, last_success, plan.at);
     rec
+}
+
+/// A version that `live` does not name, adopted in the live set's place.
+#[derive(Debug)]
+pub struct FromVersion {
+    /// The record it stands for (deployed, renewal scheduled).
+    pub record: Box<CertRecord>,
+    /// Its name under `versions/`.
+    pub version: String,
+}
+
+/// The newest version of `cert` that `live` does not name and that can stand in for a lost
+/// record: a trusted manifest naming its order (a version without one names no order), files
+/// passing the checks of [`judge`], and a certificate expiring after `newer_than` (the live
+/// set's, when that one is adoptable). Also returns why newer versions were refused.
+pub fn newest_version(
+    cert: &Certificate,
+    output_dir: &Path,
+    now: DateTime<Utc>,
+    newer_than: Option<DateTime<Utc>>,
+    jitter01: f64,
+) -> (Option<FromVersion>, Vec<String>) {
+    let mut refused = Vec::new();
+    let versions = match deploy::preflight(output_dir, &cert.name)
+        .and_then(|()| deploy::versions::others(output_dir, &cert.name))
+    {
+        Ok(v) => v,
+        Err(e) => return (None, vec![e.to_string()]),
+    };
+    let mut candidates = Vec::new();
+    for v in versions {
+        match v.manifest {
+            LiveManifest::Trusted(m) if newer_than.is_none_or(|t| m.not_after > t) => {
+                candidates.push((m, v.set, v.name));
+            }
+            LiveManifest::Trusted(_) | LiveManifest::Absent => {}
+            LiveManifest::Refused(why) => refused.push(format!("versions/{}: {why}", v.name)),
+        }
+    }
+    // The certificate that lasts longest is the newest.
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0.not_after));
+    for (m, set, name) in candidates {
+        let Some(set) = set else {
+            refused.push(format!("versions/{name}: its files are incomplete"));
+            continue;
+        };
+        match judge_set(cert, Some(m), set, now, jitter01) {
+            Ok(Verdict::Adopt { record, .. }) => {
+                return (
+                    Some(FromVersion {
+                        record,
+                        version: name,
+                    }),
+                    refused,
+                )
+            }
+            Ok(Verdict::Refused(why)) => refused.push(format!("versions/{name}: {why}")),
+            Ok(Verdict::Nothing) => {}
+            Err(e) => refused.push(format!("versions/{name}: {e}")),
+        }
+    }
+    (None, refused)
 }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Certificate, Config};
 use crate::store::{self, CertRecord, Store, StoreError};
 use adopt::Verdict;
 use cas_api::model::OrderId;
@@ -37,9 +37,15 @@ use cas_api::model::OrderId;
 pub enum Action {
     /// Its record is usable: nothing to do.
     Keep,
-    /// Adopt the live set as deployed (the new record). `lost`: a manifest shows the store
-    /// once had a record for it.
-    Adopt { record: Box<CertRecord>, lost: bool },
+    /// Adopt a deployed set as deployed (the new record). `lost`: a manifest shows the store
+    /// once had a record for it. `version`: the set is `versions/<v>`, which `live` does not
+    /// name (a swap cut short); the daemon makes it live at start (the record's set is
+    /// restored) and runs the reload hook.
+    Adopt {
+        record: Box<CertRecord>,
+        lost: bool,
+        version: Option<String>,
+    },
     /// No usable record and no set to adopt: the normal path orders (with the reason a set
     /// that is there was refused, if any).
     Order { refused: Option<String> },
@@ -68,36 +74,56 @@ impl Plan {
 /// Decides, for every configured certificate, what the rebuild does; `get` reads a record
 /// (`None` when missing or undecodable). Changes nothing.
 pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: DateTime<Utc>) -> Plan {
+    plan_certs(&config.certificates, &config.output_dir, get, now)
+}
+
+/// [`plan`] for some of the configured certificates.
+fn plan_certs<'a>(
+    certs: impl IntoIterator<Item = &'a Certificate>,
+    output_dir: &Path,
+    get: impl Fn(&str) -> Option<CertRecord>,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut plan = Plan::default();
-    for cert in &config.certificates {
+    for cert in certs {
         let rec = get(&cert.name);
-        let verdict = || adopt::judge(cert, &config.output_dir, now, rand::random::<f64>());
+        let verdict = || {
+            found(
+                cert,
+                adopt::judge(cert, output_dir, now, rand::random::<f64>()),
+                output_dir,
+                now,
+            )
+        };
         let action = match rec {
-            None => match verdict() {
-                Verdict::Adopt { record, manifest } => Action::Adopt {
-                    record,
-                    lost: manifest,
-                },
-                Verdict::Refused(why) => Action::Order { refused: Some(why) },
-                Verdict::Nothing => Action::Order { refused: None },
-            },
-            Some(rec) => match newer_live_order(&rec, &config.output_dir) {
+            None => verdict(),
+            Some(rec) => match newer_live_order(&rec, output_dir) {
                 None => Action::Keep,
                 // An attempt in flight (a crash after the install, or a record rolled back to
                 // one): the lifecycle finishes it from its order, and cleans up its proof.
                 Some(_) if !rec.phase.is_resting() => Action::Stale,
                 Some(_) => match verdict() {
-                    Verdict::Adopt { mut record, .. } => {
+                    Action::Adopt {
+                        mut record,
+                        version,
+                        ..
+                    } => {
                         // What the old record knew of orders still matters to adoption.
                         record.orders_to_clean = rec.orders_to_clean.clone();
-                        record.retired_orders = rec.retired_orders.clone();
+                        for id in &rec.retired_orders {
+                            record.retire(*id);
+                        }
                         if let Some(d) = &rec.deployed {
                             record.retire(d.order_id);
                         }
                         // The set changed after the record was written: whether its reload
                         // hook ran is unknown, and one reload too many is harmless.
                         record.hook_pending = cert.reload.is_some();
-                        Action::Adopt { record, lost: true }
+                        Action::Adopt {
+                            record,
+                            lost: true,
+                            version,
+                        }
                     }
                     _ => Action::Stale,
                 },
@@ -106,6 +132,54 @@ pub fn plan(config: &Config, get: impl Fn(&str) -> Option<CertRecord>, now: Date
         plan.actions.push((cert.name.clone(), action));
     }
     plan
+}
+
+/// What to do with what is deployed for a certificate without a usable record, given the
+/// verdict on its live set: a version `live` does not name that is newer than the live set
+/// (or stands in for a live set that is missing or refused) wins, since a swap cut short by a
+/// crash leaves its paid certificate there; otherwise the live set's verdict stands.
+fn found(cert: &Certificate, live: Verdict, output_dir: &Path, now: DateTime<Utc>) -> Action {
+    let live_expires = match &live {
+        Verdict::Adopt { record, .. } => record.deployed.as_ref().map(|d| d.info.not_after),
+        _ => None,
+    };
+    let (newer, refused) =
+        adopt::newest_version(cert, output_dir, now, live_expires, rand::random::<f64>());
+    if let Some(v) = newer {
+        let mut record = v.record;
+        // The live set is replaced: its order is done with.
+        if let Verdict::Adopt { record: old, .. } = &live {
+            if let Some(d) = &old.deployed {
+                record.retire(d.order_id);
+            }
+        }
+        // The set was never live: the server has not loaded it.
+        record.hook_pending = cert.reload.is_some();
+        return Action::Adopt {
+            record,
+            lost: true,
+            version: Some(v.version),
+        };
+    }
+    match live {
+        Verdict::Adopt { record, manifest } => Action::Adopt {
+            record,
+            lost: manifest,
+            version: None,
+        },
+        Verdict::Refused(why) => Action::Order {
+            refused: Some(
+                std::iter::once(why)
+                    .chain(refused)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        },
+        Verdict::Nothing if refused.is_empty() => Action::Order { refused: None },
+        Verdict::Nothing => Action::Order {
+            refused: Some(refused.join("; ")),
+        },
+    }
 }
 
 /// The order of the live set, when its manifest names a certificate newer than the one `rec`
@@ -212,9 +286,72 @@ fn pending_pass(state_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The CAS pass ran for every waiting certificate: forget the list.
-pub fn pass_done(state_dir: &Path) {
-    let _ = std::fs::remove_file(state_dir.join(PASS_PENDING));
+/// Writes the waiting list (removed when empty).
+fn write_pending(state_dir: &Path, names: &[String]) -> Result<(), StoreError> {
+    let path = state_dir.join(PASS_PENDING);
+    if names.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+                op: "remove",
+                path,
+                source: e,
+            }),
+            _ => Ok(()),
+        };
+    }
+    write_private(&path, &(names.join("\n") + "\n")).map_err(|source| StoreError::Io {
+        op: "write",
+        path,
+        source,
+    })
+}
+
+/// The CAS pass ran for `names`: they leave the waiting list (others, added by a reload while
+/// it ran, stay).
+pub fn pass_done(state_dir: &Path, names: &[String]) {
+    let done: std::collections::HashSet<&String> = names.iter().collect();
+    let left: Vec<String> = pending_pass(state_dir)
+        .into_iter()
+        .filter(|n| !done.contains(n))
+        .collect();
+    if let Err(e) = write_pending(state_dir, &left) {
+        warn!(error = %e, "cannot update the CAS pass's waiting list");
+    }
+}
+
+/// Certificates added by a configuration reload that have no record go through the rebuild
+/// as at start (the rule in the README's "Lost or damaged state"): a valid matching set on
+/// disk is adopted (`cert.adopted`), and every one of them then waits for a CAS pass (this
+/// run's, if it is still pending, running or failed; a new one otherwise) before anything is
+/// ordered. They join the waiting list on disk before any record is written. Returns who
+/// waits; the caller flushes the store.
+pub fn newcomers(
+    config: &Config,
+    store: &Store,
+    added: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut certs = Vec::new();
+    for c in &config.certificates {
+        if added.contains(&c.name) && store.get(&c.name)?.is_none() {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = plan_certs(certs, &config.output_dir, |_| None, Utc::now());
+    let waiting: Vec<String> = plan.actions.iter().map(|(n, _)| n.clone()).collect();
+    let mut list = pending_pass(&config.state_dir);
+    list.extend(
+        waiting
+            .iter()
+            .filter(|n| !list.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    write_pending(&config.state_dir, &list)?;
+    apply(store, plan)?;
+    Ok(waiting)
 }
 
 /// Opens the store for the daemon, recovering from damage and rebuilding lost records from
@@ -271,25 +408,45 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
         .collect();
     if !rec.cas_pass.is_empty() {
         // Before any record is written: a crash now must not skip the pass at the next start.
-        let path = state_dir.join(PASS_PENDING);
-        write_private(&path, &(rec.cas_pass.join("\n") + "\n")).map_err(|source| {
-            StoreError::Io {
-                op: "write",
-                path,
-                source,
-            }
-        })?;
+        write_pending(state_dir, &rec.cas_pass)?;
     }
+    rec.adopted = apply(&store, plan)?;
+    store.flush_blocking()?;
+    if rec.is_loss() {
+        error!(event = "store.recovered", lost = ?rec.lost, rebuilt = ?rec.adopted,
+            damage = ?rec.damage, moved_aside = ?rec.moved_aside.as_ref().map(|p| p.display().to_string()),
+            "{}", rec.summary());
+        write_note(state_dir, &rec);
+    }
+    Ok((store, rec))
+}
+
+/// Writes the plan's adopted records (not flushed) and reports what it refused; returns the
+/// names adopted.
+fn apply(store: &Store, plan: Plan) -> Result<Vec<String>, StoreError> {
+    let mut adopted = Vec::new();
     for (name, action) in plan.actions {
         match action {
-            Action::Adopt { record, lost } => {
+            Action::Adopt {
+                record,
+                lost,
+                version,
+            } => {
                 let d = record.deployed.as_ref();
-                info!(event = "cert.adopted", source = "files", cert = %name, domains = ?record.domains,
-                    order_id = ?d.map(|d| d.order_id), not_after = ?d.map(|d| d.info.not_after),
-                    renew_at = %record.next_due, lost,
-                    "adopted the deployed set as is: no order, no reload hook");
+                match &version {
+                    None => info!(event = "cert.adopted", source = "files", cert = %name,
+                        domains = ?record.domains, order_id = ?d.map(|d| d.order_id),
+                        not_after = ?d.map(|d| d.info.not_after), renew_at = %record.next_due,
+                        lost, "adopted the deployed set as is: no order, no reload hook"),
+                    Some(v) => info!(event = "cert.adopted", source = "files", cert = %name,
+                        domains = ?record.domains, order_id = ?d.map(|d| d.order_id),
+                        not_after = ?d.map(|d| d.info.not_after), renew_at = %record.next_due,
+                        lost, version = %v,
+                        "adopted an issued set that was never made live (a swap cut short): \
+                         no order; it is made live now and the reload hook runs"),
+                }
                 store.put(&record)?;
-                rec.adopted.push(name);
+                adopted.push(name);
             }
             Action::Order { refused: Some(why) } => {
                 warn!(event = "cert.not_adopted", cert = %name, reason = %why,
@@ -303,14 +460,7 @@ pub fn open(config: &Config) -> Result<(Store, Recovery), StoreError> {
             Action::Keep | Action::Order { refused: None } => {}
         }
     }
-    store.flush_blocking()?;
-    if rec.is_loss() {
-        error!(event = "store.recovered", lost = ?rec.lost, rebuilt = ?rec.adopted,
-            damage = ?rec.damage, moved_aside = ?rec.moved_aside.as_ref().map(|p| p.display().to_string()),
-            "{}", rec.summary());
-        write_note(state_dir, &rec);
-    }
-    Ok((store, rec))
+    Ok(adopted)
 }
 
 /// [`Store::open`], with a panic in sled over a damaged file turned into an error.

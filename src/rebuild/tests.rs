@@ -40,13 +40,19 @@ fn cert(domains: &[&str], key: KeyKind, product: &str) -> Certificate {
 
 /// Installs a self-signed set for `domains`, valid for a year from an hour ago.
 fn install(out: &Path, domains: &[&str], product: &str) {
+    install_as(out, domains, product, 77, 365);
+}
+
+/// Installs a self-signed set for `domains` from order `order`, valid for `days` from an hour
+/// ago; returns its version's name.
+fn install_as(out: &Path, domains: &[&str], product: &str, order: u64, days: i64) -> String {
     let names: Vec<String> = domains.iter().map(|d| d.to_string()).collect();
     let key = crate::keys::generate(KeyKind::EcdsaP256, &names).unwrap().0;
     let kp = rcgen::KeyPair::from_pem(key.expose()).unwrap();
     let mut params = rcgen::CertificateParams::new(names).unwrap();
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(365);
+    params.not_after = now + time::Duration::days(days);
     let c = params.self_signed(&kp).unwrap();
     let set = PemSet {
         cert_pem: c.pem(),
@@ -54,11 +60,13 @@ fn install(out: &Path, domains: &[&str], product: &str) {
         key_pem: key,
     };
     let origin = Origin {
-        order_id: 77,
+        order_id: order,
         product: product.into(),
     };
     let own = cert(domains, KeyKind::EcdsaP256, product).files;
-    deploy::install(out, "www", &set, &own, 2, &origin).unwrap();
+    let d = deploy::install(out, "www", &set, &own, 2, &origin).unwrap();
+    let live = std::fs::read_link(d.dir.join("live")).unwrap();
+    live.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 fn manifest_path(out: &Path) -> std::path::PathBuf {
@@ -205,7 +213,10 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
     install(d.path(), &["a.example.com"], FREE);
     let cfg = config(d.path());
     // Missing: adopted, and a manifest says the store had it.
-    let Action::Adopt { record, lost: true } = action(&cfg, None) else {
+    let Action::Adopt {
+        record, lost: true, ..
+    } = action(&cfg, None)
+    else {
         panic!("a missing record is not rebuilt");
     };
     // The same record: kept.
@@ -222,7 +233,10 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
         timeout: std::time::Duration::from_secs(1),
         pass_env: Vec::new(),
     });
-    let Action::Adopt { record, lost: true } = action(&with_hook, Some(idle.clone())) else {
+    let Action::Adopt {
+        record, lost: true, ..
+    } = action(&with_hook, Some(idle.clone()))
+    else {
         panic!("an older record at rest is not rebuilt");
     };
     assert!(record.hook_pending);
@@ -241,6 +255,190 @@ fn the_plan_adopts_missing_or_older_records_at_rest_and_leaves_attempts_in_fligh
         pending: Default::default(),
     };
     assert!(matches!(action(&cfg, Some(polling)), Action::Stale));
+}
+
+/// A crash inside the install, between writing version `new` and pointing `live` at it:
+/// `live` names `old` again (a renewal), or is missing (the first issuance: no stable links
+/// either), and the temporary link is left.
+fn cut_swap_short(out: &Path, old: Option<&str>, new: &str) {
+    let dir = out.join("www");
+    std::os::unix::fs::symlink(format!("versions/{new}"), dir.join(".tmp-live-x")).unwrap();
+    std::fs::remove_file(dir.join("live")).unwrap();
+    match old {
+        Some(v) => std::os::unix::fs::symlink(format!("versions/{v}"), dir.join("live")).unwrap(),
+        None => {
+            for f in deploy_files() {
+                std::fs::remove_file(dir.join(f)).unwrap();
+            }
+        }
+    }
+}
+
+fn deploy_files() -> [&'static str; 4] {
+    ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"]
+}
+
+fn adopted_version(a: super::Action) -> (Box<crate::store::CertRecord>, Option<String>) {
+    match a {
+        super::Action::Adopt {
+            record,
+            lost: true,
+            version,
+        } => (record, version),
+        other => panic!("expected an adoption of a lost record, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_renewal_cut_short_mid_swap_is_adopted_from_its_version_not_bought_again() {
+    let d = tempfile::tempdir().unwrap();
+    let old = install_as(d.path(), &["a.example.com"], FREE, 77, 30);
+    let new = install_as(d.path(), &["a.example.com"], FREE, 78, 365);
+    cut_swap_short(d.path(), Some(&old), &new);
+    let mut cfg = config(d.path());
+    cfg.certificates[0].reload = Some(crate::config::Hook {
+        argv: vec!["true".into()],
+        timeout: std::time::Duration::from_secs(1),
+        pass_env: Vec::new(),
+    });
+    let (record, version) = adopted_version(action(&cfg, None));
+    assert_eq!(version.as_deref(), Some(new.as_str()));
+    let dep = record.deployed.as_ref().unwrap();
+    assert_eq!(dep.order_id.0, 78);
+    assert!(record.retired_orders.contains(&cas_api::model::OrderId(77)));
+    assert!(
+        record.hook_pending,
+        "the set was never live: the server must reload"
+    );
+    // A record at rest older than the live set: the newer version still wins.
+    let idle = crate::store::CertRecord::new("www", vec!["a.example.com".into()]);
+    let (record, version) = adopted_version(action(&cfg, Some(idle)));
+    assert_eq!(version.as_deref(), Some(new.as_str()));
+    assert_eq!(record.deployed.as_ref().unwrap().order_id.0, 78);
+    // Made live the way the daemon does at start: the record's set is restored.
+    assert!(crate::lifecycle::restore_live(
+        &cfg.certificates[0],
+        d.path(),
+        &record
+    ));
+    let m = deploy::live_manifest(d.path(), "www").unwrap().unwrap();
+    assert_eq!(m.order_id, 78);
+    assert!(!d.path().join("www/.tmp-live-x").exists());
+}
+
+#[test]
+fn an_issuance_cut_short_mid_swap_is_adopted_from_its_version() {
+    let d = tempfile::tempdir().unwrap();
+    let new = install_as(d.path(), &["a.example.com"], FREE, 78, 365);
+    cut_swap_short(d.path(), None, &new);
+    let cfg = config(d.path());
+    let (record, version) = adopted_version(action(&cfg, None));
+    assert_eq!(version.as_deref(), Some(new.as_str()));
+    assert_eq!(record.deployed.as_ref().unwrap().order_id.0, 78);
+    assert!(!record.hook_pending, "no reload hook configured");
+}
+
+#[test]
+fn an_older_version_is_not_adopted_over_a_valid_live_set() {
+    let d = tempfile::tempdir().unwrap();
+    install_as(d.path(), &["a.example.com"], FREE, 77, 30);
+    install_as(d.path(), &["a.example.com"], FREE, 78, 365);
+    let cfg = config(d.path());
+    let (record, version) = adopted_version(action(&cfg, None));
+    assert_eq!(version, None);
+    assert_eq!(record.deployed.as_ref().unwrap().order_id.0, 78);
+}
+
+#[test]
+fn a_version_with_an_untrusted_manifest_other_names_or_no_manifest_is_not_adopted() {
+    let new_version = |d: &Path, domains: &[&str]| {
+        let old = install_as(d, &["a.example.com"], FREE, 77, 30);
+        let new = install_as(d, domains, FREE, 78, 365);
+        cut_swap_short(d, Some(&old), &new);
+        d.join("www/versions").join(new)
+    };
+    let cfg = |d: &Path| config(d);
+    let live_order = |a: super::Action| match a {
+        super::Action::Adopt {
+            record,
+            version: None,
+            ..
+        } => record.deployed.unwrap().order_id.0,
+        other => panic!("expected the live set adopted, got {other:?}"),
+    };
+    // World-writable manifest.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    std::fs::set_permissions(
+        v.join("manifest.json"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // Symlinked manifest.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    let copy = d.path().join("elsewhere.json");
+    std::fs::rename(v.join("manifest.json"), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, v.join("manifest.json")).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // A world-writable version directory.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    std::fs::set_permissions(&v, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // No manifest: it names no order.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    std::fs::remove_file(v.join("manifest.json")).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // A key that does not match its certificate.
+    let d = tempfile::tempdir().unwrap();
+    let v = new_version(d.path(), &["a.example.com"]);
+    let other = crate::keys::generate(KeyKind::EcdsaP256, &["a.example.com".into()])
+        .unwrap()
+        .0;
+    std::fs::write(v.join("privkey.pem"), other.expose()).unwrap();
+    assert_eq!(live_order(action(&cfg(d.path()), None)), 77);
+    // Other names (and the live set missing): ordered, and the refusal says why.
+    let d = tempfile::tempdir().unwrap();
+    let new = install_as(d.path(), &["b.example.com"], FREE, 78, 365);
+    cut_swap_short(d.path(), None, &new);
+    match action(&cfg(d.path()), None) {
+        super::Action::Order { refused: Some(why) } => {
+            assert!(why.contains(&new) && why.contains("b.example.com"), "{why}")
+        }
+        other => panic!("expected an order, got {other:?}"),
+    }
+}
+
+#[test]
+fn certificates_added_by_a_reload_are_adopted_from_their_files_and_wait_for_the_cas_pass() {
+    let d = tempfile::tempdir().unwrap();
+    install(d.path(), &["a.example.com"], FREE);
+    let cfg = config(d.path());
+    std::fs::create_dir_all(&cfg.state_dir).unwrap();
+    let store = crate::store::Store::open(&cfg.state_dir).unwrap();
+    let pending = cfg.state_dir.join("cas-pass.pending");
+    // Waiting since the start: kept in the list with the newcomer.
+    std::fs::write(&pending, "earlier\n").unwrap();
+    let waiting = super::newcomers(&cfg, &store, &["www".into()]).unwrap();
+    assert_eq!(waiting, ["www"]);
+    let rec = store
+        .get("www")
+        .unwrap()
+        .expect("adopted from its live set");
+    assert_eq!(rec.deployed.unwrap().order_id.0, 77);
+    assert_eq!(std::fs::read_to_string(&pending).unwrap(), "earlier\nwww\n");
+    // With a record now, a second reload naming it changes nothing.
+    assert!(super::newcomers(&cfg, &store, &["www".into()])
+        .unwrap()
+        .is_empty());
+    // The pass ran for www only: earlier still waits; then for earlier: the list is gone.
+    super::pass_done(&cfg.state_dir, &["www".into()]);
+    assert_eq!(std::fs::read_to_string(&pending).unwrap(), "earlier\n");
+    super::pass_done(&cfg.state_dir, &["earlier".into()]);
+    assert!(!pending.exists());
 }
 
 /// The CAS pass's matching rules over listed orders (no files, no network).
@@ -410,5 +608,103 @@ mod cas_pass {
         no_domain.domain = None;
         let f = judge(&c, None, &[no_product, no_domain], Utc::now());
         assert_eq!(f, Default::default());
+    }
+}
+
+/// The CAS pass's paging ([`super::cas::list_all`]) over a lister that honours
+/// `current_page`/`show_size` like ListUserCertificateOrder.
+mod paging {
+    use std::sync::Mutex;
+
+    use crate::lifecycle::ports::Ca;
+    use crate::rebuild::cas::{list_all, PAGE_SIZE};
+    use cas_api::model::{CertificateState, CreateOrder, ListOrders, OrderId, OrderSummary};
+    use cas_api::ApiError;
+
+    /// An account with `total` orders; `ignores_paging` answers the first page every time.
+    struct Lister {
+        total: u64,
+        ignores_paging: bool,
+        asked: Mutex<Vec<(u32, u32)>>,
+    }
+
+    impl Ca for Lister {
+        async fn create(&self, _: &CreateOrder) -> Result<OrderId, ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn renew(&self, _: OrderId, _: Option<&str>) -> Result<OrderId, ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn list(&self, q: &ListOrders) -> Result<Vec<OrderSummary>, ApiError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((q.current_page, q.show_size));
+            let page = if self.ignores_paging {
+                1
+            } else {
+                q.current_page
+            };
+            let from = u64::from(page - 1) * u64::from(q.show_size);
+            let to = (from + u64::from(q.show_size)).min(self.total);
+            Ok((from..to)
+                .map(|i| OrderSummary {
+                    order_id: OrderId(1000 + i),
+                    instance_id: None,
+                    domain: Some(format!("d{i}.example.test")),
+                    domain_count: Some(1),
+                    status: Some("ISSUED".into()),
+                    product_code: Some(super::FREE.into()),
+                    cert_type: None,
+                    domain_type: None,
+                    cert_start_time: None,
+                    cert_end_time: None,
+                    algorithm: None,
+                    buy_date: None,
+                })
+                .collect())
+        }
+        async fn describe(&self, _: OrderId) -> Result<CertificateState, ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn cancel(&self, _: OrderId) -> Result<(), ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn delete(&self, _: OrderId) -> Result<(), ApiError> {
+            unreachable!("the pass only lists")
+        }
+    }
+
+    async fn run(total: u64, ignores_paging: bool) -> (Vec<OrderSummary>, u32, Vec<(u32, u32)>) {
+        let l = Lister {
+            total,
+            ignores_paging,
+            asked: Mutex::new(Vec::new()),
+        };
+        let mut calls = 0;
+        let got = list_all(&l, &mut calls).await.unwrap();
+        (got, calls, l.asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_page_is_listed_once_at_0_100_101_and_250_orders() {
+        assert_eq!(PAGE_SIZE, 100);
+        for (total, pages) in [(0u64, 1u32), (100, 2), (101, 2), (250, 3)] {
+            let (got, calls, asked) = run(total, false).await;
+            assert_eq!(got.len() as u64, total, "{total} orders");
+            let mut ids: Vec<u64> = got.iter().map(|o| o.order_id.0).collect();
+            ids.dedup();
+            assert_eq!(ids, (1000..1000 + total).collect::<Vec<_>>(), "{total}");
+            assert_eq!(calls, pages, "{total} orders: calls");
+            let want: Vec<(u32, u32)> = (1..=pages).map(|p| (p, PAGE_SIZE)).collect();
+            assert_eq!(asked, want, "{total} orders: pages asked");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_ignores_paging_is_asked_twice_not_forever() {
+        let (got, calls, _) = run(250, true).await;
+        assert_eq!(got.len(), 100);
+        assert_eq!(calls, 2);
     }
 }

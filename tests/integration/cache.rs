@@ -83,8 +83,7 @@ fn assert_rebuilt_without_paying(
     no_hook: bool,
 ) {
     let mut d = w.daemon(cfg, log);
-    // Several of the config's two-second checks.
-    std::thread::sleep(Duration::from_secs(8));
+    wait_settled(w, &d);
     for (_, domain) in NAMES {
         assert_eq!(
             w.orders_for(domain),
@@ -123,6 +122,42 @@ fn assert_rebuilt_without_paying(
         );
     }
     assert!(sigterm_and_wait(&mut d).success());
+}
+
+/// Waits until the running daemon `d` wrote a status snapshot in which every certificate is
+/// deployed, none waits for the CAS pass, and none is due for a day: from then on it orders
+/// nothing, so what it paid for (or did not) can be counted. A rebuild that lost a record
+/// never gets there (the record is ordered for, or waits), and the wait fails.
+fn wait_settled(w: &World, d: &Proc) {
+    let pid = serde_json::json!(d.0.id());
+    wait_for(
+        "a snapshot with every certificate deployed and not due",
+        Duration::from_secs(60),
+        || {
+            let Ok(text) = std::fs::read_to_string(w.p("state/status.json")) else {
+                return false;
+            };
+            let Ok(snap) = serde_json::from_str::<serde_json::Value>(&text) else {
+                return false;
+            };
+            let day = Utc::now() + chrono::TimeDelta::days(1);
+            snap["daemon_pid"] == pid
+                && snap["certificates"].as_array().is_some_and(|rows| {
+                    rows.len() == NAMES.len()
+                        && rows.iter().all(|r| {
+                            r["state"] == "deployed"
+                                && !r["next_action"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .contains("wait for the rebuild")
+                                && r["next_due"]
+                                    .as_str()
+                                    .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+                                    .is_some_and(|t| t > day)
+                        })
+                })
+        },
+    );
 }
 
 fn events(w: &World, log: &str, event: &str) -> usize {
@@ -206,7 +241,8 @@ fn a_damaged_database_is_kept_aside_and_rebuilt_without_an_order() {
     assert!(w.p("state/db/db").exists(), "no fresh database");
     // A third start finds nothing lost.
     let mut d = w.daemon(&cfg, "third.log");
-    std::thread::sleep(Duration::from_secs(4));
+    // The rebuild runs before the first snapshot: by then it said whether it lost anything.
+    wait_settled(&w, &d);
     assert!(sigterm_and_wait(&mut d).success());
     assert_eq!(events(&w, "third.log", "store.recovered"), 0);
     // The rebuilt database decodes whole.
@@ -380,6 +416,58 @@ fn first_start_with_an_issued_cas_key_order_adopts_it_without_a_new_order() {
             "\"event\":\"cert.adopted\"",
             "\"source\":\"cas\"",
             "\"issued\":true"
+        ]
+    ));
+    assert_key_matches_and_private(&w, "fs");
+}
+
+/// A certificate added by a SIGHUP reload, with no record, goes through the rebuild as at
+/// start: CAS holds an issued order for its names with a key CAS made, so it is adopted, not
+/// bought again.
+#[test]
+fn a_certificate_added_by_a_reload_adopts_the_order_cas_holds_instead_of_a_new_one() {
+    let w = World::new(&[]);
+    let fs = w.file_cert("fs", "\"fs.cache.example.test\"") + "key = \"cas\"\n";
+    let cfg = w.config(&fs);
+    let mut d = w.daemon(&cfg, "first.log");
+    wait_for("the deployment", Duration::from_secs(90), || {
+        w.live("fs", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    let first = std::fs::read_to_string(w.live("fs", "cert.pem")).unwrap();
+    // A new host running another certificate; only CAS remembers fs.
+    std::fs::remove_dir_all(w.p("state")).unwrap();
+    std::fs::remove_dir_all(w.p("live")).unwrap();
+    let other = w.file_cert("other", "\"other.cache.example.test\"");
+    w.config(&other);
+    let mut d = w.daemon(&cfg, "second.log");
+    wait_for("the other deployment", Duration::from_secs(90), || {
+        w.live("other", "cert.pem").exists()
+    });
+    // fs joins by a reload.
+    w.config(&(other + &fs));
+    assert!(Command::new("kill")
+        .args(["-HUP", &d.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("fs deployed again", Duration::from_secs(60), || {
+        w.live("fs", "cert.pem").exists()
+    });
+    assert!(sigterm_and_wait(&mut d).success());
+    assert_eq!(w.orders_for("fs.cache.example.test"), 1, "a new order");
+    assert_eq!(
+        std::fs::read_to_string(w.live("fs", "cert.pem")).unwrap(),
+        first,
+        "not the certificate CAS holds"
+    );
+    assert!(log_has(
+        &w,
+        "second.log",
+        &[
+            "\"event\":\"cert.adopted\"",
+            "\"source\":\"cas\"",
+            "\"cert\":\"fs\""
         ]
     ));
     assert_key_matches_and_private(&w, "fs");
