@@ -618,7 +618,9 @@ mod paging {
 
     use crate::lifecycle::ports::Ca;
     use crate::rebuild::cas::{list_all, PAGE_SIZE};
-    use cas_api::model::{CertificateState, CreateOrder, ListOrders, OrderId, OrderSummary};
+    use cas_api::model::{
+        CertificateState, CreateOrder, ListOrders, OrderId, OrderSummary, PackageState,
+    };
     use cas_api::ApiError;
 
     /// An account with `total` orders; `ignores_paging` answers the first page every time.
@@ -671,6 +673,9 @@ mod paging {
             unreachable!("the pass only lists")
         }
         async fn delete(&self, _: OrderId) -> Result<(), ApiError> {
+            unreachable!("the pass only lists")
+        }
+        async fn package_state(&self, _: &str) -> Result<PackageState, ApiError> {
             unreachable!("the pass only lists")
         }
     }
