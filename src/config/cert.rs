@@ -26,6 +26,9 @@ pub(super) const PER_CERT_KEYS: &[&str] = &[
     "key_mode",
     "cert_mode",
     "hook_env",
+    "self_check",
+    "self_check_resolve",
+    "self_check_nameservers",
 ];
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -54,6 +57,7 @@ pub(super) struct Overridable {
     key_mode: Option<u32>,
     cert_mode: Option<u32>,
     hook_env: Option<Vec<String>>,
+    self_check: super::selfcheck::Settings,
 }
 
 impl Overridable {
@@ -70,6 +74,7 @@ impl Overridable {
             key_mode: self.key_mode.or(d.key_mode),
             cert_mode: self.cert_mode.or(d.cert_mode),
             hook_env: self.hook_env.or_else(|| d.hook_env.clone()),
+            self_check: self.self_check.or(&d.self_check),
         }
     }
 }
@@ -137,7 +142,10 @@ fn mode(t: &Tbl, k: &str, errs: &mut Errors) -> Option<u32> {
 }
 
 pub(super) fn overridable(t: &Tbl, errs: &mut Errors) -> Overridable {
-    let mut o = Overridable::default();
+    let mut o = Overridable {
+        self_check: super::selfcheck::settings(t, errs),
+        ..Overridable::default()
+    };
     if let Some((s, span)) = t.str("product_code", errs) {
         if s.is_empty() {
             errs.push(span, &t.key("product_code"), "empty product code");
@@ -590,6 +598,7 @@ fn certificate(
             cert_mode: o.cert_mode.unwrap_or(0o644),
         },
         keep_versions: o.keep_versions.unwrap_or(3),
+        self_check: o.self_check.build(),
     };
     Some((cert, places))
 }

@@ -34,6 +34,7 @@ fn cert(domains: &[&str], key: KeyKind, product: &str) -> Certificate {
             key_mode: 0o600,
         },
         keep_versions: 2,
+        self_check: Default::default(),
     }
 }
 

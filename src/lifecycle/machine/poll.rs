@@ -2,6 +2,7 @@
 
 use super::failure::{abandon, failed, Failure};
 use super::issue::issued;
+use super::proof::then_check;
 use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
@@ -22,7 +23,7 @@ pub(super) fn described(mut rec: CertRecord, cx: &Cx<'_>, state: CertificateStat
                 presented: Presented::File { .. },
                 ..
             } => Transition::new(rec).call(Request::Republish(ch)),
-            Phase::Presented { .. } => unverified(rec, cx),
+            Phase::Presented { .. } => then_check(unverified(rec, cx), cx, ch),
             _ => wait_poll(rec, cx, 0),
         },
         CertificateState::Process => {

@@ -15,6 +15,7 @@ use crate::lifecycle::ports::{Ca, Clock, Deployer, KeyMaker, Proofs, Records};
 use crate::lifecycle::StepOutcome;
 use crate::metrics::Metrics;
 use crate::store::{CertRecord, StoreError};
+use crate::validation::selfcheck::{ProofCheck, ProofFailure};
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{
     CertificateState, Challenge, Contact, CreateOrder, IssuedCertificate, ListOrders, OrderId,
@@ -83,6 +84,7 @@ pub fn cert(name: &str, domains: &[&str]) -> Certificate {
             key_mode: 0o600,
         },
         keep_versions: 2,
+        self_check: Default::default(),
     }
 }
 
@@ -125,6 +127,8 @@ pub struct Fakes {
     pub now: Mutex<DateTime<Utc>>,
     pub proof_problems: Mutex<Vec<String>>,
     pub present_script: Mutex<VecDeque<Result<Presented, ValidationError>>>,
+    /// What the next self-checks answer (default: the proof is seen).
+    pub self_check_script: Mutex<VecDeque<Result<(), ProofFailure>>>,
     pub deploy_preflight: Mutex<Option<DeployError>>,
     pub refuse: Mutex<Option<DeployError>>,
     pub install_failures: Mutex<u32>,
@@ -145,6 +149,7 @@ impl Fakes {
             now: Mutex::new(t0()),
             proof_problems: Mutex::default(),
             present_script: Mutex::default(),
+            self_check_script: Mutex::default(),
             deploy_preflight: Mutex::default(),
             refuse: Mutex::default(),
             install_failures: Mutex::default(),
@@ -427,6 +432,20 @@ impl Proofs for Fakes {
                 path: PathBuf::from(WEBROOT_PROOF),
             },
         })
+    }
+
+    async fn self_check(
+        &self,
+        _cert: &Certificate,
+        _challenge: &Challenge,
+        _presented: Option<&Presented>,
+    ) -> ProofCheck {
+        self.note("self-check");
+        self.self_check_script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(()))
     }
 
     async fn cleanup(
