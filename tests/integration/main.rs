@@ -23,6 +23,7 @@ mod hostile;
 mod listeners;
 mod logs;
 mod notify;
+mod selfcheck;
 mod service;
 mod sim_fidelity;
 mod sim_sdk;
