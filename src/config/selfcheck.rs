@@ -57,7 +57,7 @@ pub(super) fn settings(t: &Tbl, errs: &mut Errors) -> Settings {
             let key = r.key(name);
             // `a.example.com` or `*.example.com`, normalised like a certificate's domains.
             let p = normalize_domain(name)
-                .map_err(|e| errs.push(k.span(), &key, format!("{name:?}: {e}")))
+                .map_err(|e| errs.push(k.span(), &key, e))
                 .ok();
             let a = match v.get_ref() {
                 DeValue::String(a) => addr(a).map_err(|e| errs.push(v.span(), &key, e)).ok(),
@@ -84,4 +84,62 @@ pub(super) fn settings(t: &Tbl, errs: &mut Errors) -> Settings {
         s.nameservers = Some(out);
     }
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    const HEAD: &str = "[defaults]\ncontact = { name = \"a\", phone = \"1\", email = \"a@b.c\" }\n";
+
+    fn cert(extra: &str) -> String {
+        format!("[[certificate]]\nname = \"w\"\ndomains = [\"a.example.com\"]\nvalidation = {{ method = \"manual\" }}\n{extra}")
+    }
+
+    #[test]
+    fn defaults_apply_and_a_certificate_overrides_them() {
+        let text = format!(
+            "{HEAD}self_check = false\nself_check_nameservers = [\"127.0.0.1:5353\"]\n{}{}",
+            cert(""),
+            cert("self_check = true\nself_check_resolve = { \"*.example.com\" = \"127.0.0.1:8080\" }\n")
+                .replace("\"w\"", "\"x\"")
+                .replace("a.example.com", "b.example.com")
+        );
+        let c = crate::config::parse(&text, None).unwrap();
+        let (w, x) = (&c.certificates[0].self_check, &c.certificates[1].self_check);
+        assert!(!w.enabled && w.resolve.is_empty());
+        assert_eq!(w.nameservers, ["127.0.0.1:5353".parse().unwrap()]);
+        assert!(x.enabled);
+        assert_eq!(
+            x.resolve,
+            [(
+                "*.example.com".to_string(),
+                "127.0.0.1:8080".parse().unwrap()
+            )]
+        );
+        assert_eq!(
+            x.nameservers, w.nameservers,
+            "unset keys come from [defaults]"
+        );
+        let plain = crate::config::parse(&format!("{HEAD}{}", cert("")), None).unwrap();
+        assert!(plain.certificates[0].self_check.enabled, "on by default");
+    }
+
+    #[test]
+    fn bad_values_are_errors_that_name_the_key_and_line() {
+        let text = format!(
+            "{HEAD}{}",
+            cert("self_check = \"yes\"\nself_check_resolve = { \"a b\" = \"127.0.0.1:8080\", \"ok.example.com\" = \"nowhere\" }\nself_check_nameservers = [\"10.0.0.1\"]\n")
+        );
+        let e = crate::config::parse(&text, None).unwrap_err().to_string();
+        assert!(
+            e.contains(":7:") && e.contains("certificate[0].self_check: expected true or false"),
+            "{e}"
+        );
+        assert!(e.contains("self_check_resolve.\"a b\""), "{e}");
+        assert!(
+            e.contains("\"nowhere\" is not an address with a port"),
+            "{e}"
+        );
+        assert!(e.contains("self_check_nameservers[0]"), "{e}");
+    }
 }
