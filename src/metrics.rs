@@ -1,5 +1,6 @@
 //! The optional Prometheus endpoint (`[metrics] listen`): per-certificate expiry, state and last
-//! successful check; orders created; API calls by action and code; renewal failures.
+//! successful check; orders created; API calls by action and code; renewal failures; failed
+//! proof self-checks by kind.
 //!
 //! The numbers live in one mutex-guarded struct of ordered maps, so the exposition is
 //! deterministic and a scrape sees one consistent snapshot. No metrics crate: the text format
@@ -31,6 +32,8 @@ struct Inner {
     notifications_skipped: BTreeMap<String, u64>,
     /// Units left per product, as the quota cache counts them.
     quota_remaining: BTreeMap<String, i64>,
+    /// Failed proof self-checks by kind (`http`, `network`, `redirect`, `content`, `dns`, …).
+    proof_check_failures: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +136,15 @@ impl Metrics {
             .notifications_skipped
             .entry(reason.to_string())
             .or_default() += n;
+    }
+
+    /// A proof self-check failed, of `kind` (`validation::selfcheck::FailureKind`).
+    pub fn proof_check_failed(&self, kind: &str) {
+        *self
+            .lock()
+            .proof_check_failures
+            .entry(kind.to_string())
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -269,6 +281,20 @@ impl Metrics {
                 *n,
             );
         }
+        header(
+            &mut out,
+            "cas_certd_proof_check_failures_total",
+            "counter",
+            "Proof self-checks that could not see the published proof, by kind (http, network, redirect, content, dns, challenge).",
+        );
+        for (kind, n) in &g.proof_check_failures {
+            sample(
+                &mut out,
+                "cas_certd_proof_check_failures_total",
+                &[("kind", kind)],
+                *n,
+            );
+        }
         out
     }
 }
@@ -319,6 +345,8 @@ mod tests {
         m.order_created("www");
         m.order_created("www");
         m.renewal_failed("wild");
+        m.proof_check_failed("http");
+        m.proof_check_failed("http");
         m.api_call("CreateCertificateRequest", "OK");
         m.api_call("DescribeCertificateState", "Throttling.User");
         m.api_call("DescribeCertificateState", "Throttling.User");
@@ -332,6 +360,7 @@ mod tests {
             "# TYPE cas_certd_orders_created_total counter",
             "cas_certd_orders_created_total{cert=\"www\"} 2",
             "cas_certd_renewal_failures_total{cert=\"wild\"} 1",
+            "cas_certd_proof_check_failures_total{kind=\"http\"} 2",
             "cas_certd_api_calls_total{action=\"CreateCertificateRequest\",code=\"OK\"} 1",
             "cas_certd_api_calls_total{action=\"DescribeCertificateState\",code=\"Throttling.User\"} 2",
         ] {
@@ -346,6 +375,7 @@ mod tests {
             "orders_created_total",
             "renewal_failures_total",
             "api_calls_total",
+            "proof_check_failures_total",
         ] {
             assert!(out.contains(&format!("# HELP cas_certd_{name} ")), "{name}");
         }

@@ -12,6 +12,7 @@ pub const ALL_EVENTS: &[&str] = &[
     "cert.not_adopted",
     "cert.order_adopted",
     "cert.ordered",
+    "cert.proof_reachable",
     "cert.proof_unreachable",
     "cert.removed",
     "cert.renew_due",

@@ -100,7 +100,8 @@ pub async fn status(cli: &super::Cli, a: &StatusArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// The status table: name, state, domains, order, expiry, next action, last error.
+/// The status table: name, state, domains, order, expiry, next action, proof self-check, last
+/// error.
 pub fn table(rows: &[StatusRow]) -> String {
     let mut lines = vec![[
         "NAME".to_string(),
@@ -109,6 +110,7 @@ pub fn table(rows: &[StatusRow]) -> String {
         "ORDER".into(),
         "EXPIRES".into(),
         "NEXT".into(),
+        "PROOF".into(),
         "LAST ERROR".into(),
     ]];
     for r in rows {
@@ -125,10 +127,11 @@ pub fn table(rows: &[StatusRow]) -> String {
                 r.next_action,
                 r.next_due.format("%Y-%m-%d %H:%M:%S")
             ),
+            r.proof.clone().unwrap_or("-".into()),
             r.last_error.clone().unwrap_or("-".into()),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for l in &lines {
         for (i, c) in l.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
@@ -165,11 +168,13 @@ mod tests {
             last_error: None,
             last_success: None,
             instructions: None,
+            proof: Some("HTTP 403 from 127.0.0.1:8080".into()),
         };
         let t = table(&[row]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("NAME"));
         assert!(lines[1].contains("a.test,b.test") && lines[1].contains("42"));
+        assert!(lines[0].contains("PROOF") && lines[1].contains("HTTP 403 from 127.0.0.1:8080"));
     }
 }

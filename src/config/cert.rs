@@ -27,6 +27,9 @@ pub(super) const PER_CERT_KEYS: &[&str] = &[
     "cert_mode",
     "hook_env",
     "validation_timeout",
+    "self_check",
+    "self_check_resolve",
+    "self_check_nameservers",
 ];
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an order may wait in domain_verify: a day covers a DV proof fixed by hand; OV/EV
@@ -59,6 +62,7 @@ pub(super) struct Overridable {
     cert_mode: Option<u32>,
     hook_env: Option<Vec<String>>,
     validation_timeout: Option<Duration>,
+    self_check: super::selfcheck::Settings,
 }
 
 impl Overridable {
@@ -76,6 +80,7 @@ impl Overridable {
             cert_mode: self.cert_mode.or(d.cert_mode),
             hook_env: self.hook_env.or_else(|| d.hook_env.clone()),
             validation_timeout: self.validation_timeout.or(d.validation_timeout),
+            self_check: self.self_check.or(&d.self_check),
         }
     }
 }
@@ -143,7 +148,10 @@ fn mode(t: &Tbl, k: &str, errs: &mut Errors) -> Option<u32> {
 }
 
 pub(super) fn overridable(t: &Tbl, errs: &mut Errors) -> Overridable {
-    let mut o = Overridable::default();
+    let mut o = Overridable {
+        self_check: super::selfcheck::settings(t, errs),
+        ..Overridable::default()
+    };
     if let Some((s, span)) = t.str("product_code", errs) {
         if s.is_empty() {
             errs.push(span, &t.key("product_code"), "empty product code");
@@ -610,6 +618,7 @@ fn certificate(
         },
         keep_versions: o.keep_versions.unwrap_or(3),
         validation_timeout: o.validation_timeout.unwrap_or(DEFAULT_VALIDATION_TIMEOUT),
+        self_check: o.self_check.build(),
     };
     Some((cert, places))
 }

@@ -18,6 +18,7 @@ pub mod model;
 mod notify;
 mod overlap;
 mod paths;
+mod selfcheck;
 mod split;
 mod walk;
 pub use model::*;

@@ -136,4 +136,28 @@ pub struct Certificate {
     /// An order still in domain_verify this long after it was created is cancelled and
     /// deleted, and the certificate retries with backoff. Never zero.
     pub validation_timeout: Duration,
+    /// Checking the published proof from outside, the way the CA would.
+    pub self_check: SelfCheck,
+}
+
+/// `self_check`, `self_check_resolve`, `self_check_nameservers` (in `[defaults]` or per
+/// certificate): how `validation::selfcheck` looks at a published proof.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelfCheck {
+    pub enabled: bool,
+    /// Name (lower case) or `*.suffix` pattern → the address the FILE check connects to
+    /// instead of what the system resolver says (like curl's `--resolve`).
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
+    /// Name servers asked for the DNS proof instead of the zone's own (split horizon).
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
+impl Default for SelfCheck {
+    fn default() -> SelfCheck {
+        SelfCheck {
+            enabled: true,
+            resolve: Vec::new(),
+            nameservers: Vec::new(),
+        }
+    }
 }

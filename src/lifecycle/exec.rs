@@ -131,11 +131,21 @@ where
                     Ok(_) => self.records.issue_ewma()?,
                     Err(_) => None,
                 };
-                Observation::Published { result, issue_ewma }
+                Observation::Published {
+                    result,
+                    issue_ewma,
+                    challenge: ch,
+                }
             }
-            Request::Republish(ch) => {
-                Observation::Republished(self.proofs.present(cert, &ch).await.map(|_| ()))
-            }
+            Request::Republish(ch) => Observation::Republished {
+                result: self.proofs.present(cert, &ch).await.map(|_| ()),
+                challenge: ch,
+            },
+            Request::SelfCheck(ch) => Observation::SelfChecked(
+                self.proofs
+                    .self_check(cert, &ch, rec.phase.presented())
+                    .await,
+            ),
             Request::Check { chain_pem, key_pem } => {
                 let checked = match self.deployer.split(&chain_pem) {
                     Err(e) => Err(CheckError::Unusable(e)),
@@ -184,6 +194,7 @@ where
             Effect::ObserveIssueTime(secs) => self.records.observe_issue_time(*secs)?,
             Effect::MetricOrderCreated => self.metrics.order_created(&rec.name),
             Effect::MetricRenewalFailed => self.metrics.renewal_failed(&rec.name),
+            Effect::MetricProofCheckFailed(kind) => self.metrics.proof_check_failed(kind.as_str()),
             Effect::MetricDeployed => self.metrics.set_certificate(
                 &rec.name,
                 rec.deployed.as_ref().map(|d| d.info.not_after.timestamp()),
@@ -268,6 +279,15 @@ fn log(cx: &Cx<'_>, rec: &CertRecord, ev: &Event) {
                 proof = proof.as_deref().unwrap_or(""),
                 "CA did not validate the domains within validation_timeout; order cancelled \
                 and deleted, will retry");
+        }
+        Event::ProofUnreachable { order_id, reason } => {
+            warn!(event = "cert.proof_unreachable", cert = %cert, domains = ?domains,
+                order_id = %order_id, reason = %reason,
+                "the published proof cannot be seen from outside, so CAS cannot see it either");
+        }
+        Event::ProofReachable { order_id } => {
+            info!(event = "cert.proof_reachable", cert = %cert, domains = ?domains,
+                order_id = %order_id, "the published proof can be seen from outside now");
         }
         Event::Issued {
             order_id,

@@ -10,6 +10,7 @@ use crate::config::{Certificate, KeyKind};
 use crate::deploy::{CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
 use crate::store::{CertRecord, StoreError};
+use crate::validation::selfcheck::ProofCheck;
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{
     CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary, PackageState,
@@ -66,6 +67,14 @@ pub trait Proofs: Sync {
         cert: &Certificate,
         challenge: &Challenge,
     ) -> impl Future<Output = Result<Presented, ValidationError>> + Send;
+    /// Looks at the published proof of `challenge` from outside, as the CA would
+    /// (`presented`: where it was published, when known).
+    fn self_check(
+        &self,
+        cert: &Certificate,
+        challenge: &Challenge,
+        presented: Option<&Presented>,
+    ) -> impl Future<Output = ProofCheck> + Send;
     /// Idempotent: what is already gone is not an error.
     fn cleanup(
         &self,

@@ -10,6 +10,7 @@ use crate::config::{Certificate, KeyKind};
 use crate::deploy::{self, CertInfo, DeployError, Origin, PemSet};
 use crate::keys::KeyError;
 use crate::store::{CertRecord, Store, StoreError};
+use crate::validation::selfcheck::{self, ProofCheck};
 use crate::validation::{self, Presented, ValidationError};
 use cas_api::model::{
     CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary, PackageState,
@@ -95,6 +96,15 @@ impl Proofs for Validators<'_> {
             client: self.client,
         };
         validation::present(&cert.validation, challenge, &vctx).await
+    }
+
+    async fn self_check(
+        &self,
+        cert: &Certificate,
+        challenge: &Challenge,
+        presented: Option<&Presented>,
+    ) -> ProofCheck {
+        selfcheck::check(&cert.self_check, &cert.domains, challenge, presented).await
     }
 
     async fn cleanup(

@@ -182,7 +182,26 @@ pub struct CertRecord {
     /// renewal), newest last, at most [`RETIRED_KEEP`]. Adoption after a crash must never pick
     /// one of them: its certificate is not for our current key.
     pub retired_orders: Vec<OrderId>,
+    /// The last proof self-check (`validation::selfcheck`); `None` before the first.
+    pub proof: Option<ProofStatus>,
 }
+
+/// What the last proof self-check of an order saw, and which failures were already logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProofStatus {
+    /// The order checked: a new order starts afresh.
+    pub order_id: OrderId,
+    pub at: DateTime<Utc>,
+    /// `None`: the proof was seen; else why not (made by the checker, never a body).
+    pub failure: Option<String>,
+    /// Failure reasons already logged for this order (one event per reason), oldest first, at
+    /// most [`REPORTED_KEEP`].
+    pub reported: Vec<String>,
+}
+
+/// How many distinct failure reasons of one order are remembered: enough for every real cause
+/// (403, 404, refused, timeout, …); past it the oldest is forgotten (and may be logged again).
+pub const REPORTED_KEEP: usize = 16;
 
 /// How many retired orders a record remembers: adoption only looks at orders bought within
 /// minutes of the intent, so a few are plenty.
@@ -218,6 +237,7 @@ impl CertRecord {
             orders_to_clean: Vec::new(),
             failures: 0,
             retired_orders: Vec::new(),
+            proof: None,
         }
     }
 
@@ -249,6 +269,13 @@ impl CertRecord {
         self.last_error = None;
         self.last_success = Some(at);
         self.next_due = renew_at;
+    }
+
+    /// The self-check result of the order in flight, as `status` shows it: `ok` or the reason.
+    pub fn proof_now(&self) -> Option<String> {
+        let p = self.proof.as_ref()?;
+        (self.phase.open_order() == Some(p.order_id))
+            .then(|| p.failure.clone().unwrap_or_else(|| "ok".to_string()))
     }
 
     /// Remembers that `order_id` is finished with, so adoption never picks it again.
@@ -283,6 +310,10 @@ pub struct StatusRow {
     pub last_success: Option<DateTime<Utc>>,
     /// Manual validation: what the operator must publish.
     pub instructions: Option<String>,
+    /// The proof self-check of the open order: `ok`, or why the proof cannot be seen; `None`
+    /// when no order is open or self-checks are off.
+    #[serde(default)]
+    pub proof: Option<String>,
 }
 
 impl StatusRow {
@@ -315,6 +346,7 @@ impl StatusRow {
             last_error: r.last_error.clone(),
             last_success: r.last_success,
             instructions,
+            proof: r.proof_now(),
         }
     }
 }

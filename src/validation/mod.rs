@@ -1,4 +1,5 @@
-//! Proving control of a domain: `file` (webroot), `alidns` (TXT), `command`, `manual`.
+//! Proving control of a domain: `file` (webroot), `alidns` (TXT), `command`, `manual`; and
+//! `selfcheck`, looking at a published proof from outside as the CA would.
 //! Each provider has two steps, present and cleanup; what was presented ([`Presented`]) is kept
 //! in the store so a restarted daemon can still clean up. Everything in a [`Challenge`] comes
 //! from the network and is checked before it becomes a path, a DNS name or an argument.
@@ -6,6 +7,7 @@
 pub mod alidns;
 pub mod file;
 pub mod preflight;
+pub mod selfcheck;
 
 pub use preflight::{preflight, Problem};
 

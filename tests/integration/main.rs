@@ -25,6 +25,7 @@ mod listeners;
 mod logs;
 mod notify;
 mod quota;
+mod selfcheck;
 mod service;
 mod sim_fidelity;
 mod sim_sdk;

@@ -138,6 +138,10 @@ pub struct SimulateArgs {
     /// for benchmarks with thousands of orders. 0s (default): after every change.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "0s")]
     pub persist_interval: Duration,
+    /// Also answer DNS queries (UDP and TCP) for the --zone records here, as the zones'
+    /// authoritative server: TXT, CNAME, A, AAAA from the records, SOA and NS at the apex.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns_listen: Option<SocketAddr>,
 }
 
 fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
@@ -243,6 +247,7 @@ pub async fn run(name: &str, a: &SimulateArgs) -> Result<(), CliError> {
         string_order_ids: a.string_order_ids,
         hostile: a.hostile.clone(),
         persist_interval: a.persist_interval,
+        dns_listen: a.dns_listen,
     };
     let handle = crate::start(opts).await?;
     eprintln!(
@@ -250,6 +255,9 @@ pub async fn run(name: &str, a: &SimulateArgs) -> Result<(), CliError> {
         handle.addr,
         handle.root_pem.display()
     );
+    if let Some(d) = handle.dns_addr {
+        eprintln!("{name}: DNS for the zones on {d} (UDP and TCP)");
+    }
     if let Some(rf) = &a.ready_file {
         let tmp = rf.with_extension("tmp");
         std::fs::write(&tmp, format!("{}\n", handle.addr)).map_err(io(&tmp))?;

@@ -11,7 +11,9 @@
 //! - **Orders:** `domain_verify` → `process` → `certificate` (or `verify_fail`), cancel, delete,
 //!   revoke and renew, with per-product quota and refunds; the books survive a restart.
 //! - **Validation:** FILE challenges are fetched over HTTP (`--resolve` maps names), DNS
-//!   challenges need a TXT record added through the simulated Alidns in one of its zones.
+//!   challenges need a TXT record added through the simulated Alidns in one of its zones;
+//!   `--dns-listen` serves those records over real DNS (`nameserver`) for clients that look
+//!   the proof up themselves.
 //! - **Certificates:** a local test CA issues real X.509 leaves; its root is
 //!   `DATA_DIR/ca/root.pem`.
 //! - **Faults:** seeded 5xx answers, throttling, latency, resets, garbage, lost answers, a
@@ -44,7 +46,7 @@
 //! - Inside: `server` (HTTP, routing, the `/_sim/ledger` endpoint), `auth` (signatures),
 //!   `cas` and `dns` (the actions), `list` (ListUserCertificateOrder), `state` (the books),
 //!   `ca` (the test CA), `validate` (FILE/DNS proofs), `reject` (error answers), `xml`
-//!   (`Format=XML`).
+//!   (`Format=XML`), `nameserver` (the zones over DNS).
 #![warn(unreachable_pub)]
 
 mod auth;
@@ -55,6 +57,7 @@ mod dns;
 pub mod faults;
 pub mod hostile;
 mod list;
+mod nameserver;
 mod reject;
 mod server;
 mod state;
@@ -129,6 +132,8 @@ pub struct SimOptions {
     /// at most this often and at shutdown: writing the whole file per call is O(N) per call,
     /// which a benchmark with thousands of orders cannot afford.
     pub persist_interval: Duration,
+    /// Serve DNS (UDP and TCP) for the zones' records here ([`nameserver`]).
+    pub dns_listen: Option<SocketAddr>,
 }
 
 impl SimOptions {
@@ -184,6 +189,8 @@ pub struct SimHandle {
     pub addr: SocketAddr,
     /// The test CA's root certificate, PEM, for `openssl verify` or curl.
     pub root_pem: PathBuf,
+    /// Where the DNS server listens (`dns_listen`), if asked for.
+    pub dns_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -228,6 +235,15 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
         .local_addr()
         .map_err(|source| SimError::Listen { addr, source })?;
     let root_pem = ca.root_path.clone();
+    let dns = match opts.dns_listen {
+        Some(addr) => Some(
+            nameserver::bind(addr)
+                .await
+                .map_err(|source| SimError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    let dns_addr = dns.as_ref().and_then(|(udp, _)| udp.local_addr().ok());
     let sim = Arc::new(Sim {
         verifier: std::sync::Mutex::new(
             auth::Verifier::new(&opts.credentials).with_clock_offset(opts.clock_offset),
@@ -250,9 +266,13 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
             }
         })
     });
+    let dns_task = dns.map(|(udp, tcp)| tokio::spawn(nameserver::serve(udp, tcp, sim.clone())));
     let task = tokio::spawn(async move {
         server::serve(listener, sim.clone(), rx).await;
         ticker.abort();
+        if let Some(d) = dns_task {
+            d.abort();
+        }
         if let Some(w) = writer {
             w.abort();
         }
@@ -261,6 +281,7 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
     Ok(SimHandle {
         addr: local,
         root_pem,
+        dns_addr,
         shutdown: Some(tx),
         task: Some(task),
     })

@@ -6,7 +6,8 @@
 //! machine asks, so every rule is unit-tested with fixed times and in-memory fakes.
 //!
 //! The transitions live by stage: `order` (key, intent, create, adoption), `poll` (proof and
-//! polling), `issue` (check, install, renewal plan), `failure` (the one failure tail).
+//! polling), `proof` (the proof self-check's reports), `issue` (check, install, renewal plan),
+//! `failure` (the one failure tail).
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::config::{Certificate, KeyKind};
 use crate::deploy::{CertInfo, DeployError, PemSet};
 pub use crate::lifecycle::quota::QuotaLook;
 use crate::store::{CertRecord, PendingKey, Phase};
+use crate::validation::selfcheck::{FailureKind, ProofCheck};
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{CertificateState, Challenge, CreateOrder, ListOrders, OrderId, OrderSummary};
 use cas_api::secret::Secret;
@@ -25,11 +27,13 @@ mod failure;
 mod issue;
 mod order;
 mod poll;
+mod proof;
 
 use failure::{abandon, failed, Failure};
 use issue::{checked, installed};
 use order::{adopt, created, key_ready, quota_known};
 use poll::{described, published, unverified};
+use proof::{self_checked, then_check};
 
 /// What a transition depends on besides the record.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +71,8 @@ pub enum Request {
     Publish(Challenge),
     /// Publish a FILE proof again (it may have vanished since).
     Republish(Challenge),
+    /// Look at the published proof from outside, as the CA would.
+    SelfCheck(Challenge),
     /// Split and check what CAS issued against our key and the configured names.
     Check {
         chain_pem: String,
@@ -112,8 +118,14 @@ pub enum Observation {
     Published {
         result: Result<Presented, ValidationError>,
         issue_ewma: Option<f64>,
+        /// The challenge published (for the self-check that follows).
+        challenge: Challenge,
     },
-    Republished(Result<(), ValidationError>),
+    Republished {
+        result: Result<(), ValidationError>,
+        challenge: Challenge,
+    },
+    SelfChecked(ProofCheck),
     Checked(Result<(PemSet, CertInfo), CheckError>),
     /// `set` and `info` are the ones of the [`Request::Install`]; `Ok` holds the new directory.
     Installed {
@@ -184,6 +196,15 @@ pub enum Event {
         /// The last proof self-check result (`ok` or the reason), once the record keeps one.
         proof: Option<String>,
     },
+    /// The self-check cannot see the proof; once per order and reason.
+    ProofUnreachable {
+        order_id: OrderId,
+        reason: String,
+    },
+    /// The self-check sees the proof again after a failure.
+    ProofReachable {
+        order_id: OrderId,
+    },
     Issued {
         order_id: OrderId,
         not_after: DateTime<Utc>,
@@ -225,6 +246,7 @@ pub enum Effect {
     ObserveIssueTime(f64),
     MetricOrderCreated,
     MetricRenewalFailed,
+    MetricProofCheckFailed(FailureKind),
     /// The certificate gauges after a deployment.
     MetricDeployed,
 }
@@ -401,10 +423,22 @@ pub fn observe(mut rec: CertRecord, cx: &Cx<'_>, obs: Observation) -> Transition
             }
         }
         Observation::Described(Ok(state)) => described(rec, cx, state),
-        Observation::Published { result, issue_ewma } => published(rec, cx, result, issue_ewma),
-        Observation::Republished(result) => {
+        Observation::Published {
+            result,
+            issue_ewma,
+            challenge,
+        } => {
+            let ok = result.is_ok();
+            let t = published(rec, cx, result, issue_ewma);
+            if ok {
+                then_check(t, cx, challenge)
+            } else {
+                t
+            }
+        }
+        Observation::Republished { result, challenge } => {
             let failed_again = result.err().zip(rec.phase.open_order());
-            let t = unverified(rec, cx);
+            let t = then_check(unverified(rec, cx), cx, challenge);
             match failed_again {
                 Some((e, order_id)) => t.prepend(vec![Effect::Log(Event::RepublishFailed {
                     order_id,
@@ -413,6 +447,7 @@ pub fn observe(mut rec: CertRecord, cx: &Cx<'_>, obs: Observation) -> Transition
                 None => t,
             }
         }
+        Observation::SelfChecked(result) => self_checked(rec, cx, result),
         Observation::Checked(result) => checked(rec, cx, result),
         Observation::Installed { set, info, result } => installed(rec, cx, set, info, result),
     }

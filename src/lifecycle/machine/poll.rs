@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::failure::{abandon, failed, Failure};
 use super::issue::issued;
+use super::proof::then_check;
 use super::{decide, pending, Cx, Effect, Event, Request, StepOutcome, Transition};
 use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
@@ -41,8 +42,7 @@ fn timed_out(
         since: deadline - dur(timeout),
         timeout,
         last_error: rec.last_error.clone(),
-        // Wired to the last proof self-check once the record keeps it (branch selfcheck).
-        proof: None,
+        proof: rec.proof_now(),
     };
     let (rec, cleanup) = abandon(rec);
     let reason = format!(
@@ -119,7 +119,7 @@ fn still_unverified(rec: CertRecord, cx: &Cx<'_>, ch: cas_api::model::Challenge)
             presented: Presented::File { .. },
             ..
         } => Transition::new(rec).call(Request::Republish(ch)),
-        Phase::Presented { .. } => unverified(rec, cx),
+        Phase::Presented { .. } => then_check(unverified(rec, cx), cx, ch),
         _ => wait_poll(rec, cx, 0),
     }
 }

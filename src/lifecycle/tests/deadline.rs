@@ -164,6 +164,29 @@ fn the_deadline_logs_one_event_cleans_the_proof_and_queues_the_order() {
     assert_eq!(t.next, Next::Done(StepOutcome::Waiting(now + secs(60))));
 }
 
+/// The event carries what the last self-check of this order saw; one of an older order does not count.
+#[test]
+fn the_deadline_event_carries_the_last_self_check_of_the_order() {
+    let c = cert_with_timeout(HOUR);
+    let cx = cx_at(&c, t0() + hour());
+    let proof_of = |order: u64| {
+        let mut rec = presented(Some(t0()), t0() + secs(2));
+        rec.proof = Some(crate::store::ProofStatus {
+            order_id: OrderId(order),
+            at: t0() + secs(30),
+            failure: Some("HTTP 403 from 127.0.0.1:8080".into()),
+            reported: vec!["HTTP 403 from 127.0.0.1:8080".into()],
+        });
+        let t = machine::observe(rec, &cx, Observation::Described(Ok(file_challenge())));
+        match &t.effects[0] {
+            Effect::Log(Event::ValidationTimeout { proof, .. }) => proof.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(proof_of(8).as_deref(), Some("HTTP 403 from 127.0.0.1:8080"));
+    assert_eq!(proof_of(7), None);
+}
+
 #[test]
 fn before_the_deadline_the_proof_is_published_again_and_nothing_is_given_up() {
     let c = cert_with_timeout(HOUR);

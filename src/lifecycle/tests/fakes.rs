@@ -16,6 +16,7 @@ use crate::lifecycle::quota::QuotaCache;
 use crate::lifecycle::StepOutcome;
 use crate::metrics::Metrics;
 use crate::store::{CertRecord, StoreError};
+use crate::validation::selfcheck::{ProofCheck, ProofFailure};
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{
     CertificateState, Challenge, Contact, CreateOrder, IssuedCertificate, ListOrders, OrderId,
@@ -85,6 +86,7 @@ pub fn cert(name: &str, domains: &[&str]) -> Certificate {
         },
         keep_versions: 2,
         validation_timeout: std::time::Duration::from_secs(24 * 3600),
+        self_check: Default::default(),
     }
 }
 
@@ -131,6 +133,8 @@ pub struct Fakes {
     pub now: Mutex<DateTime<Utc>>,
     pub proof_problems: Mutex<Vec<String>>,
     pub present_script: Mutex<VecDeque<Result<Presented, ValidationError>>>,
+    /// What the next self-checks answer (default: the proof is seen).
+    pub self_check_script: Mutex<VecDeque<Result<(), ProofFailure>>>,
     pub deploy_preflight: Mutex<Option<DeployError>>,
     pub refuse: Mutex<Option<DeployError>>,
     pub install_failures: Mutex<u32>,
@@ -152,6 +156,7 @@ impl Fakes {
             now: Mutex::new(t0()),
             proof_problems: Mutex::default(),
             present_script: Mutex::default(),
+            self_check_script: Mutex::default(),
             deploy_preflight: Mutex::default(),
             refuse: Mutex::default(),
             install_failures: Mutex::default(),
@@ -462,6 +467,20 @@ impl Proofs for Fakes {
                 path: PathBuf::from(WEBROOT_PROOF),
             },
         })
+    }
+
+    async fn self_check(
+        &self,
+        _cert: &Certificate,
+        _challenge: &Challenge,
+        _presented: Option<&Presented>,
+    ) -> ProofCheck {
+        self.note("self-check");
+        self.self_check_script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(()))
     }
 
     async fn cleanup(

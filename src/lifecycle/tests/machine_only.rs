@@ -3,7 +3,7 @@
 use chrono::TimeDelta;
 
 use super::fakes::{cert, lost, permanent, secs, t0, POLL_MAX, POLL_MIN};
-use super::{deployed_record, file_challenge};
+use super::{deployed_record, file_ch, file_challenge};
 use crate::config::Certificate;
 use crate::deploy::{CertInfo, DeployError, PemSet};
 use crate::lifecycle::machine::{
@@ -123,7 +123,9 @@ fn a_first_issuance_hits_every_crash_point_after_its_durable_write() {
             Observation::Published {
                 result: Ok(Presented::File { path: "/p".into() }),
                 issue_ewma: None,
+                challenge: file_ch(),
             },
+            Observation::SelfChecked(Ok(())),
         ],
     );
     assert_eq!(
@@ -466,6 +468,7 @@ fn a_manual_proof_tells_the_operator_what_to_publish() {
         Observation::Published {
             result: Ok(presented),
             issue_ewma: None,
+            challenge: file_ch(),
         },
     );
     assert_eq!(

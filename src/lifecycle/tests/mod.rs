@@ -6,6 +6,7 @@ mod deadline;
 mod fakes;
 mod machine_only;
 mod quota;
+mod selfcheck;
 
 use chrono::TimeDelta;
 
@@ -19,12 +20,16 @@ use cas_api::model::{CertificateState, Challenge, IssuedCertificate, OrderId, Va
 use cas_api::secret::Secret;
 use fakes::*;
 
-fn file_challenge() -> CertificateState {
-    CertificateState::DomainVerify(Challenge::File {
+fn file_ch() -> Challenge {
+    Challenge::File {
         domain: "a.test".into(),
         uri: "/.well-known/pki-validation/fileauth.txt".into(),
         content: "tok".into(),
-    })
+    }
+}
+
+fn file_challenge() -> CertificateState {
+    CertificateState::DomainVerify(file_ch())
 }
 
 fn dns_challenge() -> CertificateState {

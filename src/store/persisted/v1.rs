@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::deploy::CertInfo;
-use crate::store::{CertRecord, DeployedCert, PendingKey, Phase};
+use crate::store::{CertRecord, DeployedCert, PendingKey, Phase, ProofStatus};
 use crate::validation::Presented;
 use cas_api::model::OrderId;
 use cas_api::secret::Secret;
@@ -42,6 +42,20 @@ pub(super) struct Record {
     failures: u32,
     #[serde(default)]
     retired_orders: Vec<Id>,
+    /// Added within v1 (proof self-check): absent before, and not written while `None`, so
+    /// older records re-encode unchanged; builds that predate it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proof: Option<ProofV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProofV1 {
+    order_id: Id,
+    at: DateTime<Utc>,
+    #[serde(default)]
+    failure: Option<String>,
+    #[serde(default)]
+    reported: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -190,6 +204,12 @@ impl Record {
             orders_to_clean: ids(&r.orders_to_clean),
             failures: r.failures,
             retired_orders: ids(&r.retired_orders),
+            proof: r.proof.as_ref().map(|p| ProofV1 {
+                order_id: p.order_id.into(),
+                at: p.at,
+                failure: p.failure.clone(),
+                reported: p.reported.clone(),
+            }),
         }
     }
 
@@ -214,6 +234,12 @@ impl Record {
             orders_to_clean: order_ids(self.orders_to_clean),
             failures: self.failures,
             retired_orders: order_ids(self.retired_orders),
+            proof: self.proof.map(|p| ProofStatus {
+                order_id: p.order_id.into(),
+                at: p.at,
+                failure: p.failure,
+                reported: p.reported,
+            }),
         }
     }
 }

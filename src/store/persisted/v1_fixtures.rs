@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::deploy::CertInfo;
-use crate::store::{CertRecord, DeployedCert, Phase};
+use crate::store::{CertRecord, DeployedCert, Phase, ProofStatus};
 use crate::validation::Presented;
 use cas_api::model::OrderId;
 use cas_api::secret::Secret;
@@ -148,6 +148,24 @@ fn presented_file() {
         include_bytes!("fixtures/v1/presented_file.json"),
         presented("presented_file", p),
     );
+}
+
+#[test]
+fn presented_file_with_a_proof_self_check() {
+    let p = Presented::File {
+        path: "/var/www/html/.well-known/pki-validation/fileauth.txt".into(),
+    };
+    let mut r = presented("presented_file_proof", p);
+    r.proof = Some(ProofStatus {
+        order_id: OrderId(9001),
+        at: t(3),
+        failure: Some("HTTP 404 from 127.0.0.1:8080".into()),
+        reported: vec![
+            "HTTP 403 from 127.0.0.1:8080".into(),
+            "HTTP 404 from 127.0.0.1:8080".into(),
+        ],
+    });
+    check(include_bytes!("fixtures/v1/presented_file_proof.json"), r);
 }
 
 #[test]
