@@ -1,0 +1,195 @@
+//! Fleet mode's foundation (issue 12; experimental, not wired into the lifecycle yet). Many
+//! hosts share one etcd v3 cluster; each certificate has exactly one owner, and only the owner
+//! writes its record:
+//! - [`keyfile`]: the fleet key's file and where it is looked for (always built: `check` uses it);
+//! - `seal`: envelope encryption of private keys before they reach etcd;
+//! - `lease`: this host's etcd lease, kept alive, and when it is lost;
+//! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
+//!   token;
+//! - `records`: the versioned record in etcd, every write fenced by the owner's token.
+//!
+//! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
+//! Keys in etcd, under the configured prefix: `<prefix>/owner/<cert>` (value: the node name,
+//! bound to the owner's lease) and `<prefix>/records/<cert>` (the record, keys sealed).
+pub mod keyfile;
+
+#[cfg(feature = "fleet")]
+mod lease;
+#[cfg(feature = "fleet")]
+mod owner;
+#[cfg(feature = "fleet")]
+mod records;
+#[cfg(feature = "fleet")]
+pub mod seal;
+
+#[cfg(feature = "fleet")]
+pub use lease::Lease;
+#[cfg(feature = "fleet")]
+pub use owner::{claim, owner_of, Claim, Ownership};
+#[cfg(feature = "fleet")]
+pub use records::EtcdRecords;
+
+#[cfg(feature = "fleet")]
+pub use etcd::*;
+
+#[cfg(feature = "fleet")]
+mod etcd {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::config::FleetSettings;
+    use crate::store::StoreError;
+
+    use super::seal::SealError;
+
+    /// How long a connection attempt and each request may take before it is an error.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum FleetError {
+        #[error("etcd: {0}")]
+        Etcd(#[from] etcd_client::Error),
+        #[error("[fleet] tls is not supported by this build yet; use etcd on a private network over http:// for now")]
+        TlsNotYet,
+        /// The write's fence failed: the owner key is gone or belongs to a successor. Nothing
+        /// was written.
+        #[error("{cert}: write refused by the fence: this host's ownership (token {token}) is over ({now})")]
+        Fenced {
+            cert: String,
+            token: i64,
+            /// Who holds the certificate now, as far as etcd says.
+            now: String,
+        },
+        /// The fence held but the record is not at the version this host last saw: something
+        /// wrote it that should not have. Nothing was written.
+        #[error("{cert}: the record is at version {found} in etcd, not {expected} as this host last read it; nothing written")]
+        Conflict {
+            cert: String,
+            expected: i64,
+            found: i64,
+        },
+        #[error("{cert}: {what} is not a record of this fleet")]
+        Foreign { cert: String, what: String },
+        #[error(transparent)]
+        Seal(#[from] SealError),
+        #[error(transparent)]
+        Store(#[from] StoreError),
+    }
+
+    /// The fleet's etcd cluster, one client per member, with the key layout under the prefix.
+    /// A request goes to the member that answered last; one that cannot even be connected to
+    /// (the request never left this host) is passed to the next member.
+    #[derive(Clone)]
+    pub struct Fleet {
+        clients: Arc<Vec<etcd_client::Client>>,
+        preferred: Arc<AtomicUsize>,
+        prefix: String,
+        node: String,
+    }
+
+    impl Fleet {
+        /// Sets up a client for every member of `s` (connections are made at the first request).
+        pub async fn connect(s: &FleetSettings) -> Result<Fleet, FleetError> {
+            if s.tls.is_some() {
+                return Err(FleetError::TlsNotYet);
+            }
+            let opts = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(CONNECT_TIMEOUT)
+                .with_timeout(REQUEST_TIMEOUT)
+                // A member cut off from the others answers nothing rather than stale data.
+                .with_require_leader(true);
+            let mut clients = Vec::with_capacity(s.etcd.len());
+            for e in &s.etcd {
+                clients.push(etcd_client::Client::connect([e], Some(opts.clone())).await?);
+            }
+            Ok(Fleet {
+                clients: Arc::new(clients),
+                preferred: Arc::new(AtomicUsize::new(0)),
+                prefix: s.prefix.clone(),
+                node: s.node.clone(),
+            })
+        }
+
+        /// Runs `op` on the preferred member's client; on an error that shows the request
+        /// never reached etcd (see [`never_sent`]), on the next member's, each at most once.
+        pub(crate) async fn call<T, F, Fut>(&self, op: F) -> Result<T, etcd_client::Error>
+        where
+            F: Fn(etcd_client::Client) -> Fut,
+            Fut: Future<Output = Result<T, etcd_client::Error>>,
+        {
+            let n = self.clients.len();
+            let first = self.preferred.load(Ordering::Relaxed);
+            let mut last = None;
+            for i in 0..n {
+                let at = (first + i) % n;
+                let Some(c) = self.clients.get(at) else {
+                    continue;
+                };
+                match op(c.clone()).await {
+                    Ok(v) => {
+                        self.preferred.store(at, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Err(e) if never_sent(&e) => last = Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                etcd_client::Error::InvalidArgs("no etcd endpoint configured".into())
+            }))
+        }
+
+        /// This host's node name.
+        pub fn node(&self) -> &str {
+            &self.node
+        }
+
+        /// The key whose holder owns `cert`.
+        pub fn owner_key(&self, cert: &str) -> String {
+            format!("{}/owner/{cert}", self.prefix)
+        }
+
+        /// The key of `cert`'s record.
+        pub fn record_key(&self, cert: &str) -> String {
+            format!("{}/records/{cert}", self.prefix)
+        }
+    }
+
+    impl std::fmt::Debug for Fleet {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Fleet")
+                .field("prefix", &self.prefix)
+                .field("node", &self.node)
+                .finish()
+        }
+    }
+
+    /// Whether `e` shows that the request never reached etcd, so that another member may be
+    /// asked without risk of doing it twice: the connection was refused, or the member has no
+    /// leader (etcd refuses such a request before proposing it; `with_require_leader`).
+    pub(crate) fn never_sent(e: &etcd_client::Error) -> bool {
+        let etcd_client::Error::GRpcStatus(status) = e else {
+            return matches!(e, etcd_client::Error::TransportError(_));
+        };
+        if status.message().contains("no leader") {
+            return true;
+        }
+        let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                        | std::io::ErrorKind::AddrNotAvailable
+                );
+            }
+            src = s.source();
+        }
+        false
+    }
+}

@@ -1,0 +1,178 @@
+//! Throwaway etcd clusters for the fleet tests: one or three real `etcd` processes on free
+//! loopback ports, data in a temp dir, healthy before use (polled with a deadline), killed on
+//! drop. The binary is `$CAS_CERTD_ETCD` or `etcd` on PATH (Debian's `etcd-server`, which
+//! .ci/run installs); missing is a failure that says so, never a skip.
+#![allow(clippy::unwrap_used)]
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+use super::world::Proc;
+
+/// How long a fresh cluster may take to elect a leader on a loaded machine.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    client_port: u16,
+    proc: Option<Proc>,
+}
+
+pub struct Etcd {
+    pub members: Vec<Member>,
+    pub dir: tempfile::TempDir,
+}
+
+fn binary(env: &str, name: &str, package: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{name} not found on PATH: install Debian's {package} (.ci/run does, as root), or set {env}")
+    })
+}
+
+pub fn etcd_bin() -> PathBuf {
+    binary("CAS_CERTD_ETCD", "etcd", "etcd-server")
+}
+
+pub fn etcdctl_bin() -> PathBuf {
+    binary("CAS_CERTD_ETCDCTL", "etcdctl", "etcd-client")
+}
+
+impl Etcd {
+    /// A single-node cluster.
+    pub fn single() -> Etcd {
+        Etcd::cluster(1)
+    }
+
+    /// An `n`-member cluster, every member healthy (a leader elected) when it returns.
+    pub fn cluster(n: usize) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let peers: Vec<(String, u16, u16)> = (0..n)
+            .map(|i| (format!("m{i}"), free_port(), free_port()))
+            .collect();
+        let initial = peers
+            .iter()
+            .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Unique per cluster: members of two tests' clusters never join each other.
+        let token = format!("t-{}", dir.path().display());
+        let members = peers
+            .iter()
+            .map(|(name, client, peer)| {
+                let data = dir.path().join(name);
+                let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+                let client_url = format!("http://127.0.0.1:{client}");
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let child = Command::new(etcd_bin())
+                    .args(["--name", name])
+                    .arg("--data-dir")
+                    .arg(&data)
+                    .args(["--listen-client-urls", &client_url])
+                    .args(["--advertise-client-urls", &client_url])
+                    .args(["--listen-peer-urls", &peer_url])
+                    .args(["--initial-advertise-peer-urls", &peer_url])
+                    .args(["--initial-cluster", &initial])
+                    .args(["--initial-cluster-state", "new"])
+                    .args(["--initial-cluster-token", &token])
+                    .args(["--logger", "zap", "--log-outputs", "stderr"])
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", etcd_bin().display()));
+                Member {
+                    name: name.clone(),
+                    client_url,
+                    client_port: *client,
+                    proc: Some(Proc(child)),
+                }
+            })
+            .collect();
+        let e = Etcd { members, dir };
+        e.wait_healthy();
+        e
+    }
+
+    /// Waits until every running member reports itself healthy (it has a leader).
+    pub fn wait_healthy(&self) {
+        let t0 = Instant::now();
+        for m in self.members.iter().filter(|m| m.proc.is_some()) {
+            while !healthy(m.client_port) {
+                assert!(
+                    t0.elapsed() < START_DEADLINE,
+                    "etcd member {} not healthy within {START_DEADLINE:?}; its log:\n{}",
+                    m.name,
+                    self.log(&m.name)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Every member's client URL (killed ones too: a client is given the whole list).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Kills member `i` (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.members[i].proc.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
+    /// Runs etcdctl (v3 API) against the running members; its stdout.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let live: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.proc.is_some())
+            .map(|m| m.client_url.clone())
+            .collect();
+        let out = Command::new(etcdctl_bin())
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", live.join(",")))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn log(&self, member: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{member}.log"))).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// `GET /health` answers `"health":"true"`.
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.contains("\"health\":\"true\"")
+}
