@@ -325,4 +325,36 @@ color = "blue"
             assert!(e.contains(want), "{want:?} not in:\n{e}");
         }
     }
+
+    /// With trust (`load`, `check`), the key file is read: a bad one is an error at its line,
+    /// a good one is none.
+    #[test]
+    fn with_trust_the_key_file_is_read_and_checked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("fleet.key");
+        std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+        let text = format!(
+            "state_dir = \"/tmp/s\"\noutput_dir = \"/tmp/o\"\n[fleet]\netcd = [\"http://e:2379\"]\nkey_file = \"{}\"\n",
+            key.display()
+        );
+        let uids = cas_api::fs_trust::daemon_uids();
+        let key_errors = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            match crate::config::parse_with(&text, None, Some(&uids)) {
+                Ok(_) => Vec::new(),
+                Err(e) => e
+                    .errors
+                    .into_iter()
+                    .filter(|l| l.contains("key_file"))
+                    .collect(),
+            }
+        };
+        assert_eq!(key_errors(0o600), Vec::<String>::new());
+        let e = key_errors(0o640).join("\n");
+        assert!(
+            e.contains(":5:12: fleet.key_file: fleet key") && e.contains("chmod 600"),
+            "{e}"
+        );
+    }
 }
