@@ -30,7 +30,7 @@ pub enum FleetKeySource {
 }
 
 /// `tls = { ca = ..., cert = ..., key = ... }`: the CA that signs etcd's certificates, and an
-/// optional client certificate and key (both or neither).
+/// optional client certificate and key (both or neither). Read when the fleet connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetTls {
     pub ca: PathBuf,

@@ -35,11 +35,12 @@ pub use etcd::*;
 #[cfg(feature = "fleet")]
 mod etcd {
     use std::future::Future;
+    use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::config::FleetSettings;
+    use crate::config::{FleetSettings, FleetTls};
     use crate::store::StoreError;
 
     use super::seal::SealError;
@@ -52,8 +53,8 @@ mod etcd {
     pub enum FleetError {
         #[error("etcd: {0}")]
         Etcd(#[from] etcd_client::Error),
-        #[error("[fleet] tls is not supported by this build yet; use etcd on a private network over http:// for now")]
-        TlsNotYet,
+        #[error("[fleet] tls: {path}: {reason}")]
+        Tls { path: PathBuf, reason: String },
         /// The write's fence failed: the owner key is gone or belongs to a successor. Nothing
         /// was written.
         #[error("{cert}: write refused by the fence: this host's ownership (token {token}) is over ({now})")]
@@ -93,14 +94,14 @@ mod etcd {
     impl Fleet {
         /// Sets up a client for every member of `s` (connections are made at the first request).
         pub async fn connect(s: &FleetSettings) -> Result<Fleet, FleetError> {
-            if s.tls.is_some() {
-                return Err(FleetError::TlsNotYet);
-            }
-            let opts = etcd_client::ConnectOptions::new()
+            let mut opts = etcd_client::ConnectOptions::new()
                 .with_connect_timeout(CONNECT_TIMEOUT)
                 .with_timeout(REQUEST_TIMEOUT)
                 // A member cut off from the others answers nothing rather than stale data.
                 .with_require_leader(true);
+            if let Some(t) = &s.tls {
+                opts = opts.with_tls(tls_options(t)?);
+            }
             let mut clients = Vec::with_capacity(s.etcd.len());
             for e in &s.etcd {
                 clients.push(etcd_client::Client::connect([e], Some(opts.clone())).await?);
@@ -165,6 +166,26 @@ mod etcd {
                 .field("node", &self.node)
                 .finish()
         }
+    }
+
+    /// The CA that signs etcd's certificates and this host's client certificate, from `t`'s
+    /// files. The client key is a secret: it is read under the rule for one (regular file of
+    /// a trusted owner, mode 0600, trusted path).
+    fn tls_options(t: &FleetTls) -> Result<etcd_client::TlsOptions, FleetError> {
+        let err = |path: &Path, reason: String| FleetError::Tls {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let ca = std::fs::read(&t.ca).map_err(|e| err(&t.ca, format!("cannot read: {e}")))?;
+        let mut o =
+            etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+        if let Some((cert, key)) = &t.client {
+            let c = std::fs::read(cert).map_err(|e| err(cert, format!("cannot read: {e}")))?;
+            let k = cas_api::credentials::read_private_file(key)
+                .map_err(|e| err(key, e.to_string()))?;
+            o = o.identity(etcd_client::Identity::from_pem(c, k));
+        }
+        Ok(o)
     }
 
     /// Whether `e` shows that the request never reached etcd, so that another member may be

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cas_api::model::OrderId;
 use cas_api::secret::Secret;
-use cas_certd::config::{FleetKeySource, FleetSettings};
+use cas_certd::config::{FleetKeySource, FleetSettings, FleetTls};
 use cas_certd::deploy::CertInfo;
 use cas_certd::fleet::keyfile::FleetKey;
 use cas_certd::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease, Ownership};
@@ -248,4 +248,50 @@ async fn keys_in_etcd_are_sealed_and_open_only_with_the_fleet_key() {
         .unwrap_err();
     assert!(matches!(e, FleetError::Seal(_)), "{e}");
     assert!(!e.to_string().contains("PRIVATE"), "{e}");
+}
+
+/// etcd that speaks only TLS and asks every client for a certificate of its CA: the fleet
+/// connects with `tls`' files and works; without the client certificate etcd refuses it; a
+/// client key others can read is refused before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_over_tls_with_a_client_certificate_and_not_without() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let etcd = Etcd::single_tls();
+    let t = etcd.tls.as_ref().unwrap();
+    let mut s = settings(&etcd, "web-1");
+    assert!(s.etcd[0].starts_with("https://"));
+    s.tls = Some(FleetTls {
+        ca: t.ca.clone(),
+        client: Some((t.client_cert.clone(), t.client_key.clone())),
+    });
+    let f = Fleet::connect(&s).await.unwrap();
+    let lease = Lease::grant(&f, TTL).await.unwrap();
+    let o = owned(claim(&f, &lease, "www").await.unwrap());
+    let key = FleetKey::from_bytes([1; 32]);
+    EtcdRecords::new(f.clone(), &key)
+        .put_durable(&o, &record("www", &key_pem()))
+        .await
+        .unwrap();
+    assert!(etcd
+        .etcdctl(&["get", "--keys-only", "--prefix", "/test/fleet"])
+        .contains("/test/fleet/records/www"));
+
+    let anonymous = FleetSettings {
+        tls: Some(FleetTls {
+            ca: t.ca.clone(),
+            client: None,
+        }),
+        ..s.clone()
+    };
+    let f2 = Fleet::connect(&anonymous).await.unwrap();
+    let e = Lease::grant(&f2, TTL).await.unwrap_err();
+    assert!(matches!(e, FleetError::Etcd(_)), "{e}");
+
+    std::fs::set_permissions(&t.client_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = Fleet::connect(&s).await.unwrap_err();
+    assert!(
+        matches!(&e, FleetError::Tls { path, .. } if path == &t.client_key)
+            && e.to_string().contains("chmod 600"),
+        "{e}"
+    );
 }

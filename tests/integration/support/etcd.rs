@@ -25,6 +25,63 @@ pub struct Member {
 pub struct Etcd {
     pub members: Vec<Member>,
     pub dir: tempfile::TempDir,
+    /// With TLS: the files a client needs (clients must show a certificate of the test CA).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A test CA, the members' server certificate (127.0.0.1, localhost) and a client
+/// certificate, as PEM files in the cluster's temp dir (keys mode 0600).
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+impl TlsFiles {
+    fn make(dir: &Path) -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            SanType,
+        };
+        use std::os::unix::fs::PermissionsExt as _;
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(names).unwrap();
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.extended_key_usages = vec![usage];
+            (
+                p.signed_by(&key, &issuer).unwrap().pem(),
+                key.serialize_pem(),
+            )
+        };
+        let (server_pem, server_key_pem) = leaf(
+            vec!["localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_pem, client_key_pem) =
+            leaf(vec!["web-1".into()], ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        TlsFiles {
+            ca: write("ca.pem", &ca.pem(), 0o644),
+            client_cert: write("client.pem", &client_pem, 0o644),
+            client_key: write("client.key", &client_key_pem, 0o600),
+            server_cert: write("server.pem", &server_pem, 0o644),
+            server_key: write("server.key", &server_key_pem, 0o600),
+        }
+    }
 }
 
 fn binary(env: &str, name: &str, package: &str) -> PathBuf {
@@ -57,7 +114,19 @@ impl Etcd {
 
     /// An `n`-member cluster, every member healthy (a leader elected) when it returns.
     pub fn cluster(n: usize) -> Etcd {
+        Etcd::start(n, false)
+    }
+
+    /// A single node that speaks only TLS to clients and asks each for a certificate of the
+    /// test CA.
+    pub fn single_tls() -> Etcd {
+        Etcd::start(1, true)
+    }
+
+    fn start(n: usize, tls: bool) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| TlsFiles::make(dir.path()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let peers: Vec<(String, u16, u16)> = (0..n)
             .map(|i| (format!("m{i}"), free_port(), free_port()))
             .collect();
@@ -73,9 +142,19 @@ impl Etcd {
             .map(|(name, client, peer)| {
                 let data = dir.path().join(name);
                 let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
-                let client_url = format!("http://127.0.0.1:{client}");
+                let client_url = format!("{scheme}://127.0.0.1:{client}");
                 let peer_url = format!("http://127.0.0.1:{peer}");
-                let child = Command::new(etcd_bin())
+                let mut cmd = Command::new(etcd_bin());
+                if let Some(t) = &tls {
+                    cmd.arg("--cert-file")
+                        .arg(&t.server_cert)
+                        .arg("--key-file")
+                        .arg(&t.server_key)
+                        .arg("--trusted-ca-file")
+                        .arg(&t.ca)
+                        .arg("--client-cert-auth");
+                }
+                let child = cmd
                     .args(["--name", name])
                     .arg("--data-dir")
                     .arg(&data)
@@ -100,7 +179,7 @@ impl Etcd {
                 }
             })
             .collect();
-        let e = Etcd { members, dir };
+        let e = Etcd { members, dir, tls };
         e.wait_healthy();
         e
     }
@@ -109,7 +188,7 @@ impl Etcd {
     pub fn wait_healthy(&self) {
         let t0 = Instant::now();
         for m in self.members.iter().filter(|m| m.proc.is_some()) {
-            while !healthy(m.client_port) {
+            while !self.healthy(m) {
                 assert!(
                     t0.elapsed() < START_DEADLINE,
                     "etcd member {} not healthy within {START_DEADLINE:?}; its log:\n{}",
@@ -142,14 +221,41 @@ impl Etcd {
             .filter(|m| m.proc.is_some())
             .map(|m| m.client_url.clone())
             .collect();
-        let out = Command::new(etcdctl_bin())
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", live.join(",")))
-            .args(args)
-            .output()
-            .unwrap();
+        let out = self.etcdctl_at(&live, args).output().unwrap();
         assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn etcdctl_at(&self, endpoints: &[String], args: &[&str]) -> Command {
+        let mut c = Command::new(etcdctl_bin());
+        c.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")));
+        if let Some(t) = &self.tls {
+            c.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key);
+        }
+        c.args(args);
+        c
+    }
+
+    /// Whether member `m` answers healthy: `GET /health` over plain HTTP, `etcdctl endpoint
+    /// health` over TLS.
+    fn healthy(&self, m: &Member) -> bool {
+        if self.tls.is_none() {
+            return healthy(m.client_port);
+        }
+        self.etcdctl_at(
+            std::slice::from_ref(&m.client_url),
+            &["endpoint", "health", "--command-timeout=2s"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
     }
 
     pub fn log(&self, member: &str) -> String {
