@@ -295,3 +295,34 @@ async fn works_over_tls_with_a_client_certificate_and_not_without() {
         "{e}"
     );
 }
+
+/// Two members of three stopped: no keep-alive can be answered, so the owner sees its lease
+/// (and its ownership) lost by the lease's deadline, without any answer from etcd, and a write
+/// fails rather than going anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_is_seen_lost_when_etcd_loses_its_quorum() {
+    let mut etcd = Etcd::cluster(3);
+    let (a, la) = host(&etcd, "web-1").await;
+    let oa = owned(claim(&a, &la, "www").await.unwrap());
+    assert!(la.remaining() > la.ttl() / 2, "{:?}", la.remaining());
+    etcd.kill(0);
+    etcd.kill(1);
+    let t0 = Instant::now();
+    tokio::time::timeout(DEADLINE, oa.lost()).await.unwrap();
+    let seen = t0.elapsed();
+    assert!(!la.is_live());
+    assert!(
+        seen <= la.ttl() + Duration::from_secs(1),
+        "lost seen after {seen:?}"
+    );
+    let key = FleetKey::from_bytes([2; 32]);
+    let e = EtcdRecords::new(a, &key)
+        .put_durable(&oa, &record("www", &key_pem()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FleetError::Etcd(_)), "{e}");
+    eprintln!(
+        "lease seen lost {seen:?} after quorum loss (TTL {:?})",
+        la.ttl()
+    );
+}
