@@ -75,8 +75,14 @@ pub async fn claim(fleet: &Fleet, lease: &Arc<Lease>, cert: &str) -> Result<Clai
     };
     if resp.succeeded() {
         // The put is the transaction's only write: its revision is the key's create revision.
-        let token = resp.header().map(|h| h.revision()).unwrap_or(0);
-        return Ok(owned(token));
+        // Never a token of 0: a fence on 0 would pass wherever nobody owns the certificate.
+        return match resp.header().map(|h| h.revision()) {
+            Some(token) if token > 0 => Ok(owned(token)),
+            _ => Err(FleetError::Unexpected {
+                cert: cert.to_string(),
+                what: "a claim answered without a revision".into(),
+            }),
+        };
     }
     let holder = resp.op_responses().into_iter().find_map(|r| match r {
         TxnOpResponse::Get(g) => g.kvs().first().cloned(),
@@ -90,7 +96,7 @@ pub async fn claim(fleet: &Fleet, lease: &Arc<Lease>, cert: &str) -> Result<Clai
         }),
         // Cannot happen inside one transaction (the compare saw the key); say so rather
         // than claim anything.
-        None => Err(FleetError::Foreign {
+        None => Err(FleetError::Unexpected {
             cert: cert.to_string(),
             what: "an owner key that vanished inside a transaction".into(),
         }),

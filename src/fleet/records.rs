@@ -48,7 +48,7 @@ impl EtcdRecords {
         };
         let sealed = store::decode(name, kv.value())?;
         if sealed.name != name {
-            return Err(FleetError::Foreign {
+            return Err(FleetError::Unexpected {
                 cert: name.to_string(),
                 what: format!("a record named {:?}", sealed.name),
             });
@@ -64,9 +64,9 @@ impl EtcdRecords {
     pub async fn put_durable(&self, owner: &Ownership, rec: &CertRecord) -> Result<(), FleetError> {
         let name = owner.cert();
         if rec.name != name {
-            return Err(FleetError::Foreign {
-                cert: name.to_string(),
-                what: format!("a record named {:?} written as its owner", rec.name),
+            return Err(FleetError::WrongOwnership {
+                record: rec.name.clone(),
+                owned: name.to_string(),
             });
         }
         let expected = match self.known(name) {

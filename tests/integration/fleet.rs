@@ -16,8 +16,9 @@ use cas_certd::store::{CertRecord, DeployedCert, PendingKey, Phase};
 
 use crate::support::etcd::Etcd;
 
-/// Short, so that a lost lease is seen in seconds (etcd may raise it to its minimum).
-const TTL: Duration = Duration::from_secs(2);
+/// Short, so that a lost lease is seen in seconds (etcd may raise it to its minimum), yet
+/// long enough that a keep-alive every third of it never misses on a loaded machine.
+const TTL: Duration = Duration::from_secs(3);
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn settings(etcd: &Etcd, node: &str) -> FleetSettings {
@@ -121,6 +122,9 @@ async fn a_paused_owner_is_fenced_once_a_successor_took_over_with_a_member_down(
         .unwrap();
 
     etcd.kill(0);
+    // If the killed member led, requests wait for the next election (seconds on a loaded
+    // machine): this test is about the fence, so it waits for the new leader first.
+    etcd.wait_healthy();
     let (b, lb) = host(&etcd, "web-2").await;
     let rb = EtcdRecords::new(b.clone(), &key);
     // Still owned: B is refused while A's lease lives.
@@ -225,6 +229,12 @@ async fn keys_in_etcd_are_sealed_and_open_only_with_the_fleet_key() {
     ra.put_durable(&o, &r).await.unwrap();
     // A second write re-seals at the next version.
     ra.put_durable(&o, &r).await.unwrap();
+    // The ownership of one certificate writes no other's record.
+    let e = ra
+        .put_durable(&o, &record("api", &pending))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FleetError::WrongOwnership { .. }), "{e}");
 
     let dump = etcd.etcdctl(&["get", "--prefix", "/test/fleet"]);
     assert!(dump.contains("/test/fleet/records/www"), "{dump}");
