@@ -11,9 +11,17 @@ use crate::store::StoreError;
 
 use super::seal::SealError;
 
-/// How long a connection attempt and each request may take before it is an error.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt and each request may take before it is an error. A request
+/// forwarded to a leader that just died is never answered: this bounds the wait.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a request that is safe to repeat is retried through an election or a member
+/// restarting (etcd elects within a few seconds; its own proposal timeout is about 7 s).
+const RETRY_BUDGET: Duration = Duration::from_secs(10);
+/// gRPC status codes (the wire protocol's numbers) that say "not now" rather than "no".
+const GRPC_CANCELLED: i32 = 1;
+const GRPC_DEADLINE_EXCEEDED: i32 = 4;
+const GRPC_UNAVAILABLE: i32 = 14;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -115,6 +123,30 @@ impl Fleet {
         }))
     }
 
+    /// [`Self::call`] for a request that may be repeated without harm (a read, a claim, a
+    /// lease grant): one that failed for want of a leader or an answer is retried, with a
+    /// growing pause, until [`RETRY_BUDGET`] is spent. Never for a record write: its repeat
+    /// after an unanswered first try is left to the caller (it would fail its version
+    /// compare anyway).
+    pub(crate) async fn call_idempotent<T, F, Fut>(&self, op: F) -> Result<T, etcd_client::Error>
+    where
+        F: Fn(etcd_client::Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.call(&op).await {
+                Err(e) if transient(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(error = %e, "etcd not answering now; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// This host's node name.
     pub fn node(&self) -> &str {
         &self.node
@@ -158,6 +190,17 @@ fn tls_options(t: &FleetTls) -> Result<etcd_client::TlsOptions, FleetError> {
         o = o.identity(etcd_client::Identity::from_pem(c, k));
     }
     Ok(o)
+}
+
+/// Whether `e` says "not now" (no leader, no answer in time, unreachable) rather than "no".
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code() as i32,
+            GRPC_CANCELLED | GRPC_DEADLINE_EXCEEDED | GRPC_UNAVAILABLE
+        ),
+        e => never_sent(e),
+    }
 }
 
 /// Whether `e` shows that the request never reached etcd, so that another member may be

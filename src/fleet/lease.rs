@@ -42,8 +42,9 @@ impl Lease {
     pub async fn grant(fleet: &Fleet, ttl: Duration) -> Result<Arc<Lease>, FleetError> {
         let sent = Instant::now();
         let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        // Safe to repeat: a grant whose answer was lost leaves a lease that expires unused.
         let g = fleet
-            .call(|mut c| async move { c.lease_grant(ttl_secs, None).await })
+            .call_idempotent(|mut c| async move { c.lease_grant(ttl_secs, None).await })
             .await?;
         let ttl = Duration::from_secs(u64::try_from(g.ttl()).unwrap_or(1));
         let (tx, rx) = watch::channel(State::Until(sent + ttl));

@@ -60,8 +60,9 @@ pub async fn claim(fleet: &Fleet, lease: &Arc<Lease>, cert: &str) -> Result<Clai
             Some(etcd_client::PutOptions::new().with_lease(lease.id())),
         )])
         .or_else([TxnOp::get(key.clone(), None)]);
+    // Safe to repeat: a repeat after an unanswered success finds the key bound to this lease.
     let resp = fleet
-        .call(|mut c| {
+        .call_idempotent(|mut c| {
             let txn = txn.clone();
             async move { c.txn(txn).await }
         })
@@ -107,7 +108,7 @@ pub async fn claim(fleet: &Fleet, lease: &Arc<Lease>, cert: &str) -> Result<Clai
 pub async fn owner_of(fleet: &Fleet, cert: &str) -> Result<Option<(String, i64)>, FleetError> {
     let key = fleet.owner_key(cert);
     let r = fleet
-        .call(|mut c| {
+        .call_idempotent(|mut c| {
             let key = key.clone();
             async move { c.get(key, None).await }
         })

@@ -187,7 +187,7 @@ impl EtcdRecords {
     ) -> Result<etcd_client::GetResponse, FleetError> {
         Ok(self
             .fleet
-            .call(|mut c| {
+            .call_idempotent(|mut c| {
                 let (key, opts) = (key.clone(), opts.clone());
                 async move { c.get(key, opts).await }
             })

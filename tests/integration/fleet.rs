@@ -315,6 +315,11 @@ async fn ownership_is_seen_lost_when_etcd_loses_its_quorum() {
     let (a, la) = host(&etcd, "web-1").await;
     let oa = owned(claim(&a, &la, "www").await.unwrap());
     assert!(la.remaining() > la.ttl() / 2, "{:?}", la.remaining());
+    let key = FleetKey::from_bytes([2; 32]);
+    let ra = EtcdRecords::new(a, &key);
+    ra.put_durable(&oa, &record("www", &key_pem()))
+        .await
+        .unwrap();
     etcd.kill(0);
     etcd.kill(1);
     let t0 = Instant::now();
@@ -325,14 +330,49 @@ async fn ownership_is_seen_lost_when_etcd_loses_its_quorum() {
         seen <= la.ttl() + Duration::from_secs(1),
         "lost seen after {seen:?}"
     );
-    let key = FleetKey::from_bytes([2; 32]);
-    let e = EtcdRecords::new(a, &key)
+    // A write is not retried (only the caller may decide to repeat it): it fails at once.
+    let t1 = Instant::now();
+    let e = ra
         .put_durable(&oa, &record("www", &key_pem()))
         .await
         .unwrap_err();
+    assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
     assert!(matches!(e, FleetError::Etcd(_)), "{e}");
     eprintln!(
         "lease seen lost {seen:?} after quorum loss (TTL {:?})",
         la.ttl()
+    );
+}
+
+/// The leader dies: hosts that claim, read and grant right then ride through the election (the
+/// requests are safe to repeat and are retried within a budget) instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_reads_ride_through_the_leaders_death() {
+    let mut etcd = Etcd::cluster(3);
+    let key = FleetKey::from_bytes([5; 32]);
+    let (a, la) = host(&etcd, "web-1").await;
+    let oa = owned(claim(&a, &la, "www").await.unwrap());
+    EtcdRecords::new(a.clone(), &key)
+        .put_durable(&oa, &record("www", &key_pem()))
+        .await
+        .unwrap();
+    let leader = etcd.leader();
+    // The host asks the dying leader first.
+    let mut s = settings(&etcd, "web-2");
+    s.etcd.rotate_left(leader);
+    let b = Fleet::connect(&s).await.unwrap();
+    etcd.kill(leader);
+    let t0 = Instant::now();
+    let lb = Lease::grant(&b, TTL).await.unwrap();
+    let ob = owned(claim(&b, &lb, "api").await.unwrap());
+    assert!(
+        matches!(claim(&b, &lb, "www").await.unwrap(), Claim::Taken { node, .. } if node == "web-1")
+    );
+    let r = EtcdRecords::new(b, &key).get("www").await.unwrap();
+    assert!(r.is_some());
+    assert!(ob.token() > oa.token());
+    eprintln!(
+        "requests through the leader's death answered after {:?}",
+        t0.elapsed()
     );
 }

@@ -258,6 +258,23 @@ impl Etcd {
         .is_ok_and(|s| s.success())
     }
 
+    /// The index of the member that leads now (asked of every running member).
+    pub fn leader(&self) -> usize {
+        let out = self.etcdctl(&["endpoint", "status", "--write-out=json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let rows = v.as_array().unwrap();
+        let leader = rows[0]["Status"]["leader"].as_u64().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r["Status"]["header"]["member_id"].as_u64() == Some(leader))
+            .unwrap_or_else(|| panic!("no running member leads: {out}"));
+        let url = row["Endpoint"].as_str().unwrap();
+        self.members
+            .iter()
+            .position(|m| m.client_url == url)
+            .unwrap()
+    }
+
     pub fn log(&self, member: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{member}.log"))).unwrap_or_default()
     }
