@@ -321,4 +321,72 @@ mod tests {
             Err(SealError::NotSealed { .. })
         ));
     }
+
+    /// Every phase that holds a key, with a deployed set beside it: the encoded record holds
+    /// neither key in clear, and opens back whole. (A phase or field added with a key that
+    /// `seal_keys` misses fails here.)
+    #[test]
+    fn every_phase_with_a_key_is_sealed_with_the_deployed_key() {
+        use cas_api::model::OrderId;
+        let s = Sealer::new(&FleetKey::from_bytes([4; 32]));
+        let now = Utc::now();
+        let pending = PendingKey {
+            key: Some(Secret::new("PENDINGSECRET")),
+            csr: None,
+        };
+        let phases = [
+            Phase::KeyReady {
+                pending: pending.clone(),
+            },
+            record().phase,
+            Phase::Ordered {
+                order_id: OrderId(1),
+                created_at: now,
+                pending: pending.clone(),
+            },
+            Phase::Presented {
+                order_id: OrderId(1),
+                presented: crate::validation::Presented::File {
+                    path: "/w/x".into(),
+                },
+                presented_at: now,
+                attempt: 0,
+                pending: pending.clone(),
+            },
+            Phase::Polling {
+                order_id: OrderId(1),
+                presented: None,
+                presented_at: now,
+                next_poll: now,
+                attempt: 0,
+                pending,
+            },
+        ];
+        for phase in phases {
+            let mut r = record();
+            r.phase = phase;
+            r.deployed = Some(crate::store::DeployedCert {
+                order_id: OrderId(1),
+                info: crate::deploy::CertInfo {
+                    not_before: now,
+                    not_after: now,
+                    serial_hex: "01".into(),
+                    names: vec!["www.example.com".into()],
+                    fingerprint_sha256: "00".into(),
+                },
+                cert_pem: "CERT".into(),
+                chain_pem: "CHAIN".into(),
+                key_pem: Secret::new("DEPLOYEDSECRET"),
+            });
+            let text =
+                String::from_utf8(store::encode(&seal_keys(&s, &r, 2).unwrap()).unwrap()).unwrap();
+            assert!(
+                !text.contains("SECRET") && !text.contains("PRIVATE KEY"),
+                "{}: a key in clear (the text is not printed: it holds it)",
+                r.phase.name()
+            );
+            let back = open_keys(&s, store::decode("www", text.as_bytes()).unwrap(), 2).unwrap();
+            assert_eq!(back, r, "{}", r.phase.name());
+        }
+    }
 }
