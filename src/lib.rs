@@ -10,6 +10,8 @@
 //! - [`rebuild`]: the store is a cache — recovering a damaged one, adopting deployed sets.
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
 //! - [`validation`]: proving control of a domain — webroot file, Alidns TXT, command, manual.
+//! - [`fleet`]: fleet mode's foundation (experimental, not wired in yet): the etcd record store
+//!   with ownership and fencing, envelope encryption of keys (feature `fleet`), the fleet key.
 //! - [`deploy`]: atomic PEM sets (versioned directory + symlink swap), permissions, key/cert match.
 //! - [`failpoint`]: crash points for the reliability suite (feature `failpoints`).
 //! - [`keys`]: private keys and CSRs made locally.
@@ -27,6 +29,7 @@ pub mod control;
 pub mod daemon;
 pub mod deploy;
 pub mod failpoint;
+pub mod fleet;
 pub mod hook;
 pub mod keys;
 pub mod lifecycle;

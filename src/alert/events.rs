@@ -27,6 +27,8 @@ pub const ALL_EVENTS: &[&str] = &[
     "fd.limit",
     "fd.limit_low",
     "fd.limit_unchanged",
+    "fleet.fenced",
+    "fleet.lease_lost",
     "hook.failed",
     "hook.ok",
     "listener.accept_failed",

@@ -29,6 +29,7 @@ const ROOT_KEYS: &[&str] = &[
     "defaults",
     "certificate",
     "notify",
+    "fleet",
 ];
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/cas-certd";
 pub(crate) const DEFAULT_OUTPUT_DIR: &str = "/etc/cas-certd/live";
@@ -100,6 +101,7 @@ pub(crate) fn build(
     let credentials = credentials_settings(&root, errs);
     let metrics = metrics_settings(&root, errs);
     let notify = super::notify::settings(&root, errs);
+    let fleet = super::fleet::settings(&root, trust.is_some(), errs);
     let control_socket = match root.str("control_socket", errs) {
         Some((s, span)) => abs_path(&s, span, "control_socket", errs),
         None => state_dir.join("control.sock"),
@@ -164,6 +166,7 @@ pub(crate) fn build(
         credentials,
         metrics,
         notify,
+        fleet,
         control_socket,
         concurrency,
         quota_warn,

@@ -14,6 +14,7 @@
 mod build;
 mod cert;
 pub mod domain;
+mod fleet;
 pub mod model;
 mod notify;
 mod overlap;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::fleet::{FleetKeySource, FleetSettings, FleetTls};
 pub use super::notify::{NotifySettings, RateLimit, WebhookFormat, WebhookSettings, WebhookSource};
 pub use cas_api::credentials::CredentialsSettings;
 use cas_api::model::Contact;
@@ -29,6 +30,8 @@ pub struct Config {
     pub metrics: Option<MetricsSettings>,
     /// `[notify]`: where chosen log events are sent; `None` without the table.
     pub notify: Option<NotifySettings>,
+    /// `[fleet]` (experimental, not used by the lifecycle yet); `None` without the table.
+    pub fleet: Option<FleetSettings>,
     /// Control socket for `status`/`renew` while running; default `<state_dir>/control.sock`.
     pub control_socket: PathBuf,
     /// At most this many certificates are worked on at once.

@@ -18,6 +18,7 @@ mod deploy_race;
 mod docs_links;
 mod ecs_metadata;
 mod faults;
+mod fleet;
 mod fuzz;
 mod hooks;
 mod hostile;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod etcd;
 pub mod world;
 
 /// The `cas-certd` binary under test.

@@ -1,0 +1,34 @@
+//! Fleet mode's foundation (issue 12; experimental, not wired into the lifecycle yet). Many
+//! hosts share one etcd v3 cluster; each certificate has exactly one owner, and only the owner
+//! writes its record:
+//! - [`keyfile`]: the fleet key's file and where it is looked for (always built: `check` uses it);
+//! - `seal`: envelope encryption of private keys before they reach etcd;
+//! - `lease`: this host's etcd lease, kept alive, and when it is lost;
+//! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
+//!   token;
+//! - `records`: the versioned record in etcd, every write fenced by the owner's token;
+//! - `cluster`: the connection to etcd (`Fleet`) and the error type.
+//!
+//! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
+//! The design, the keys in etcd and what is left to wire: docs/FLEET.md.
+pub mod keyfile;
+
+#[cfg(feature = "fleet")]
+mod cluster;
+#[cfg(feature = "fleet")]
+mod lease;
+#[cfg(feature = "fleet")]
+mod owner;
+#[cfg(feature = "fleet")]
+mod records;
+#[cfg(feature = "fleet")]
+pub mod seal;
+
+#[cfg(feature = "fleet")]
+pub use cluster::{Fleet, FleetError};
+#[cfg(feature = "fleet")]
+pub use lease::Lease;
+#[cfg(feature = "fleet")]
+pub use owner::{claim, owner_of, Claim, Ownership};
+#[cfg(feature = "fleet")]
+pub use records::EtcdRecords;
