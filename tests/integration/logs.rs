@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use crate::support::world::{wait_for, Proc, World, KEY_ID, KEY_SECRET};
 use crate::support::{bin, repo_root};
 
-/// A wrong secret: the simulator rejects every signature, so `cert.renew_failed` comes quickly.
+/// A wrong secret: the simulator rejects every signature, so the first call fails quickly (the
+/// start-up CAS pass of a fresh store: `store.cas_pass_failed`, a warning with an error field).
 const WRONG_SECRET: &str = "logs-wrong-secret-Hq3vN8";
 
 /// `cas-certd --config <config> run` with stderr appended to `<world>/<log>`, the test's
@@ -168,7 +169,7 @@ fn under_systemd_events_are_journal_fields() {
             let fields = journal_fields(&buf[..n]);
             let is_failed = fields
                 .iter()
-                .any(|(k, v)| k == "EVENT" && v == "cert.renew_failed");
+                .any(|(k, v)| k == "EVENT" && v == "store.cas_pass_failed");
             entries.push(fields.clone());
             if is_failed {
                 break fields;
@@ -176,13 +177,13 @@ fn under_systemd_events_are_journal_fields() {
         }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
-            "no journal entry with EVENT=cert.renew_failed in 60 s; got {} entries: {entries:?}\nstderr:\n{}",
+            "no journal entry with EVENT=store.cas_pass_failed in 60 s; got {} entries: {entries:?}\nstderr:\n{}",
             entries.len(),
             read(&w.p("daemon.log"))
         );
     };
     let get = |k: &str| failed.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
-    assert_eq!(get("CERT"), Some("www"), "{failed:?}");
+    assert_eq!(get("WAITING"), Some("1"), "{failed:?}");
     assert_eq!(get("SYSLOG_IDENTIFIER"), Some("cas-certd"), "{failed:?}");
     assert!(matches!(get("PRIORITY"), Some("3" | "4")), "{failed:?}");
     assert!(get("MESSAGE").is_some_and(|m| !m.is_empty()), "{failed:?}");
@@ -197,7 +198,7 @@ fn under_systemd_events_are_journal_fields() {
     );
     let stderr = read(&w.p("daemon.log"));
     assert!(
-        !stderr.contains("cert.renew_failed"),
+        !stderr.contains("store.cas_pass_failed"),
         "also logged to stderr:\n{stderr}"
     );
 }

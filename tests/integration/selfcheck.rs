@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::world::{status_json, wait_for, Proc, World, KEY_ID, KEY_SECRET};
+use crate::support::world::{
+    status_json, try_status_json, wait_for, Proc, World, KEY_ID, KEY_SECRET,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -157,7 +159,7 @@ fn chmod(p: &Path, mode: u32) {
 }
 
 fn proof(config: &Path, name: &str) -> Option<String> {
-    let s = status_json(config);
+    let s = try_status_json(config)?;
     s.as_array()?
         .iter()
         .find(|r| r["name"] == name)?

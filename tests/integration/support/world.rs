@@ -352,14 +352,26 @@ pub fn assert_key_matches_and_private(w: &World, name: &str) {
 }
 
 pub fn status_json(config: &Path) -> serde_json::Value {
-    let out = Command::new(bin())
+    let out = status_output(config);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `status --json`, or `None` while the daemon has not written its first status yet.
+pub fn try_status_json(config: &Path) -> Option<serde_json::Value> {
+    let out = status_output(config);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn status_output(config: &Path) -> std::process::Output {
+    Command::new(bin())
         .arg("--config")
         .arg(config)
         .args(["status", "--json"])
         .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+        .unwrap()
 }
 
 // ---- Logs kept for the secret scan (issue 6 part 7) -------------------------------------------
