@@ -161,6 +161,12 @@ impl Fleet {
     pub fn record_key(&self, cert: &str) -> String {
         format!("{}/records/{cert}", self.prefix)
     }
+
+    /// The directory `<prefix>/<kind>/` (with its trailing slash: a prefix read of it holds
+    /// nothing of a sibling named `<kind>x`).
+    pub fn dir(&self, kind: &str) -> String {
+        format!("{}/{kind}/", self.prefix)
+    }
 }
 
 impl std::fmt::Debug for Fleet {
