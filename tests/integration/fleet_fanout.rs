@@ -431,3 +431,157 @@ async fn a_former_owner_can_publish_nothing() {
     assert!(got.contains("\"new\""), "{got}");
     assert_eq!(fleet_view(&b, "www").await.unwrap().published, None);
 }
+
+/// A proof watcher for certificate "lb" on `domain`, writing into `webroot`.
+async fn proof_host(
+    etcd: &Etcd,
+    node: &str,
+    domain: &str,
+    webroot: PathBuf,
+) -> tokio::task::JoinHandle<()> {
+    let host = ProofHost::new(
+        connect(etcd, node).await,
+        vec![ProofTarget {
+            cert: "lb".into(),
+            domains: vec![domain.to_string()],
+            webroots: vec![webroot],
+        }],
+    );
+    tokio::spawn(host.run())
+}
+
+/// The simulator behind its load-balancer mode over two real webroot servers: with the proof
+/// fanned out to only one host, some validations fail (the fetch lands on the other host) and
+/// some pass; once both hosts follow the proofs, every validation passes at its first fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_load_balancer_a_proof_on_one_host_fails_sometimes_and_on_both_never() {
+    use crate::support::world::{serve_webroot, spawn_sim, KEY_ID, KEY_SECRET};
+    use cas_api::model::{CertificateState, Challenge, Contact, ValidateType};
+
+    let etcd = Etcd::single();
+    let dir = tempfile::tempdir().unwrap();
+    let domain = "lb.example.test";
+    let webroots: Vec<PathBuf> = ["web-1", "web-2"]
+        .iter()
+        .map(|n| {
+            let w = dir.path().join(n);
+            std::fs::create_dir_all(&w).unwrap();
+            w
+        })
+        .collect();
+    let addrs: Vec<String> = webroots
+        .iter()
+        .map(|w| serve_webroot(w.clone()).to_string())
+        .collect();
+    let resolve = format!("{domain}={}", addrs.join(","));
+    let (_sim, sim_addr) = spawn_sim(
+        dir.path(),
+        serve_webroot(dir.path().join("unused")),
+        "127.0.0.1:0",
+        &[
+            "--resolve",
+            &resolve,
+            "--validation-delay",
+            "0s",
+            "--review-delay",
+            "1h",
+            "--seed",
+            "12",
+        ],
+    );
+    let endpoint = url::Url::parse(&format!("http://{sim_addr}")).unwrap();
+    let cas = cas_api::Client::new(
+        &cas_api::ClientOptions {
+            cas_endpoint: endpoint.clone(),
+            alidns_endpoint: endpoint,
+            signature: cas_api::SignatureVersion::V3,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(10),
+            qps: 100.0,
+            qps_overrides: vec![],
+            max_attempts: 1,
+            max_retry_time: Duration::from_secs(10),
+        },
+        cas_api::credentials::Credentials::fixed(cas_api::credentials::AccessKey {
+            id: KEY_ID.into(),
+            secret: Secret::new(KEY_SECRET),
+            security_token: None,
+            expires: None,
+        }),
+    )
+    .unwrap();
+    let contact = Contact {
+        name: "Ops".into(),
+        phone: "13900000000".into(),
+        email: "ops@example.test".into(),
+    };
+    let mut hosts = Hosts(vec![
+        proof_host(&etcd, "web-1", domain, webroots[0].clone()).await,
+    ]);
+    let owner_fleet = connect(&etcd, "web-1").await;
+    let (_lease, owner) = owner_of(&owner_fleet, "lb").await;
+
+    // One order: its challenge, the proof fanned out and acknowledged by `nodes`, then the
+    // state after the next check.
+    let order_once = |nodes: Vec<String>| {
+        let (cas, contact, owner_fleet, owner) = (&cas, &contact, &owner_fleet, &owner);
+        async move {
+            let id = cas
+                .create_certificate_request(
+                    "symantec-free-1-free",
+                    domain,
+                    contact,
+                    ValidateType::File,
+                )
+                .await
+                .unwrap();
+            let CertificateState::DomainVerify(Challenge::File { uri, content, .. }) =
+                cas.describe_certificate_state(id).await.unwrap()
+            else {
+                panic!("not a FILE challenge")
+            };
+            let proof = Proof {
+                order_id: id.0,
+                domains: vec![domain.to_string()],
+                domain: domain.to_string(),
+                uri,
+                content,
+            };
+            publish_proof(owner_fleet, owner, &proof).await.unwrap();
+            let t0 = tokio::time::Instant::now();
+            loop {
+                let s = proof_status(owner_fleet, "lb", &nodes).await.unwrap();
+                if s.is_some_and(|s| s.order_id == id.0 && s.missing.is_empty()) {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < DEADLINE,
+                    "proof not acknowledged by {nodes:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            cas.describe_certificate_state(id).await.unwrap()
+        }
+    };
+
+    // The proof on web-1 only: the balancer sends some checks to web-2, which has none.
+    let mut failed = 0;
+    let mut passed = 0;
+    for _ in 0..12 {
+        match order_once(vec!["web-1".into()]).await {
+            CertificateState::DomainVerify(_) => failed += 1,
+            CertificateState::Process => passed += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(failed > 0 && passed > 0, "failed {failed}, passed {passed}");
+
+    // web-2 follows the proofs too: every check passes.
+    hosts
+        .0
+        .push(proof_host(&etcd, "web-2", domain, webroots[1].clone()).await);
+    for _ in 0..6 {
+        let s = order_once(vec!["web-1".into(), "web-2".into()]).await;
+        assert_eq!(s, CertificateState::Process);
+    }
+}
