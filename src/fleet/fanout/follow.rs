@@ -2,13 +2,18 @@
 //! (so a host that joins late, or was re-imaged, or lost its watch, catches up without any
 //! order), hand it over as a whole, then watch from the next revision. Any watch error (a
 //! member gone, a compacted revision) starts over with a fresh read: the handler brings the
-//! host to what etcd holds, so a missed event cannot leave it behind.
+//! host to what etcd holds, so a missed event cannot leave it behind. Every
+//! [`RESYNC_EVERY`] the watch is renewed the same way, so what failed on this host (a write
+//! into a full disk, an acknowledgement etcd did not take) is tried again without a new event.
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
 
 use super::read_dir;
 use crate::fleet::{Fleet, FleetError};
+
+/// How often a watcher reads everything again: one range read per directory and host.
+const RESYNC_EVERY: Duration = Duration::from_secs(300);
 
 /// What a watcher does with what it reads. Names are keys with the directory stripped.
 pub(crate) trait Follower {
@@ -60,7 +65,16 @@ async fn once(fleet: &Fleet, dir: &str, f: &mut impl Follower) -> Result<(), Fle
             }
         })
         .await?;
-    while let Some(resp) = stream.message().await? {
+    let renew = tokio::time::sleep(RESYNC_EVERY);
+    tokio::pin!(renew);
+    loop {
+        let resp = tokio::select! {
+            m = stream.message() => match m? {
+                Some(resp) => resp,
+                None => return Ok(()),
+            },
+            () = &mut renew => return Ok(()),
+        };
         if resp.canceled() {
             return Err(FleetError::Unexpected {
                 cert: dir.to_string(),
@@ -84,5 +98,4 @@ async fn once(fleet: &Fleet, dir: &str, f: &mut impl Follower) -> Result<(), Fle
             }
         }
     }
-    Ok(())
 }

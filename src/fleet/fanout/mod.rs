@@ -77,6 +77,22 @@ pub(crate) async fn fenced(
     }
 }
 
+/// The value and etcd version of `key`, if it exists.
+pub(crate) async fn read_one(
+    fleet: &Fleet,
+    key: &str,
+) -> Result<Option<(Vec<u8>, i64)>, FleetError> {
+    let r = fleet
+        .call_idempotent(|mut c| {
+            let key = key.to_string();
+            async move { c.get(key, None).await }
+        })
+        .await?;
+    Ok(r.kvs()
+        .first()
+        .map(|kv| (kv.value().to_vec(), kv.version())))
+}
+
 /// The values under `dir` (keys with `dir` stripped) at one revision.
 pub(crate) async fn read_dir(
     fleet: &Fleet,

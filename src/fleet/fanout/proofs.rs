@@ -13,7 +13,7 @@ use etcd_client::{DeleteOptions, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::follow::{follow, Follower};
-use super::{fenced, read_dir};
+use super::{fenced, read_dir, read_one};
 use crate::config::{Certificate, Validation};
 use crate::fleet::{Fleet, FleetError, Ownership};
 use crate::validation::file;
@@ -84,11 +84,10 @@ pub async fn proof_status(
     cert: &str,
     nodes: &[String],
 ) -> Result<Option<ProofStatus>, FleetError> {
-    let (_, proofs) = read_dir(fleet, &fleet.dir(PROOFS)).await?;
-    let Some(proof) = proofs
-        .iter()
-        .find(|(n, _, _)| n == cert)
-        .and_then(|(_, v, _)| serde_json::from_slice::<Proof>(v).ok())
+    let key = format!("{}{cert}", fleet.dir(PROOFS));
+    let Some(proof) = read_one(fleet, &key)
+        .await?
+        .and_then(|(v, _)| serde_json::from_slice::<Proof>(&v).ok())
     else {
         return Ok(None);
     };
@@ -210,7 +209,14 @@ impl ProofHost {
                 });
             match written {
                 Ok(p) => paths.push(p),
-                Err(e) => return refused(cert, Some(proof.order_id), &e.to_string()),
+                Err(e) => {
+                    // No half-written proof stays behind: the webroots done so far are undone.
+                    for p in &paths {
+                        let _ = file::cleanup(p);
+                        file::release(p, cert);
+                    }
+                    return refused(cert, Some(proof.order_id), &e.to_string());
+                }
             }
         }
         tracing::info!(event = "fleet.proof_written", cert = %cert, order_id = proof.order_id,

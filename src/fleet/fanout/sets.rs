@@ -15,7 +15,7 @@ use etcd_client::{Compare, CompareOp, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::follow::{follow, Follower};
-use super::{fenced, read_dir};
+use super::{fenced, read_dir, read_one};
 use crate::config::{Certificate, FileOwnership, Hook};
 use crate::deploy::{self, Origin, PemSet};
 use crate::fleet::keyfile::FleetKey;
@@ -111,11 +111,9 @@ pub struct FleetView {
 
 /// What etcd says of `cert` (for `status`).
 pub async fn fleet_view(fleet: &Fleet, cert: &str) -> Result<FleetView, FleetError> {
-    let (_, sets) = read_dir(fleet, &fleet.dir(SETS)).await?;
-    let published = sets
-        .iter()
-        .find(|(n, _, _)| n == cert)
-        .map(|(_, _, version)| *version);
+    let published = read_one(fleet, &format!("{}{cert}", fleet.dir(SETS)))
+        .await?
+        .map(|(_, version)| version);
     let (_, live) = read_dir(fleet, &format!("{}{cert}/", fleet.dir(LIVE))).await?;
     let mut live: Vec<(String, i64)> = live
         .into_iter()
@@ -195,7 +193,7 @@ impl SetHost {
         if self.live.get(cert) == Some(&version) {
             return;
         }
-        let (set, origin) = match self.open(cert, value, version) {
+        let (set, origin) = match open_set(&self.sealer, cert, value, version) {
             Ok(s) => s,
             Err(why) => return refused(cert, version, &why),
         };
@@ -232,42 +230,6 @@ impl SetHost {
         self.report(cert, version).await;
     }
 
-    /// The set in `value` at etcd `version`, its key opened; why not, in words.
-    fn open(&self, cert: &str, value: &[u8], version: i64) -> Result<(PemSet, Origin), String> {
-        let p: Published =
-            serde_json::from_slice(value).map_err(|e| format!("not a published set: {e}"))?;
-        if p.version != version {
-            return Err(format!(
-                "says version {} but is etcd's version {version}",
-                p.version
-            ));
-        }
-        // Bound to this certificate and this version: a key moved from another certificate
-        // or replayed from an older put does not open.
-        let key_pem = self
-            .sealer
-            .open(
-                Binding {
-                    name: cert,
-                    version,
-                    slot: SLOT,
-                },
-                &p.key_sealed,
-            )
-            .map_err(|e| e.to_string())?;
-        Ok((
-            PemSet {
-                cert_pem: p.cert_pem,
-                chain_pem: p.chain_pem,
-                key_pem,
-            },
-            Origin {
-                order_id: p.order_id,
-                product: p.product,
-            },
-        ))
-    }
-
     /// `<prefix>/live/<cert>/<node>` = `version`.
     async fn report(&self, cert: &str, version: i64) {
         let key = format!("{}{cert}/{}", self.fleet.dir(LIVE), self.fleet.node());
@@ -283,6 +245,46 @@ impl SetHost {
                 "could not report the live version");
         }
     }
+}
+
+/// The set in `value` at etcd `version`, its key opened; why not, in words.
+fn open_set(
+    sealer: &Sealer,
+    cert: &str,
+    value: &[u8],
+    version: i64,
+) -> Result<(PemSet, Origin), String> {
+    let p: Published =
+        serde_json::from_slice(value).map_err(|e| format!("not a published set: {e}"))?;
+    if p.version != version {
+        return Err(format!(
+            "says version {} but is etcd's version {version}",
+            p.version
+        ));
+    }
+    // Bound to this certificate and this version: a key moved from another certificate
+    // or replayed from an older put does not open.
+    let key_pem = sealer
+        .open(
+            Binding {
+                name: cert,
+                version,
+                slot: SLOT,
+            },
+            &p.key_sealed,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok((
+        PemSet {
+            cert_pem: p.cert_pem,
+            chain_pem: p.chain_pem,
+            key_pem,
+        },
+        Origin {
+            order_id: p.order_id,
+            product: p.product,
+        },
+    ))
 }
 
 fn refused(cert: &str, version: i64, why: &str) {
@@ -303,4 +305,57 @@ impl Follower for SetHost {
 
     /// A set is never taken down because its key went: the host keeps serving it.
     async fn delete(&mut self, _name: String) {}
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn value(s: &Sealer, cert: &str, version: i64, field_version: i64) -> Vec<u8> {
+        let key_sealed = s
+            .seal(
+                Binding {
+                    name: cert,
+                    version,
+                    slot: SLOT,
+                },
+                &Secret::new("-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n"),
+            )
+            .unwrap();
+        serde_json::to_vec(&Published {
+            version: field_version,
+            order_id: 9,
+            product: "p".into(),
+            cert_pem: "CERT".into(),
+            chain_pem: String::new(),
+            key_sealed,
+        })
+        .unwrap()
+    }
+
+    /// A set opens only as the certificate and etcd version it was sealed for: not replayed
+    /// at a later version (with or without its version field changed), not under another
+    /// certificate's name, not with a key in clear, not under another fleet key.
+    #[test]
+    fn a_set_opens_only_where_and_when_it_was_published() {
+        let s = Sealer::new(&FleetKey::from_bytes([1; 32]));
+        let (set, origin) = open_set(&s, "www", &value(&s, "www", 3, 3), 3).unwrap();
+        assert!(set.key_pem.expose().contains("PRIVATE KEY"));
+        assert_eq!(origin.order_id, 9);
+        // Put again later (etcd version 4): the field says 3.
+        assert!(open_set(&s, "www", &value(&s, "www", 3, 3), 4).is_err());
+        // The field rewritten to match: the seal is bound to 3.
+        assert!(open_set(&s, "www", &value(&s, "www", 3, 4), 4).is_err());
+        // Sealed for another certificate.
+        assert!(open_set(&s, "www", &value(&s, "api", 3, 3), 3).is_err());
+        // Another fleet key.
+        let other = Sealer::new(&FleetKey::from_bytes([2; 32]));
+        assert!(open_set(&other, "www", &value(&s, "www", 3, 3), 3).is_err());
+        // A key in clear where the sealed one belongs.
+        let mut clear: serde_json::Value = serde_json::from_slice(&value(&s, "www", 3, 3)).unwrap();
+        clear["key_sealed"] = "-----BEGIN PRIVATE KEY-----".into();
+        let err = open_set(&s, "www", &serde_json::to_vec(&clear).unwrap(), 3).unwrap_err();
+        assert!(!err.contains("BEGIN"), "{err}");
+    }
 }
