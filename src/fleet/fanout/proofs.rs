@@ -169,7 +169,7 @@ impl ProofHost {
         };
         let proof = match serde_json::from_slice::<Proof>(value) {
             Ok(p) => p,
-            Err(e) => return refused(cert, None, &format!("not a proof: {e}")),
+            Err(e) => return refused(self.fleet.node(), cert, None, &format!("not a proof: {e}")),
         };
         if self.written.get(cert).map(|(o, _)| *o) == Some(proof.order_id) {
             return;
@@ -185,6 +185,7 @@ impl ProofHost {
         };
         if !same(&proof.domains, &t.domains) {
             return refused(
+                self.fleet.node(),
                 cert,
                 Some(proof.order_id),
                 &format!(
@@ -215,7 +216,12 @@ impl ProofHost {
                         let _ = file::cleanup(p);
                         file::release(p, cert);
                     }
-                    return refused(cert, Some(proof.order_id), &e.to_string());
+                    return refused(
+                        self.fleet.node(),
+                        cert,
+                        Some(proof.order_id),
+                        &e.to_string(),
+                    );
                 }
             }
         }
@@ -247,7 +253,7 @@ impl ProofHost {
         };
         for p in &paths {
             if let Err(e) = file::cleanup(p) {
-                tracing::warn!(event = "fleet.proof_refused", cert = %cert, error = %e,
+                tracing::warn!(event = "fleet.proof_refused", node = %self.fleet.node(), cert = %cert, error = %e,
                     "could not remove the proof file");
             }
             file::release(p, cert);
@@ -257,8 +263,8 @@ impl ProofHost {
     }
 }
 
-fn refused(cert: &str, order_id: Option<u64>, why: &str) {
-    tracing::error!(event = "fleet.proof_refused", cert = %cert, order_id = ?order_id,
+fn refused(node: &str, cert: &str, order_id: Option<u64>, why: &str) {
+    tracing::error!(event = "fleet.proof_refused", node = %node, cert = %cert, order_id = ?order_id,
         reason = %why, "a published proof was not written on this host");
 }
 

@@ -195,11 +195,11 @@ impl SetHost {
         }
         let (set, origin) = match open_set(&self.sealer, cert, value, version) {
             Ok(s) => s,
-            Err(why) => return refused(cert, version, &why),
+            Err(why) => return refused(self.fleet.node(), cert, version, &why),
         };
         // The same checks as a set issued to this host: names, key, dates, chain.
         if let Err(e) = deploy::check(&set, &t.domains, Utc::now()) {
-            return refused(cert, version, &e.to_string());
+            return refused(self.fleet.node(), cert, version, &e.to_string());
         }
         let already = deploy::live_is(&t.output_dir, cert, &set).unwrap_or(false);
         if !already {
@@ -287,8 +287,8 @@ fn open_set(
     ))
 }
 
-fn refused(cert: &str, version: i64, why: &str) {
-    tracing::error!(event = "fleet.set_refused", cert = %cert, version, reason = %why,
+fn refused(node: &str, cert: &str, version: i64, why: &str) {
+    tracing::error!(event = "fleet.set_refused", node = %node, cert = %cert, version, reason = %why,
         "a published set failed this host's checks; not deployed, the live set stays");
 }
 
