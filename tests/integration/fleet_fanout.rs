@@ -256,7 +256,8 @@ async fn wait_live(fleet: &Fleet, cert: &str, want: &[(&str, i64)]) {
 
 /// A 3-member cluster, two hosts: an issued set lands in both output directories with its
 /// key, each runs its reload hook and reports version 1; a third host started afterwards gets
-/// it with no order; the next set moves every host to version 2.
+/// it with no order; with the member every host talks to killed, the next set moves every
+/// host to version 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issued_set_is_deployed_on_every_host_and_a_late_host_gets_it_too() {
     let etcd = Etcd::cluster(3);
@@ -323,9 +324,13 @@ async fn an_issued_set_is_deployed_on_every_host_and_a_late_host_gets_it_too() {
         Some((set1.cert_pem.clone(), k1.expose().to_string()))
     );
 
-    // The next issued set replaces it everywhere.
+    // The member every host talks to first dies; the next issued set still replaces the
+    // live one everywhere (each watch fails over: a fresh read from another member).
+    let mut etcd = etcd;
+    etcd.kill(0);
     let k2 = new_key();
     let set2 = issued(&names, &k2, 102);
+    let t1 = std::time::Instant::now();
     assert_eq!(
         publish_set(&owner_fleet, &key, &owner, &set2)
             .await
@@ -338,6 +343,10 @@ async fn an_issued_set_is_deployed_on_every_host_and_a_late_host_gets_it_too() {
         &[("web-1", 2), ("web-2", 2), ("web-3", 2)],
     )
     .await;
+    eprintln!(
+        "member killed, set 2 published -> live on 3 hosts: {:?}",
+        t1.elapsed()
+    );
     for out in dirs.iter().map(|d| &d.out).chain([&late.out]) {
         assert_eq!(
             live_pair(out, "www"),
