@@ -23,13 +23,14 @@ use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use super::{owner_of, Fleet, FleetError, Ownership};
 
 /// Runs `ops` as `owner` of its certificate: one transaction, applied only while the owner
-/// key still has `owner`'s token (the same fence as the records'), plus `also` compares.
-/// Refused with [`FleetError::Fenced`] (event `fleet.fenced`) when the fence fails, and with
-/// [`FleetError::Conflict`] when only `also` did.
+/// key still has `owner`'s token (the same fence as the records'), and, when `at` names a key
+/// and its etcd version, only while that key is still at that version. Refused with
+/// [`FleetError::Fenced`] (event `fleet.fenced`) when the fence fails, and with
+/// [`FleetError::Conflict`] when only the version moved.
 pub(crate) async fn fenced(
     fleet: &Fleet,
     owner: &Ownership,
-    also: Vec<Compare>,
+    at: Option<(&str, i64)>,
     ops: Vec<TxnOp>,
 ) -> Result<(), FleetError> {
     let mut when = vec![Compare::create_revision(
@@ -37,7 +38,9 @@ pub(crate) async fn fenced(
         CompareOp::Equal,
         owner.token(),
     )];
-    when.extend(also);
+    if let Some((key, version)) = at {
+        when.push(Compare::version(key, CompareOp::Equal, version));
+    }
     let txn = Txn::new().when(when).and_then(ops);
     // Never repeated after an unanswered try: the caller reads again and decides.
     let resp = fleet
@@ -51,11 +54,17 @@ pub(crate) async fn fenced(
     }
     let now = owner_of(fleet, owner.cert()).await?;
     match now {
-        Some((_, token)) if token == owner.token() => Err(FleetError::Conflict {
-            cert: owner.cert().to_string(),
-            expected: -1,
-            found: -1,
-        }),
+        Some((_, token)) if token == owner.token() => match at {
+            Some((key, expected)) => Err(FleetError::Conflict {
+                cert: owner.cert().to_string(),
+                expected,
+                found: read_one(fleet, key).await?.map_or(0, |(_, v)| v),
+            }),
+            None => Err(FleetError::Unexpected {
+                cert: owner.cert().to_string(),
+                what: "a fenced write refused with the fence holding".into(),
+            }),
+        },
         other => {
             let now = match other {
                 Some((node, token)) => format!("{node} holds it with token {token}"),

@@ -46,7 +46,7 @@ pub async fn publish_proof(
         what: format!("a proof that does not encode: {e}"),
     })?;
     let key = format!("{}{}", fleet.dir(PROOFS), owner.cert());
-    fenced(fleet, owner, vec![], vec![TxnOp::put(key, value, None)]).await
+    fenced(fleet, owner, None, vec![TxnOp::put(key, value, None)]).await
 }
 
 /// Withdraws `owner`'s proof and its acknowledgements; every host removes its file. Fenced.
@@ -55,7 +55,7 @@ pub async fn withdraw_proof(fleet: &Fleet, owner: &Ownership) -> Result<(), Flee
     fenced(
         fleet,
         owner,
-        vec![],
+        None,
         vec![
             TxnOp::delete(format!("{}{cert}", fleet.dir(PROOFS)), None),
             TxnOp::delete(

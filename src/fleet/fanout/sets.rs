@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use etcd_client::{Compare, CompareOp, TxnOp};
+use etcd_client::TxnOp;
 use serde::{Deserialize, Serialize};
 
 use super::follow::{follow, Follower};
@@ -94,8 +94,8 @@ pub async fn publish_set(
     fenced(
         fleet,
         owner,
-        vec![Compare::version(k.clone(), CompareOp::Equal, before)],
-        vec![TxnOp::put(k, value, None)],
+        Some((&k, before)),
+        vec![TxnOp::put(k.clone(), value, None)],
     )
     .await?;
     Ok(version)
