@@ -161,6 +161,12 @@ impl Fleet {
     pub fn record_key(&self, cert: &str) -> String {
         format!("{}/records/{cert}", self.prefix)
     }
+
+    /// The directory `<prefix>/<kind>/` (with its trailing slash: a prefix read of it holds
+    /// nothing of a sibling named `<kind>x`).
+    pub fn dir(&self, kind: &str) -> String {
+        format!("{}/{kind}/", self.prefix)
+    }
 }
 
 impl std::fmt::Debug for Fleet {
@@ -192,15 +198,35 @@ fn tls_options(t: &FleetTls) -> Result<etcd_client::TlsOptions, FleetError> {
     Ok(o)
 }
 
-/// Whether `e` says "not now" (no leader, no answer in time, unreachable) rather than "no".
+/// Whether `e` says "not now" (no leader, no answer in time, unreachable, the connection
+/// broke under the request because the member died) rather than "no".
 fn transient(e: &etcd_client::Error) -> bool {
     match e {
-        etcd_client::Error::GRpcStatus(s) => matches!(
-            s.code() as i32,
-            GRPC_CANCELLED | GRPC_DEADLINE_EXCEEDED | GRPC_UNAVAILABLE
-        ),
+        etcd_client::Error::GRpcStatus(s) => {
+            matches!(
+                s.code() as i32,
+                GRPC_CANCELLED | GRPC_DEADLINE_EXCEEDED | GRPC_UNAVAILABLE
+            ) || io_kind(s).is_some_and(|k| {
+                matches!(
+                    k,
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                )
+            })
+        }
         e => never_sent(e),
     }
+}
+
+/// The kind of the I/O error under a gRPC status, if one caused it.
+fn io_kind(status: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut src = status.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        src = s.source();
+    }
+    None
 }
 
 /// Whether `e` shows that the request never reached etcd, so that another member may be

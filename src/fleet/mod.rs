@@ -7,7 +7,8 @@
 //! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
 //!   token;
 //! - `records`: the versioned record in etcd, every write fenced by the owner's token;
-//! - `cluster`: the connection to etcd (`Fleet`) and the error type.
+//! - `cluster`: the connection to etcd (`Fleet`) and the error type;
+//! - [`fanout`]: proofs and issued sets published by the owner and followed by every host.
 //!
 //! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
 //! The design, the keys in etcd and what is left to wire: docs/FLEET.md.
@@ -15,6 +16,8 @@ pub mod keyfile;
 
 #[cfg(feature = "fleet")]
 mod cluster;
+#[cfg(feature = "fleet")]
+pub mod fanout;
 #[cfg(feature = "fleet")]
 mod lease;
 #[cfg(feature = "fleet")]

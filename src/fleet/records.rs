@@ -350,6 +350,7 @@ mod tests {
                     path: "/w/x".into(),
                 },
                 presented_at: now,
+                ordered_at: Some(now),
                 attempt: 0,
                 pending: pending.clone(),
             },

@@ -12,7 +12,7 @@ use chrono::{Duration, Utc};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 /// A leaf for `domains` signed by a fresh test CA, valid until `days` from now, with our key.
-fn make_set(domains: &[&str], key_pem: &Secret, days: i64) -> (String, PemSet) {
+pub(crate) fn make_set(domains: &[&str], key_pem: &Secret, days: i64) -> (String, PemSet) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

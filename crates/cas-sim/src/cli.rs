@@ -66,8 +66,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub admin: bool,
     /// Map a domain (or *.pattern) to ADDR:PORT for FILE validation fetches. Repeatable.
-    #[arg(long, value_name = "DOMAIN=ADDR:PORT", value_parser = parse_resolve)]
-    pub resolve: Vec<(String, SocketAddr)>,
+    /// Several addresses (`DOMAIN=A:P,B:Q`) are a load balancer: each fetch goes to one of
+    /// them at random (seeded by --seed).
+    #[arg(long, value_name = "DOMAIN=ADDR:PORT[,ADDR:PORT...]", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, Vec<SocketAddr>)>,
     /// An Alidns zone the account owns (records can be added in it). Repeatable.
     #[arg(long, value_name = "ZONE")]
     pub zone: Vec<String>,
@@ -144,10 +146,15 @@ pub struct SimulateArgs {
     pub dns_listen: Option<SocketAddr>,
 }
 
-fn parse_resolve(s: &str) -> Result<(String, SocketAddr), String> {
-    let (d, a) = s.split_once('=').ok_or("expected DOMAIN=ADDR:PORT")?;
-    let addr = a.parse().map_err(|e| format!("{a}: {e}"))?;
-    Ok((d.to_ascii_lowercase(), addr))
+fn parse_resolve(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
+    let (d, list) = s
+        .split_once('=')
+        .ok_or("expected DOMAIN=ADDR:PORT[,ADDR:PORT...]")?;
+    let addrs = list
+        .split(',')
+        .map(|a| a.trim().parse().map_err(|e| format!("{a}: {e}")))
+        .collect::<Result<Vec<SocketAddr>, String>>()?;
+    Ok((d.to_ascii_lowercase(), addrs))
 }
 
 fn parse_quota(s: &str) -> Result<(String, i64), String> {
@@ -222,7 +229,12 @@ pub async fn run(name: &str, a: &SimulateArgs) -> Result<(), CliError> {
         listen: Some(a.listen),
         data_dir: a.data_dir.clone(),
         credentials: credentials(a)?,
-        resolve: a.resolve.clone(),
+        // One entry per address: the entries of one name are its load-balanced pool.
+        resolve: a
+            .resolve
+            .iter()
+            .flat_map(|(d, addrs)| addrs.iter().map(move |a| (d.clone(), *a)))
+            .collect(),
         zones: a.zone.iter().map(|z| z.to_ascii_lowercase()).collect(),
         admin: a.admin,
         reject: a.reject.clone(),

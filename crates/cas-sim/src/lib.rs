@@ -102,7 +102,8 @@ pub struct SimOptions {
     pub data_dir: PathBuf,
     /// (AccessKeyId, secret) pairs accepted.
     pub credentials: Vec<(String, cas_api::Secret)>,
-    /// (domain pattern, address) — `*.example.com` allowed.
+    /// (domain pattern, address) — `*.example.com` allowed. Several entries for one pattern
+    /// are a load balancer: each FILE fetch goes to one of them at random (seeded).
     pub resolve: Vec<(String, SocketAddr)>,
     pub zones: Vec<String>,
     pub admin: bool,
@@ -157,6 +158,8 @@ pub(crate) struct Sim {
     pub verifier: std::sync::Mutex<auth::Verifier>,
     pub faults: std::sync::Mutex<faults::Faults>,
     pub ca: ca::Ca,
+    /// Which host of a load-balanced name each FILE fetch goes to.
+    pub balancer: validate::Balancer,
 }
 
 impl Sim {
@@ -249,6 +252,7 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
             auth::Verifier::new(&opts.credentials).with_clock_offset(opts.clock_offset),
         ),
         faults: std::sync::Mutex::new(faults::Faults::new(opts.faults.clone())),
+        balancer: validate::Balancer::new(opts.faults.seed),
         opts,
         state: tokio::sync::Mutex::new(st),
         state_path,

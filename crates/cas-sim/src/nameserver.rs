@@ -220,6 +220,7 @@ mod tests {
         Sim {
             verifier: std::sync::Mutex::new(auth::Verifier::new(&[])),
             faults: std::sync::Mutex::new(faults::Faults::new(Default::default())),
+            balancer: crate::validate::Balancer::new(0),
             state: tokio::sync::Mutex::new(st),
             state_path: dir.join("state.json"),
             ca: ca::Ca::open(&dir.join("ca")).unwrap(),

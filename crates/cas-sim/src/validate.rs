@@ -1,6 +1,8 @@
 //! Domain validation as the CA does it: FILE fetches `http://<domain><uri>` (through the
 //! `--resolve` map when a pattern matches) and compares the body; DNS looks for the TXT
-//! record among the simulator's own Alidns records.
+//! record among the simulator's own Alidns records. A name mapped to several addresses is a
+//! load balancer: each fetch goes to one of them, drawn by [`Balancer`] (seeded), so a proof
+//! missing on any one host fails validation some of the time, as behind an SLB.
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,17 +20,61 @@ pub(crate) fn pattern_matches(pattern: &str, domain: &str) -> bool {
     }
 }
 
-/// Where to connect for `domain`: the first exact --resolve entry, else the first pattern.
-pub(crate) fn resolve(map: &[(String, SocketAddr)], domain: &str) -> Option<SocketAddr> {
-    map.iter()
+/// Every address for `domain`: those of the first exact --resolve entry's name, else those of
+/// the first matching pattern (entries of one name form its pool, in order).
+pub(crate) fn resolve_all(map: &[(String, SocketAddr)], domain: &str) -> Vec<SocketAddr> {
+    let name = map
+        .iter()
         .find(|(p, _)| p.eq_ignore_ascii_case(domain))
         .or_else(|| map.iter().find(|(p, _)| pattern_matches(p, domain)))
-        .map(|(_, a)| *a)
+        .map(|(p, _)| p.clone());
+    match name {
+        Some(n) => map
+            .iter()
+            .filter(|(p, _)| p.eq_ignore_ascii_case(&n))
+            .map(|(_, a)| *a)
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
-/// FILE check: GET the proof and compare the trimmed body with `content`.
-pub(crate) async fn check_file(map: &[(String, SocketAddr)], domain: &str, content: &str) -> bool {
-    let url = match resolve(map, domain) {
+/// Draws the address of each FILE fetch among a name's pool, from a generator seeded by
+/// `--seed` (the same seed, the same hosts in the same order).
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
+}
+
+impl Balancer {
+    pub(crate) fn new(seed: u64) -> Balancer {
+        use rand::SeedableRng;
+        // Its own stream: fault draws for a seed stay what they were without a balancer.
+        Balancer {
+            rng: std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(
+                seed ^ 0x5eed_ba1a_2ce0_0001,
+            )),
+        }
+    }
+
+    /// The address this fetch for `domain` goes to; `None`: not mapped (real DNS).
+    pub(crate) fn pick(&self, map: &[(String, SocketAddr)], domain: &str) -> Option<SocketAddr> {
+        use rand::Rng;
+        let pool = resolve_all(map, domain);
+        match pool.len() {
+            0 => None,
+            1 => Some(pool[0]),
+            n => {
+                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                Some(pool[rng.random_range(0..n)])
+            }
+        }
+    }
+}
+
+/// FILE check: GET the proof from `target` (`None`: `domain` itself) and compare the trimmed
+/// body with `content`.
+pub(crate) async fn check_file(target: Option<SocketAddr>, domain: &str, content: &str) -> bool {
+    let url = match target {
         Some(addr) => format!("http://{addr}{FILE_URI}"),
         None => format!("http://{domain}{FILE_URI}"),
     };
@@ -118,5 +164,83 @@ mod tests {
             "other"
         ));
         assert!(!check_dns(&[r], "api.example.com", "tok"));
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Entries of one name are its pool; the single-address form and patterns still resolve
+    /// to their one address, and the same seed draws the same hosts.
+    #[test]
+    fn a_name_with_several_addresses_spreads_fetches_over_all_of_them() {
+        let map = vec![
+            ("a.example.com".to_string(), addr(8081)),
+            ("*.example.com".to_string(), addr(9000)),
+            ("a.example.com".to_string(), addr(8082)),
+            ("a.example.com".to_string(), addr(8083)),
+        ];
+        assert_eq!(
+            resolve_all(&map, "A.example.com"),
+            vec![addr(8081), addr(8082), addr(8083)]
+        );
+        let b = Balancer::new(7);
+        assert_eq!(b.pick(&map, "b.example.com"), Some(addr(9000)));
+        assert_eq!(b.pick(&map, "other.org"), None);
+        let draws: Vec<_> = (0..60).map(|_| b.pick(&map, "a.example.com")).collect();
+        for port in [8081, 8082, 8083] {
+            assert!(draws.contains(&Some(addr(port))), "{port} never drawn");
+        }
+        let again = Balancer::new(7);
+        let replay: Vec<_> = (0..60).map(|_| again.pick(&map, "a.example.com")).collect();
+        assert_eq!(draws, replay);
+    }
+
+    /// Two real HTTP hosts behind one name, the proof on only one: validation through the
+    /// balancer fails some of the time and succeeds some of the time; on both, always.
+    #[tokio::test]
+    async fn a_proof_missing_on_one_balanced_host_fails_validation_sometimes() {
+        async fn host(has_proof: bool) -> SocketAddr {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let a = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    let resp: &[u8] = if has_proof {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\ntok"
+                    } else {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    };
+                    let _ = s.write_all(resp).await;
+                }
+            });
+            a
+        }
+        let (with, without) = (host(true).await, host(false).await);
+        let b = Balancer::new(1);
+        let half = vec![
+            ("a.example.com".to_string(), with),
+            ("a.example.com".to_string(), without),
+        ];
+        let mut outcomes = Vec::new();
+        for _ in 0..24 {
+            let t = b.pick(&half, "a.example.com");
+            outcomes.push(check_file(t, "a.example.com", "tok").await);
+        }
+        assert!(
+            outcomes.contains(&true) && outcomes.contains(&false),
+            "{outcomes:?}"
+        );
+        let other = host(true).await;
+        let both = vec![
+            ("a.example.com".to_string(), with),
+            ("a.example.com".to_string(), other),
+        ];
+        for _ in 0..8 {
+            let t = b.pick(&both, "a.example.com");
+            assert!(check_file(t, "a.example.com", "tok").await);
+        }
     }
 }

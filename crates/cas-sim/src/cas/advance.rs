@@ -35,7 +35,8 @@ pub(crate) async fn advance(sim: &Sim, id: u64) -> Result<(), Reject> {
         )
     };
     let file_ok = if check && vt == "FILE" {
-        validate::check_file(&sim.opts.resolve, &domain, &token).await
+        let target = sim.balancer.pick(&sim.opts.resolve, &domain);
+        validate::check_file(target, &domain, &token).await
     } else {
         false
     };
