@@ -660,7 +660,8 @@ async fn work(
             poll_max: cfg.poll_max,
         };
         match exec.step(&cert, rec).await {
-            Ok(StepOutcome::Waiting(_)) => break,
+            // A single host's store never drops a step; the fleet scheduler handles it.
+            Ok(StepOutcome::Waiting(_) | StepOutcome::Dropped(_)) => break,
             Ok(StepOutcome::Progressed) => continue,
             Ok(StepOutcome::Deployed) => {
                 deployed.push(had_cert);
