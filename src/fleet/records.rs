@@ -351,6 +351,7 @@ mod tests {
                 },
                 presented_at: now,
                 attempt: 0,
+                ordered_at: Some(now),
                 pending: pending.clone(),
             },
             Phase::Polling {

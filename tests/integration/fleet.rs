@@ -28,6 +28,7 @@ fn settings(etcd: &Etcd, node: &str) -> FleetSettings {
         node: node.into(),
         key: FleetKeySource::Credential,
         tls: None,
+        lease_ttl: TTL,
     }
 }
 
