@@ -1,4 +1,4 @@
-//! Fleet mode's foundation (issue 12; experimental, not wired into the lifecycle yet). Many
+//! Fleet mode (issue 12; experimental; the daemon's side is `daemon::fleet`). Many
 //! hosts share one etcd v3 cluster; each certificate has exactly one owner, and only the owner
 //! writes its record:
 //! - [`keyfile`]: the fleet key's file and where it is looked for (always built: `check` uses it);
@@ -7,7 +7,9 @@
 //! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
 //!   token;
 //! - `records`: the versioned record in etcd, every write fenced by the owner's token;
-//! - `cluster`: the connection to etcd (`Fleet`) and the error type.
+//! - `cluster`: the connection to etcd (`Fleet`) and the error type;
+//! - `store`: the lifecycle's `Records` port over `records`, for the certificates this host
+//!   owns, and the rendezvous hashing that spreads ownership.
 //!
 //! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
 //! The design, the keys in etcd and what is left to wire: docs/FLEET.md.
@@ -23,6 +25,8 @@ mod owner;
 mod records;
 #[cfg(feature = "fleet")]
 pub mod seal;
+#[cfg(feature = "fleet")]
+pub mod store;
 
 #[cfg(feature = "fleet")]
 pub use cluster::{Fleet, FleetError};
