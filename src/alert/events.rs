@@ -32,6 +32,7 @@ pub const ALL_EVENTS: &[&str] = &[
     "fleet.claimed",
     "fleet.unavailable",
     "fleet.available",
+    "fleet.config_mismatch",
     "hook.failed",
     "hook.ok",
     "listener.accept_failed",

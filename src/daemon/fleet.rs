@@ -9,7 +9,11 @@
 //! other before claiming. A lost lease ends every ownership; a new lease is granted and the
 //! claims start again. etcd not answering is said once per outage (`fleet.unavailable`) and
 //! its return once (`fleet.available`); meanwhile nothing is ordered and deployed sets stay.
-use std::collections::{HashMap, HashSet};
+//!
+//! Each node publishes what it orders (`confighash`, `<prefix>/config/<node>`, lease-bound);
+//! a node whose list is not the majority's says which certificates differ
+//! (`fleet.config_mismatch`), claims nothing and orders nothing, and serves what it has.
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ use tracing::{error, info};
 
 use super::DaemonError;
 use crate::config::{Config, FleetSettings};
+use crate::fleet::confighash::{self, Digests};
 use crate::fleet::store::{preferred, FleetRecords};
 use crate::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
 use crate::lifecycle::Dropped;
@@ -33,8 +38,8 @@ pub(super) struct FleetMode {
     pub(super) records: Arc<FleetRecords>,
     /// Certificates whose last step was dropped as Unavailable: not before then.
     retry_at: Mutex<HashMap<String, Instant>>,
-    /// The configured certificates (updated on reload).
-    names: Arc<Mutex<Vec<String>>>,
+    /// What this host orders, per certificate (updated on reload).
+    names: Arc<Mutex<Digests>>,
 }
 
 impl FleetMode {
@@ -64,12 +69,9 @@ impl FleetMode {
     }
 
     pub(super) fn set_names(&self, config: &Config) {
-        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = cert_names(config);
+        *self.names.lock().unwrap_or_else(|p| p.into_inner()) =
+            confighash::digests(&config.certificates);
     }
-}
-
-fn cert_names(config: &Config) -> Vec<String> {
-    config.certificates.iter().map(|c| c.name.clone()).collect()
 }
 
 /// How long a create or renew may be in flight: every attempt within the retry budget, and
@@ -100,7 +102,7 @@ pub(super) async fn start(
     let mode = Arc::new(FleetMode {
         records: records.clone(),
         retry_at: Mutex::default(),
-        names: Arc::new(Mutex::new(cert_names(config))),
+        names: Arc::new(Mutex::new(confighash::digests(&config.certificates))),
     });
     info!(node = %fleet.node(), etcd = ?s.etcd, lease_ttl = ?s.lease_ttl,
         in_flight = ?in_flight_bound(config), "fleet mode: this host orders only what it owns");
@@ -114,10 +116,20 @@ pub(super) async fn start(
     Ok(mode)
 }
 
-/// This host's lease, and when it registered.
+/// This host's lease, when it registered, and the list it published through it.
 struct Joined {
     lease: Arc<Lease>,
     at: Instant,
+    published: Option<Digests>,
+}
+
+/// What the claims loop carries from round to round.
+#[derive(Default)]
+struct Rounds {
+    joined: Option<Joined>,
+    unowned_since: HashMap<String, Instant>,
+    /// The certificates last said to differ (`fleet.config_mismatch` once per change).
+    mismatch: BTreeSet<String>,
 }
 
 /// The claims loop (see the module doc).
@@ -125,25 +137,15 @@ async fn claims(
     fleet: Fleet,
     ttl: Duration,
     records: Arc<FleetRecords>,
-    names: Arc<Mutex<Vec<String>>>,
+    names: Arc<Mutex<Digests>>,
     poke: mpsc::Sender<()>,
 ) {
-    let mut joined: Option<Joined> = None;
-    let mut unowned_since: HashMap<String, Instant> = HashMap::new();
+    let mut rounds = Rounds::default();
     let mut down = false;
     let period = (ttl / 3).max(Duration::from_millis(300));
     loop {
         let list = names.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match round(
-            &fleet,
-            ttl,
-            &records,
-            &list,
-            &mut joined,
-            &mut unowned_since,
-        )
-        .await
-        {
+        match round(&fleet, ttl, &records, &list, &mut rounds).await {
             Ok(changed) => {
                 if down {
                     info!(event = "fleet.available", node = %fleet.node(),
@@ -176,10 +178,14 @@ async fn round(
     fleet: &Fleet,
     ttl: Duration,
     records: &FleetRecords,
-    names: &[String],
-    joined: &mut Option<Joined>,
-    unowned_since: &mut HashMap<String, Instant>,
+    mine: &Digests,
+    rounds: &mut Rounds,
 ) -> Result<bool, FleetError> {
+    let Rounds {
+        joined,
+        unowned_since,
+        mismatch,
+    } = rounds;
     if joined.as_ref().is_none_or(|j| !j.lease.is_live()) {
         let lost = records.drop_lost();
         if !lost.is_empty() {
@@ -192,20 +198,39 @@ async fn round(
         *joined = Some(Joined {
             lease,
             at: Instant::now(),
+            published: None,
         });
     }
-    let Some(j) = joined.as_ref() else {
+    let Some(j) = joined.as_mut() else {
         return Ok(false);
     };
+    if j.published.as_ref() != Some(mine) {
+        publish(fleet, &j.lease, mine).await?;
+        j.published = Some(mine.clone());
+    }
     // Nodes starting together see each other before anything is claimed.
     if j.at.elapsed() < ttl {
         live_nodes(fleet).await?;
         return Ok(false);
     }
     let nodes = live_nodes(fleet).await?;
+    let differ = compare(fleet, &nodes, mine).await?;
+    records.set_refusing(!differ.is_empty());
+    if differ != *mismatch {
+        if !differ.is_empty() {
+            error!(event = "fleet.config_mismatch", node = %fleet.node(), certificates = ?differ,
+                "this host's certificates (names, domains, product, key type or validation \
+                method) differ from the fleet's: it orders nothing, and still serves what it has");
+        }
+        *mismatch = differ;
+    }
+    if !mismatch.is_empty() {
+        return Ok(false);
+    }
     let grace = ttl * 2;
     let mut changed = false;
-    let configured: HashSet<&String> = names.iter().collect();
+    let names: Vec<&String> = mine.keys().collect();
+    let configured: HashSet<&String> = names.iter().copied().collect();
     unowned_since.retain(|n, _| configured.contains(n));
     for cert in names {
         if records.owns(cert) {
@@ -232,6 +257,58 @@ async fn round(
         }
     }
     Ok(changed)
+}
+
+/// Publishes what this host orders, bound to its lease.
+async fn publish(fleet: &Fleet, lease: &Lease, mine: &Digests) -> Result<(), FleetError> {
+    let text = serde_json::to_string(mine).map_err(|e| FleetError::Unexpected {
+        cert: String::new(),
+        what: format!("cannot encode the configuration digests: {e}"),
+    })?;
+    let (key, id) = (fleet.config_key(fleet.node()), lease.id());
+    fleet
+        .call_idempotent(|mut c| {
+            let (key, text) = (key.clone(), text.clone());
+            async move {
+                c.put(key, text, Some(PutOptions::new().with_lease(id)))
+                    .await
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// The certificates on which this host differs from the fleet's majority list (empty: it
+/// agrees). Nodes that published nothing yet, or something unreadable, are not counted.
+async fn compare(
+    fleet: &Fleet,
+    nodes: &[String],
+    mine: &Digests,
+) -> Result<BTreeSet<String>, FleetError> {
+    let prefix = fleet.config_key("");
+    let r = fleet
+        .call_idempotent(|mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
+    let others: Vec<Digests> = r
+        .kvs()
+        .iter()
+        .filter(|kv| {
+            let k = String::from_utf8_lossy(kv.key());
+            k.strip_prefix(&prefix)
+                .is_some_and(|n| n != fleet.node() && nodes.iter().any(|x| x == n))
+        })
+        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
+        .collect();
+    if confighash::agrees(mine, &others) {
+        return Ok(BTreeSet::new());
+    }
+    Ok(others
+        .iter()
+        .flat_map(|o| confighash::differing(mine, o))
+        .collect())
 }
 
 /// Puts this node's key, bound to its lease (so it disappears with the lease).

@@ -162,6 +162,11 @@ impl Fleet {
         format!("{}/nodes/{node}", self.prefix)
     }
 
+    /// The key holding what `node` orders (`confighash`), bound to its lease.
+    pub fn config_key(&self, node: &str) -> String {
+        format!("{}/config/{node}", self.prefix)
+    }
+
     /// The prefix of every live node's key.
     pub fn nodes_prefix(&self) -> String {
         format!("{}/nodes/", self.prefix)

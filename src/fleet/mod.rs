@@ -8,6 +8,7 @@
 //!   token;
 //! - `records`: the versioned record in etcd, every write fenced by the owner's token;
 //! - `cluster`: the connection to etcd (`Fleet`) and the error type;
+//! - `confighash`: what each host orders, as digests compared across the fleet;
 //! - `store`: the lifecycle's `Records` port over `records`, for the certificates this host
 //!   owns, and the rendezvous hashing that spreads ownership.
 //!
@@ -17,6 +18,8 @@ pub mod keyfile;
 
 #[cfg(feature = "fleet")]
 mod cluster;
+#[cfg(feature = "fleet")]
+pub mod confighash;
 #[cfg(feature = "fleet")]
 mod lease;
 #[cfg(feature = "fleet")]

@@ -8,6 +8,7 @@
 //! lease too short to spend quota through, or an order a predecessor may still have in flight
 //! is `StoreError::Unavailable` (the step waits). Neither is recorded as a failure.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct FleetRecords {
     /// How long a create or renew call may be in flight (the API client's retries and
     /// timeouts): how long a successor waits before it adopts an interrupted order.
     in_flight: Duration,
+    /// This host's list of what is ordered differs from the fleet's: it orders nothing.
+    refusing: AtomicBool,
 }
 
 impl FleetRecords {
@@ -43,7 +46,17 @@ impl FleetRecords {
             local,
             owned: Mutex::new(Owned::default()),
             in_flight,
+            refusing: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this host's configuration differs from the fleet's (then nothing is ordered).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
+    }
+
+    pub fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Owned> {
@@ -205,6 +218,13 @@ impl Records for FleetRecords {
 
     fn may_spend(&self, name: &str) -> Result<(), StoreError> {
         let o = self.ownership(name)?;
+        if self.refusing() {
+            return Err(StoreError::Unavailable(
+                "this host's certificates differ from the fleet's (fleet.config_mismatch); \
+                it orders nothing"
+                    .into(),
+            ));
+        }
         may_spend_through(o.lease()).map_err(StoreError::Unavailable)
     }
 }

@@ -174,3 +174,37 @@ fn an_etcd_outage_orders_nothing_is_said_once_and_work_resumes() {
     );
     drop(d.pop());
 }
+
+/// A third host whose list differs (one more domain on c0) says so and orders nothing; the
+/// two that agree order c0 once.
+#[test]
+fn a_host_whose_certificates_differ_refuses_to_order_and_says_which() {
+    let etcd = Etcd::single();
+    let w = World::new(&[]);
+    let mut daemons = start(&w, &etcd, &NODES[..2], &alidns_certs(1));
+    let odd = alidns_certs(1).replace(
+        "[\"c0.example.test\"]",
+        "[\"c0.example.test\", \"www.c0.example.test\"]",
+    );
+    daemons.extend(start(&w, &etcd, &NODES[2..], &odd));
+    wait_for("fleet.config_mismatch", DEADLINE, || {
+        count(&w, NODES[2], "fleet.config_mismatch") == 1
+    });
+    let line = log_of(&w, NODES[2])
+        .lines()
+        .find(|l| l.contains("fleet.config_mismatch"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("c0"), "{line}");
+    wait_for("c0 deployed", DEADLINE, || deployed_somewhere(&w, "c0"));
+    assert_eq!(w.orders_for("c0.example.test"), 1);
+    assert_eq!(
+        count(&w, NODES[2], "fleet.claimed"),
+        0,
+        "the odd host claimed"
+    );
+    assert!(!w.p("live-web-3").join("c0").exists());
+    for n in &NODES[..2] {
+        assert_eq!(count(&w, n, "fleet.config_mismatch"), 0, "{n}");
+    }
+}
