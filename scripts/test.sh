@@ -50,11 +50,12 @@ cargo test -p cas-api -p cas-sim --doc
 step "cargo test --features failpoints (crash right after each persisted step)"
 cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/cargo-test-failpoints.log"
 
-# Fleet mode's foundation (feature `fleet`: the etcd client needs protoc to build): lints, then
-# its unit tests and the integration tests that start real etcd clusters (etcd, etcdctl).
-step "cargo clippy + test --features fleet (etcd store, fencing, sealed keys; real etcd)"
+# Fleet mode (feature `fleet`: the etcd client needs protoc to build): lints, then its unit
+# tests and the integration tests that start real etcd clusters (etcd, etcdctl) and, in
+# fleet_daemon::, several real daemons (a module name is matched as a whole: list each).
+step "cargo clippy + test --features fleet (etcd store, fencing, sealed keys, daemons; real etcd)"
 cargo clippy -p cas-certd --all-targets --features fleet -- -D warnings
-cargo test -p cas-certd --features fleet --lib --test integration -- fleet:: fleet_fanout:: 2>&1 | tee "$logs/cargo-test-fleet.log"
+cargo test -p cas-certd --features fleet --lib --test integration -- fleet:: fleet_fanout:: fleet_daemon:: 2>&1 | tee "$logs/cargo-test-fleet.log"
 
 # Every log the tests above kept (daemon, simulator, CLI output): no test secret, no PRIVATE KEY.
 step "logs: scripts/scan-logs.sh"

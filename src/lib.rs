@@ -10,8 +10,9 @@
 //! - [`rebuild`]: the store is a cache — recovering a damaged one, adopting deployed sets.
 //! - [`lifecycle`]: per-certificate state machine, one persisted step per call; the scheduler.
 //! - [`validation`]: proving control of a domain — webroot file, Alidns TXT, command, manual.
-//! - [`fleet`]: fleet mode's foundation (experimental, not wired in yet): the etcd record store
-//!   with ownership and fencing, envelope encryption of keys (feature `fleet`), the fleet key.
+//! - [`fleet`]: fleet mode (experimental): the etcd record store with ownership and fencing,
+//!   the lifecycle's store port over it, envelope encryption of keys (feature `fleet`), the
+//!   fleet key; the daemon's side is `daemon::fleet`.
 //! - [`deploy`]: atomic PEM sets (versioned directory + symlink swap), permissions, key/cert match.
 //! - [`failpoint`]: crash points for the reliability suite (feature `failpoints`).
 //! - [`keys`]: private keys and CSRs made locally.

@@ -1,6 +1,6 @@
-//! `[fleet]`: the etcd cluster a fleet of hosts shares, the key prefix, this host's node name
-//! and where the fleet key is. Experimental: parsed and checked, not used by the lifecycle yet
-//! (`crate::fleet` holds the store it will use). This file only reads and checks the table.
+//! `[fleet]`: the etcd cluster a fleet of hosts shares, the key prefix, this host's node name,
+//! where the fleet key is, and the lease TTL. Without the `fleet` feature the table is an error.
+//! This file only reads and checks the table (`crate::fleet` uses it).
 use std::path::PathBuf;
 
 use super::build::abs_path;
@@ -17,6 +17,9 @@ pub struct FleetSettings {
     pub node: String,
     pub key: FleetKeySource,
     pub tls: Option<FleetTls>,
+    /// `lease_ttl`: how long this host's etcd lease lasts without a keep-alive, so how long
+    /// its certificates stay unowned after it dies (default 10 s, 2 s to 5 min).
+    pub lease_ttl: std::time::Duration,
 }
 
 /// Where the fleet key is read from (`crate::fleet::keyfile`).
@@ -37,8 +40,13 @@ pub struct FleetTls {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-const KEYS: &[&str] = &["etcd", "prefix", "node", "key_file", "tls"];
+const KEYS: &[&str] = &["etcd", "prefix", "node", "key_file", "tls", "lease_ttl"];
 pub(crate) const DEFAULT_PREFIX: &str = "/cas-certd";
+pub(crate) const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// etcd grants whole seconds (and raises a TTL below its minimum); five minutes would leave
+/// certificates unowned far too long after a host dies.
+const LEASE_TTL_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_secs(2)..=std::time::Duration::from_secs(300);
 
 /// The `[fleet]` table, `None` without one (or when it is too broken to use; errors pushed).
 /// With `trust`, the key file is read and checked now, so `check` reports a bad one.
@@ -46,6 +54,28 @@ pub(super) fn settings(root: &Tbl, trust: bool, errs: &mut Errors) -> Option<Fle
     let t = root.table("fleet", errs)?;
     t.unknown_keys(KEYS, errs);
     let before = errs.list.len();
+    // Never a silent single-host daemon where a fleet was asked for.
+    #[cfg(not(feature = "fleet"))]
+    errs.push(
+        t.span.clone(),
+        "fleet",
+        "this cas-certd was built without fleet mode (cargo feature `fleet`); build it with \
+        `--features fleet`, or remove [fleet] to run this host on its own",
+    );
+    let lease_ttl = match super::build::duration(&t, "lease_ttl", errs) {
+        Some(d) if !LEASE_TTL_RANGE.contains(&d) || d.subsec_nanos() != 0 => {
+            if let Some(v) = t.get("lease_ttl") {
+                errs.push(
+                    v.span(),
+                    &t.key("lease_ttl"),
+                    "give whole seconds from 2s to 5m",
+                );
+            }
+            DEFAULT_LEASE_TTL
+        }
+        Some(d) => d,
+        None => DEFAULT_LEASE_TTL,
+    };
     let tls = t.table("tls", errs).and_then(|tt| tls(&tt, errs));
     // A broken `tls` is still meant: the endpoints are judged as https.
     let etcd = endpoints(&t, t.get("tls").is_some(), errs);
@@ -99,6 +129,7 @@ pub(super) fn settings(root: &Tbl, trust: bool, errs: &mut Errors) -> Option<Fle
         node,
         key,
         tls,
+        lease_ttl,
     })
 }
 
@@ -234,7 +265,23 @@ fn host_name() -> Option<String> {
     Some(s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-#[cfg(test)]
+/// Without the feature, any `[fleet]` is an error at its line.
+#[cfg(all(test, not(feature = "fleet")))]
+#[allow(clippy::unwrap_used)]
+mod without_the_feature {
+    #[test]
+    fn a_fleet_table_is_an_error_at_its_line() {
+        let text = "state_dir = \"/tmp/s\"\noutput_dir = \"/tmp/o\"\n[fleet]\netcd = [\"http://h:1\"]\nnode = \"a\"\nkey_file = \"/k\"\n";
+        let e = crate::config::parse(text, None).unwrap_err().to_string();
+        assert!(
+            e.contains(":3:") && e.contains("built without fleet mode"),
+            "{e}"
+        );
+    }
+}
+
+/// The table's rules, in the build that has fleet mode (scripts/test.sh's fleet step).
+#[cfg(all(test, feature = "fleet"))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
@@ -270,6 +317,9 @@ key_file = "/etc/cas-certd/fleet.key"
         let f = parse("[fleet]\netcd = [\"http://127.0.0.1:2379\"]\n").unwrap();
         assert_eq!(f.prefix, DEFAULT_PREFIX);
         assert_eq!(f.key, FleetKeySource::Credential);
+        assert_eq!(f.lease_ttl, DEFAULT_LEASE_TTL);
+        let f = parse("[fleet]\netcd = [\"http://e:1\"]\nlease_ttl = \"3s\"\n").unwrap();
+        assert_eq!(f.lease_ttl, std::time::Duration::from_secs(3));
         assert!(!f.node.is_empty());
         assert!(crate::config::parse("state_dir = \"/tmp/s\"\n", None)
             .unwrap()
@@ -287,6 +337,7 @@ prefix = "/a//b/"
 node = "web 1"
 key_file = "fleet.key"
 color = "blue"
+lease_ttl = "1500ms"
 "#,
         )
         .unwrap_err();
@@ -299,6 +350,7 @@ color = "blue"
             ":6:8: fleet.node: \"web 1\" is not a node name",
             ":7:12: fleet.key_file: must be an absolute path",
             ":8:1: fleet.color: unknown key",
+            ":9:13: fleet.lease_ttl: give whole seconds from 2s to 5m",
         ] {
             assert!(e.contains(want), "{want:?} not in:\n{e}");
         }

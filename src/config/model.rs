@@ -30,7 +30,7 @@ pub struct Config {
     pub metrics: Option<MetricsSettings>,
     /// `[notify]`: where chosen log events are sent; `None` without the table.
     pub notify: Option<NotifySettings>,
-    /// `[fleet]` (experimental, not used by the lifecycle yet); `None` without the table.
+    /// `[fleet]` (experimental; `daemon::fleet`); `None` without the table.
     pub fleet: Option<FleetSettings>,
     /// Control socket for `status`/`renew` while running; default `<state_dir>/control.sock`.
     pub control_socket: PathBuf,

@@ -16,22 +16,25 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Certificate, Config};
 use crate::control::{self, Incoming};
-use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
-use crate::lifecycle::{self, exec::Exec, quota::QuotaCache, StepOutcome};
+use crate::lifecycle::{self, quota::QuotaCache, Dropped};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::store::{CertRecord, Phase, Store, StoreError};
 use cas_api::Client;
 
 mod cas_pass;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod hooks;
 mod index;
 mod requests;
 mod status;
+mod work;
 
 use hooks::hook_backoff;
 use index::{Entry, Index};
 use status::SNAPSHOT_EVERY;
+use work::Job;
 
 /// How long shutdown waits for steps in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -50,6 +53,8 @@ pub enum DaemonError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
     Notify(#[from] crate::alert::AlertError),
+    #[error("fleet: {0}")]
+    Fleet(String),
 }
 
 /// What the daemon reports to an embedding program (the demo, tests).
@@ -77,6 +82,8 @@ enum TaskResult {
         name: String,
         deployed: Vec<bool>,
         error: Option<StoreError>,
+        /// The step was dropped by the fleet store (not ours, or not now).
+        dropped: Option<Dropped>,
     },
     Hook {
         names: Vec<String>,
@@ -110,6 +117,9 @@ struct State {
     cas: cas_pass::Pass,
     /// What is known of each product's quota, shared by every certificate's steps.
     quota: Arc<QuotaCache>,
+    /// Fleet mode: steps run only for owned certificates, over the fleet's records.
+    #[cfg(feature = "fleet")]
+    fleet: Option<Arc<fleet::FleetMode>>,
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
@@ -132,6 +142,11 @@ pub async fn run(
     let ctl_task = tokio::spawn(control::serve(listener, ctl_tx));
 
     let (tick_tx, mut tick_rx) = mpsc::channel::<()>(1);
+    #[cfg(feature = "fleet")]
+    let fleet_mode = match &config.fleet {
+        Some(s) => Some(fleet::start(s, &config, store.clone(), tick_tx.clone()).await?),
+        None => None,
+    };
     let mut sched = start_cron(&config.check_schedule, tick_tx).await?;
 
     let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -172,6 +187,8 @@ pub async fn run(
         alerts,
         cas: cas_pass::Pass::new(recovery.cas_pass),
         quota: Arc::new(QuotaCache::new()),
+        #[cfg(feature = "fleet")]
+        fleet: fleet_mode,
     };
     st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
@@ -348,7 +365,10 @@ impl State {
                 if self.running.len() + due.len() >= limit {
                     break;
                 }
-                if !self.running.contains(name) && !self.cas.waiting.contains(name) {
+                if !self.running.contains(name)
+                    && !self.cas.waiting.contains(name)
+                    && self.may_step(name)
+                {
                     due.push(name.clone());
                 }
             }
@@ -365,9 +385,23 @@ impl State {
             let sem = self.sem.clone();
             let stopping = self.stopping.clone();
             let quota = self.quota.clone();
+            #[cfg(feature = "fleet")]
+            let fleet = self.fleet.as_ref().map(|f| f.records.clone());
             self.tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                work(cert, cfg, client, store, metrics, quota, stopping).await
+                let job = Job {
+                    cert,
+                    cfg,
+                    client,
+                    metrics,
+                    quota,
+                    stopping,
+                };
+                #[cfg(feature = "fleet")]
+                if let Some(f) = fleet {
+                    return job.work(&*f).await;
+                }
+                job.work(&store).await
             });
         }
     }
@@ -382,7 +416,7 @@ impl State {
                 let first = self
                     .index
                     .class(rest, DateTime::<Utc>::MAX_UTC)
-                    .find(|(_, n)| !self.running.contains(*n));
+                    .find(|(_, n)| !self.running.contains(*n) && self.may_step(n));
                 if let Some((at, _)) = first {
                     let t = at.max(now);
                     earliest = Some(earliest.map_or(t, |e| e.min(t)));
@@ -410,6 +444,15 @@ impl State {
             .unwrap_or(Duration::from_secs(3600));
         // Never spin: at least 200 ms; never sleep past an hour without a look.
         d.clamp(Duration::from_millis(200), Duration::from_secs(3600))
+    }
+
+    /// Whether `name`'s steps may run on this host now (fleet mode: owned, not waiting).
+    fn may_step(&self, _name: &str) -> bool {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &self.fleet {
+            return f.may_step(_name);
+        }
+        true
     }
 
     /// The index entry of `r`; a certificate waiting for the CAS pass is never due.
@@ -467,8 +510,15 @@ impl State {
                 name,
                 deployed,
                 error,
+                dropped,
             } => {
                 self.running.remove(&name);
+                #[cfg(feature = "fleet")]
+                if let (Some(f), Some(why)) = (&self.fleet, dropped) {
+                    f.dropped(&name, why);
+                }
+                #[cfg(not(feature = "fleet"))]
+                let _ = dropped;
                 self.snapshot_dirty = true;
                 if let Ok(Some(r)) = self.store.get(&name) {
                     self.services.metrics.set_certificate(
@@ -568,6 +618,10 @@ impl State {
                         self.domains_changed(c).await;
                     }
                 }
+                #[cfg(feature = "fleet")]
+                if let Some(f) = &self.fleet {
+                    f.set_names(&new);
+                }
                 self.config = Arc::new(new);
                 self.newcomers(&d.added).await;
                 self.refresh_all();
@@ -617,64 +671,4 @@ fn positions(config: &Config) -> HashMap<String, usize> {
 
 fn schedule_dur(d: Duration) -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
-}
-
-/// Steps one certificate until it waits (or the daemon stops between steps).
-async fn work(
-    cert: Certificate,
-    cfg: Arc<Config>,
-    client: Client,
-    store: Store,
-    metrics: Metrics,
-    quota: Arc<QuotaCache>,
-    stopping: Arc<AtomicBool>,
-) -> TaskResult {
-    let mut deployed = Vec::new();
-    let mut error = None;
-    for _ in 0..MAX_STEPS_PER_WAKE {
-        if stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        let rec = match store.get(&cert.name) {
-            Ok(Some(r)) => r,
-            Ok(None) => CertRecord::new(&cert.name, cert.domains.clone()),
-            Err(e) => {
-                error = Some(e);
-                break;
-            }
-        };
-        let had_cert = rec.deployed.is_some();
-        let exec = Exec {
-            ca: &client,
-            records: &store,
-            proofs: &Validators { client: &client },
-            deployer: &OutputDir {
-                path: &cfg.output_dir,
-            },
-            keys: &LocalKeys,
-            clock: &SystemClock,
-            metrics: &metrics,
-            quota: &quota,
-            quota_warn: cfg.quota_warn,
-            poll_min: cfg.poll_min,
-            poll_max: cfg.poll_max,
-        };
-        match exec.step(&cert, rec).await {
-            Ok(StepOutcome::Waiting(_)) => break,
-            Ok(StepOutcome::Progressed) => continue,
-            Ok(StepOutcome::Deployed) => {
-                deployed.push(had_cert);
-                continue;
-            }
-            Err(e) => {
-                error = Some(e);
-                break;
-            }
-        }
-    }
-    TaskResult::Step {
-        name: cert.name,
-        deployed,
-        error,
-    }
 }

@@ -157,6 +157,21 @@ impl Fleet {
         format!("{}/owner/{cert}", self.prefix)
     }
 
+    /// The key that says `node` is live (bound to its lease).
+    pub fn node_key(&self, node: &str) -> String {
+        format!("{}/nodes/{node}", self.prefix)
+    }
+
+    /// The key holding what `node` orders (`confighash`), bound to its lease.
+    pub fn config_key(&self, node: &str) -> String {
+        format!("{}/config/{node}", self.prefix)
+    }
+
+    /// The prefix of every live node's key.
+    pub fn nodes_prefix(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
     /// The key of `cert`'s record.
     pub fn record_key(&self, cert: &str) -> String {
         format!("{}/records/{cert}", self.prefix)

@@ -1,4 +1,4 @@
-//! Fleet mode's foundation (issue 12; experimental, not wired into the lifecycle yet). Many
+//! Fleet mode (issue 12; experimental; the daemon's side is `daemon::fleet`). Many
 //! hosts share one etcd v3 cluster; each certificate has exactly one owner, and only the owner
 //! writes its record:
 //! - [`keyfile`]: the fleet key's file and where it is looked for (always built: `check` uses it);
@@ -8,7 +8,10 @@
 //!   token;
 //! - `records`: the versioned record in etcd, every write fenced by the owner's token;
 //! - `cluster`: the connection to etcd (`Fleet`) and the error type;
-//! - [`fanout`]: proofs and issued sets published by the owner and followed by every host.
+//! - [`fanout`]: proofs and issued sets published by the owner and followed by every host;
+//! - `confighash`: what each host orders, as digests compared across the fleet;
+//! - `store`: the lifecycle's `Records` port over `records`, for the certificates this host
+//!   owns, and the rendezvous hashing that spreads ownership.
 //!
 //! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
 //! The design, the keys in etcd and what is left to wire: docs/FLEET.md.
@@ -16,6 +19,8 @@ pub mod keyfile;
 
 #[cfg(feature = "fleet")]
 mod cluster;
+#[cfg(feature = "fleet")]
+pub mod confighash;
 #[cfg(feature = "fleet")]
 pub mod fanout;
 #[cfg(feature = "fleet")]
@@ -26,6 +31,8 @@ mod owner;
 mod records;
 #[cfg(feature = "fleet")]
 pub mod seal;
+#[cfg(feature = "fleet")]
+pub mod store;
 
 #[cfg(feature = "fleet")]
 pub use cluster::{Fleet, FleetError};

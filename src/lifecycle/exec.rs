@@ -45,8 +45,27 @@ where
     T: Clock,
 {
     /// Does one step for `rec` (the stored record of `cert`) and persists it. API failures
-    /// never escape: they are recorded in the record; only a store failure is an error.
+    /// never escape: they are recorded in the record; only a store failure is an error. A
+    /// store that says the record is not (or not now) ours drops the step
+    /// ([`StepOutcome::Dropped`]): nothing more is called or written, no failure recorded.
     pub async fn step(
+        &self,
+        cert: &Certificate,
+        rec: CertRecord,
+    ) -> Result<StepOutcome, StoreError> {
+        match self.step_inner(cert, rec).await {
+            Err(e) => match e.dropped() {
+                Some(why) => {
+                    info!(cert = %cert.name, error = %e, "step dropped; nothing recorded");
+                    Ok(StepOutcome::Dropped(why))
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    async fn step_inner(
         &self,
         cert: &Certificate,
         rec: CertRecord,
@@ -114,11 +133,13 @@ where
                 Observation::Quota { look, error }
             }
             Request::Create(order) => {
+                self.records.may_spend(&rec.name)?;
                 let result = self.ca.create(&order).await;
                 self.spent(&order.product_code, &result).await;
                 Observation::Created(result)
             }
             Request::Renew { from, csr } => {
+                self.records.may_spend(&rec.name)?;
                 let result = self.ca.renew(from, csr.as_deref()).await;
                 self.spent(&cert.product_code, &result).await;
                 Observation::Created(result)
@@ -366,7 +387,7 @@ pub async fn remove<C: Ca, R: Records, P: Proofs>(
     proofs: &P,
     name: &str,
 ) -> Result<(), StoreError> {
-    let Some(rec) = records.get(name)? else {
+    let Some(rec) = records.get(name).await? else {
         return Ok(());
     };
     let plan = machine::removal(&rec);

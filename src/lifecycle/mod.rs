@@ -22,7 +22,7 @@ mod tests;
 
 use std::path::Path;
 
-pub use machine::StepOutcome;
+pub use machine::{Dropped, StepOutcome};
 
 use crate::config::Certificate;
 use crate::store::{CertRecord, Store, StoreError};

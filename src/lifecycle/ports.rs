@@ -48,14 +48,26 @@ pub trait Ca: Sync {
 }
 
 /// Where records live; a write that precedes an external effect must be durable.
+///
+/// [`StoreError::NotOurs`] and [`StoreError::Unavailable`] (fleet mode) drop the step, with
+/// nothing recorded as failed; any other error is a broken store.
 pub trait Records: Sync {
-    fn get(&self, name: &str) -> Result<Option<CertRecord>, StoreError>;
+    fn get(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<CertRecord>, StoreError>> + Send;
     fn put_durable(&self, rec: &CertRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets a record, durably.
     fn remove_durable(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The learned time from publishing a proof to issuance, in seconds.
     fn issue_ewma(&self) -> Result<Option<f64>, StoreError>;
     fn observe_issue_time(&self, secs: f64) -> Result<(), StoreError>;
+    /// Whether a call that spends quota (create, renew) for `name` may be made now; checked
+    /// after the intent is durable, just before the call. A single host always may; a fleet
+    /// host only while its lease has most of its TTL left (`Unavailable`: the step waits).
+    fn may_spend(&self, _name: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Publishes and removes proofs of domain control.

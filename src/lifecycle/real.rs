@@ -49,7 +49,7 @@ impl Ca for Client {
 }
 
 impl Records for Store {
-    fn get(&self, name: &str) -> Result<Option<CertRecord>, StoreError> {
+    async fn get(&self, name: &str) -> Result<Option<CertRecord>, StoreError> {
         Store::get(self, name)
     }
 

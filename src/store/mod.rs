@@ -39,6 +39,27 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Fleet mode: the record is not this host's to write any more (the fence refused the
+    /// write, or the ownership is gone). Nothing was written. Not a broken store.
+    #[error("{name}: not this host's any more: {why}")]
+    NotOurs { name: String, why: String },
+    /// Fleet mode: the shared store cannot be reached now, or this host may not spend
+    /// quota now (its lease is too short). Nothing is known to be written. Not a broken store.
+    #[error("record store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether a step that met this error is dropped (nothing recorded as failed) rather
+    /// than failed: what the fleet store says when the record is not, or not now, ours.
+    pub fn dropped(&self) -> Option<crate::lifecycle::machine::Dropped> {
+        use crate::lifecycle::machine::Dropped;
+        match self {
+            StoreError::NotOurs { .. } => Some(Dropped::NotOurs),
+            StoreError::Unavailable(_) => Some(Dropped::Unavailable),
+            _ => None,
+        }
+    }
 }
 
 impl From<sled::Error> for StoreError {

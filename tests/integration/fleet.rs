@@ -28,6 +28,7 @@ fn settings(etcd: &Etcd, node: &str) -> FleetSettings {
         node: node.into(),
         key: FleetKeySource::Credential,
         tls: None,
+        lease_ttl: TTL,
     }
 }
 
@@ -377,4 +378,77 @@ async fn claims_and_reads_ride_through_the_leaders_death() {
         "requests through the leader's death answered after {:?}",
         t0.elapsed()
     );
+}
+
+/// The lifecycle's store port over etcd (`FleetRecords`): a successor that takes over a
+/// record in Intent reads nothing of it until the old owner's create can no longer be in
+/// flight, and a lease that has lost a third of its TTL refuses the spending call (the step
+/// waits) before the lease is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_waits_out_an_intent_and_a_short_lease_may_not_spend() {
+    use cas_certd::fleet::store::FleetRecords;
+    use cas_certd::lifecycle::ports::Records;
+    use cas_certd::store::{Store, StoreError};
+
+    let etcd = Etcd::single();
+    let key = FleetKey::from_bytes([9; 32]);
+    let (old, old_lease) = host(&etcd, "web-1").await;
+    let o1 = owned(claim(&old, &old_lease, "www").await.unwrap());
+    EtcdRecords::new(old.clone(), &key)
+        .put_durable(&o1, &record("www", &key_pem()))
+        .await
+        .unwrap();
+    old_lease.revoke().await.unwrap();
+
+    let (new, new_lease) = host(&etcd, "web-2").await;
+    let o2 = owned(claim(&new, &new_lease, "www").await.unwrap());
+    let state = tempfile::tempdir().unwrap();
+    let in_flight = Duration::from_secs(3);
+    let recs = FleetRecords::new(
+        EtcdRecords::new(new.clone(), &key),
+        Store::open(state.path()).unwrap(),
+        in_flight,
+    );
+    let took = Instant::now();
+    recs.take(o2).await.unwrap();
+    let first = recs.get("www").await;
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "an intent read at once: {first:?}"
+    );
+    let rec = loop {
+        match recs.get("www").await {
+            Ok(r) => break r.unwrap(),
+            Err(StoreError::Unavailable(_)) if took.elapsed() < DEADLINE => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(
+        took.elapsed() >= in_flight,
+        "read after {:?}",
+        took.elapsed()
+    );
+    assert_eq!(rec.phase.name(), "intent");
+
+    assert!(recs.may_spend("www").is_ok(), "a fresh lease may spend");
+    // No more keep-alives: a third of the TTL later the spending call waits, while the
+    // lease (and so the ownership) still lives.
+    new_lease.stop_keep_alive();
+    let t0 = Instant::now();
+    while recs.may_spend("www").is_ok() {
+        assert!(t0.elapsed() < DEADLINE, "may_spend never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(new_lease.is_live(), "refused only once the lease was lost");
+    assert!(matches!(
+        recs.may_spend("www"),
+        Err(StoreError::Unavailable(_))
+    ));
+    // Not another host's certificate.
+    assert!(matches!(
+        recs.get("other").await,
+        Err(StoreError::NotOurs { .. })
+    ));
 }

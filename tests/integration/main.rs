@@ -19,6 +19,7 @@ mod docs_links;
 mod ecs_metadata;
 mod faults;
 mod fleet;
+mod fleet_daemon;
 mod fleet_fanout;
 mod fuzz;
 mod hooks;

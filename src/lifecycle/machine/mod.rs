@@ -260,6 +260,19 @@ pub enum StepOutcome {
     Progressed,
     /// A new certificate was deployed (the reload hook is due).
     Deployed,
+    /// The step was dropped, nothing recorded as failed: the store said the record is not
+    /// this host's to write, or cannot be reached, or the spending call must wait (fleet
+    /// mode). Only the executor says this; the record stays as last written.
+    Dropped(Dropped),
+}
+
+/// Why a step was dropped ([`StepOutcome::Dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Another host owns the certificate now: this host leaves it alone.
+    NotOurs,
+    /// The store cannot be reached, or may not be spent through now: try later.
+    Unavailable,
 }
 
 /// After the effects: another call within the same step, or the end of the step.

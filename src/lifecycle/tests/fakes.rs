@@ -144,6 +144,10 @@ pub struct Fakes {
     pub installed: Mutex<Vec<(PemSet, Origin)>>,
     pub metrics: Metrics,
     pub quota: QuotaCache,
+    /// The next durable write fails with this (the fleet store's fence or outage).
+    pub put_refusal: Mutex<Option<StoreError>>,
+    /// While set, `may_spend` refuses with this reason (a fleet lease too short).
+    pub spend_refusal: Mutex<Option<String>>,
 }
 
 impl Fakes {
@@ -166,6 +170,8 @@ impl Fakes {
             installed: Mutex::default(),
             metrics: Metrics::new(),
             quota: QuotaCache::new(),
+            put_refusal: Mutex::default(),
+            spend_refusal: Mutex::default(),
         }
     }
 
@@ -258,7 +264,7 @@ impl Fakes {
         for _ in 0..32 {
             let o = self.step(c).await;
             out.push(o);
-            if let StepOutcome::Waiting(_) = o {
+            if let StepOutcome::Waiting(_) | StepOutcome::Dropped(_) = o {
                 break;
             }
         }
@@ -418,11 +424,15 @@ impl Ca for Fakes {
 }
 
 impl Records for Fakes {
-    fn get(&self, _name: &str) -> Result<Option<CertRecord>, StoreError> {
+    async fn get(&self, _name: &str) -> Result<Option<CertRecord>, StoreError> {
         Ok(self.record.lock().unwrap().clone())
     }
 
     async fn put_durable(&self, rec: &CertRecord) -> Result<(), StoreError> {
+        if let Some(e) = self.put_refusal.lock().unwrap().take() {
+            self.note(format!("put refused {}", rec.phase.name()));
+            return Err(e);
+        }
         self.note(format!("put {}", rec.phase.name()));
         *self.record.lock().unwrap() = Some(rec.clone());
         Ok(())
@@ -441,6 +451,16 @@ impl Records for Fakes {
     fn observe_issue_time(&self, secs: f64) -> Result<(), StoreError> {
         *self.ewma.lock().unwrap() = Some(secs);
         Ok(())
+    }
+
+    fn may_spend(&self, _name: &str) -> Result<(), StoreError> {
+        match &*self.spend_refusal.lock().unwrap() {
+            Some(why) => {
+                self.note("spend refused");
+                Err(StoreError::Unavailable(why.clone()))
+            }
+            None => Ok(()),
+        }
     }
 }
 

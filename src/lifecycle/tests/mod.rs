@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod deadline;
+mod dropped;
 mod fakes;
 mod machine_only;
 mod quota;

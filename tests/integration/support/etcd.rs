@@ -20,6 +20,8 @@ pub struct Member {
     pub client_url: String,
     client_port: u16,
     proc: Option<Proc>,
+    /// How it was started, to start it again on the same data (`stop_all`, `start_all`).
+    cmd: Vec<std::ffi::OsString>,
 }
 
 pub struct Etcd {
@@ -145,6 +147,7 @@ impl Etcd {
                 let client_url = format!("{scheme}://127.0.0.1:{client}");
                 let peer_url = format!("http://127.0.0.1:{peer}");
                 let mut cmd = Command::new(etcd_bin());
+                cmd.stdin(Stdio::null());
                 if let Some(t) = &tls {
                     cmd.arg("--cert-file")
                         .arg(&t.server_cert)
@@ -154,8 +157,7 @@ impl Etcd {
                         .arg(&t.ca)
                         .arg("--client-cert-auth");
                 }
-                let child = cmd
-                    .args(["--name", name])
+                cmd.args(["--name", name])
                     .arg("--data-dir")
                     .arg(&data)
                     .args(["--listen-client-urls", &client_url])
@@ -165,17 +167,15 @@ impl Etcd {
                     .args(["--initial-cluster", &initial])
                     .args(["--initial-cluster-state", "new"])
                     .args(["--initial-cluster-token", &token])
-                    .args(["--logger", "zap", "--log-outputs", "stderr"])
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone().unwrap())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", etcd_bin().display()));
+                    .args(["--logger", "zap", "--log-outputs", "stderr"]);
+                let args: Vec<std::ffi::OsString> = cmd.get_args().map(Into::into).collect();
+                let child = spawn_logged(&mut cmd, log);
                 Member {
                     name: name.clone(),
                     client_url,
                     client_port: *client,
                     proc: Some(Proc(child)),
+                    cmd: args,
                 }
             })
             .collect();
@@ -211,6 +211,27 @@ impl Etcd {
             let _ = p.0.kill();
             let _ = p.0.wait();
         }
+    }
+
+    /// Kills every member (an outage of the whole cluster); their data stays.
+    pub fn stop_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Starts every stopped member again on its data, and waits until all are healthy.
+    pub fn start_all(&mut self) {
+        for m in self.members.iter_mut().filter(|m| m.proc.is_none()) {
+            let log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir.path().join(format!("{}.log", m.name)))
+                .unwrap();
+            let mut cmd = Command::new(etcd_bin());
+            cmd.args(&m.cmd).stdin(Stdio::null());
+            m.proc = Some(Proc(spawn_logged(&mut cmd, log)));
+        }
+        self.wait_healthy();
     }
 
     /// Runs etcdctl (v3 API) against the running members; its stdout.
@@ -282,6 +303,14 @@ impl Etcd {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Starts `cmd` with stdout and stderr into `log`.
+fn spawn_logged(cmd: &mut Command, log: std::fs::File) -> std::process::Child {
+    cmd.stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", etcd_bin().display()))
 }
 
 /// `GET /health` answers `"health":"true"`.

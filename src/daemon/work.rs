@@ -1,0 +1,96 @@
+//! One certificate's step task: the executor over the real ports and the given records (the
+//! local store, or the fleet's for an owned certificate), stepped until it waits.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::{TaskResult, MAX_STEPS_PER_WAKE};
+use crate::config::{Certificate, Config};
+use crate::lifecycle::exec::Exec;
+use crate::lifecycle::ports::Records;
+use crate::lifecycle::quota::QuotaCache;
+use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
+use crate::lifecycle::StepOutcome;
+use crate::metrics::Metrics;
+use crate::store::CertRecord;
+use cas_api::Client;
+
+/// What a step task needs besides the records.
+pub(super) struct Job {
+    pub(super) cert: Certificate,
+    pub(super) cfg: Arc<Config>,
+    pub(super) client: Client,
+    pub(super) metrics: Metrics,
+    pub(super) quota: Arc<QuotaCache>,
+    pub(super) stopping: Arc<AtomicBool>,
+}
+
+impl Job {
+    /// Steps one certificate until it waits, is dropped, or the daemon stops between steps.
+    pub(super) async fn work<R: Records>(self, records: &R) -> TaskResult {
+        let Job {
+            cert,
+            cfg,
+            client,
+            metrics,
+            quota,
+            stopping,
+        } = self;
+        let mut deployed = Vec::new();
+        let mut error = None;
+        let mut dropped = None;
+        for _ in 0..MAX_STEPS_PER_WAKE {
+            if stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let rec = match records.get(&cert.name).await {
+                Ok(Some(r)) => r,
+                Ok(None) => CertRecord::new(&cert.name, cert.domains.clone()),
+                Err(e) => {
+                    match e.dropped() {
+                        Some(why) => dropped = Some(why),
+                        None => error = Some(e),
+                    }
+                    break;
+                }
+            };
+            let had_cert = rec.deployed.is_some();
+            let exec = Exec {
+                ca: &client,
+                records,
+                proofs: &Validators { client: &client },
+                deployer: &OutputDir {
+                    path: &cfg.output_dir,
+                },
+                keys: &LocalKeys,
+                clock: &SystemClock,
+                metrics: &metrics,
+                quota: &quota,
+                quota_warn: cfg.quota_warn,
+                poll_min: cfg.poll_min,
+                poll_max: cfg.poll_max,
+            };
+            match exec.step(&cert, rec).await {
+                Ok(StepOutcome::Waiting(_)) => break,
+                Ok(StepOutcome::Dropped(why)) => {
+                    dropped = Some(why);
+                    break;
+                }
+                Ok(StepOutcome::Progressed) => continue,
+                Ok(StepOutcome::Deployed) => {
+                    deployed.push(had_cert);
+                    continue;
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        TaskResult::Step {
+            name: cert.name,
+            deployed,
+            error,
+            dropped,
+        }
+    }
+}
