@@ -352,7 +352,6 @@ mod tests {
                 presented_at: now,
                 ordered_at: Some(now),
                 attempt: 0,
-                ordered_at: Some(now),
                 pending: pending.clone(),
             },
             Phase::Polling {
