@@ -24,6 +24,7 @@ use crate::store::{CertRecord, Phase, Store, StoreError};
 use cas_api::Client;
 
 mod cas_pass;
+mod expiry;
 mod hooks;
 mod index;
 mod requests;
@@ -110,6 +111,9 @@ struct State {
     cas: cas_pass::Pass,
     /// What is known of each product's quota, shared by every certificate's steps.
     quota: Arc<QuotaCache>,
+    /// The last `cert.expiring` of each certificate. In memory: after a restart a certificate
+    /// still expiring is announced again at once.
+    warned: HashMap<String, lifecycle::expiry::Warned>,
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
@@ -172,11 +176,13 @@ pub async fn run(
         alerts,
         cas: cas_pass::Pass::new(recovery.cas_pass),
         quota: Arc::new(QuotaCache::new()),
+        warned: HashMap::new(),
     };
     st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
     // One read of each record at start: the index, and the live files checked (restored).
     st.refresh_all_and(true);
+    st.expiry_sweep();
     st.services.notifier.ready();
     info!(
         certificates = st.config.certificates.len(),
@@ -186,6 +192,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     // An interval, not a per-iteration sleep: a busy loop must not starve the watchdog.
     let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut expiry_tick = tokio::time::interval(expiry::SWEEP_EVERY);
+    // The first tick is now: the sweep at start is done.
+    expiry_tick.tick().await;
     let mut need_check = true;
     loop {
         if need_check {
@@ -219,6 +228,7 @@ pub async fn run(
                 need_check = true;
             }
             _ = sleep => need_check = true,
+            _ = expiry_tick.tick() => st.expiry_sweep(),
             _ = wd_tick.tick(), if watchdog.is_some() => st.services.notifier.watchdog(),
         }
     }
@@ -480,6 +490,7 @@ impl State {
                     if self.cert(&name).is_some() {
                         let e = self.entry(&r);
                         self.index.insert(&name, e);
+                        self.expiry_check(&name, Utc::now());
                     }
                 }
                 if let Some(e) = error {
@@ -571,6 +582,7 @@ impl State {
                 self.config = Arc::new(new);
                 self.newcomers(&d.added).await;
                 self.refresh_all();
+                self.expiry_sweep();
                 self.snapshot_dirty = true;
             }
         }
