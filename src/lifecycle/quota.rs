@@ -344,6 +344,28 @@ mod tests {
         ));
     }
 
+    /// After CAS refused for quota, a look that fails keeps the count at "all used": the
+    /// message says `N of N used` (cargo-mutants: `total - used` as `total + used` went
+    /// unnoticed; it said 140 of 100).
+    #[tokio::test]
+    async fn after_a_refusal_a_failed_look_says_every_unit_is_used() {
+        let q = QuotaCache::new();
+        let calls = Cell::new(0);
+        look(&q, t(0), &calls, Ok(state(100, 20))).await;
+        q.after_create("p", &Err(service("NotRemainCount", 400)))
+            .await;
+        let l = look(&q, t(1), &calls, Err(service("ServiceUnavailable", 503))).await;
+        assert_eq!(calls.get(), 2);
+        assert_eq!(
+            l,
+            QuotaLook::Known {
+                total: 100,
+                used: 100,
+                warn: true
+            }
+        );
+    }
+
     #[tokio::test]
     async fn a_create_that_spent_nothing_gives_its_unit_back() {
         let q = QuotaCache::new();
