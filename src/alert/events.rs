@@ -8,6 +8,7 @@ pub const ALL_EVENTS: &[&str] = &[
     "cert.challenge_presented",
     "cert.deploy_failed",
     "cert.deployed",
+    "cert.expiring",
     "cert.issued",
     "cert.not_adopted",
     "cert.order_adopted",
@@ -54,10 +55,12 @@ pub const ALL_EVENTS: &[&str] = &[
     "store.recovered",
 ];
 
-/// Sent when `[notify] events` is not given: failures and warnings that need a person.
+/// Sent when `[notify] events` is not given: failures and warnings that need a person
+/// (`cert.expiring` among them: issue 14's "failures and expiry warnings").
 pub const DEFAULT_EVENTS: &[&str] = &[
     "api.clock_skew",
     "cert.deploy_failed",
+    "cert.expiring",
     "cert.not_adopted",
     "cert.proof_unreachable",
     "cert.renew_failed",

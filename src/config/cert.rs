@@ -27,6 +27,7 @@ pub(super) const PER_CERT_KEYS: &[&str] = &[
     "cert_mode",
     "hook_env",
     "validation_timeout",
+    "expiry_warn",
     "self_check",
     "self_check_resolve",
     "self_check_nameservers",
@@ -35,6 +36,8 @@ const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an order may wait in domain_verify: a day covers a DV proof fixed by hand; OV/EV
 /// products, validated by people, need longer (see docs/configuration.md).
 pub(crate) const DEFAULT_VALIDATION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Two weeks: time for a person to fix what keeps the renewal from succeeding.
+pub(crate) const DEFAULT_EXPIRY_WARN: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Where one built certificate's values are in the file, for the checks made after building.
 pub(super) struct Places {
@@ -62,6 +65,7 @@ pub(super) struct Overridable {
     cert_mode: Option<u32>,
     hook_env: Option<Vec<String>>,
     validation_timeout: Option<Duration>,
+    expiry_warn: Option<Duration>,
     self_check: super::selfcheck::Settings,
 }
 
@@ -80,6 +84,7 @@ impl Overridable {
             cert_mode: self.cert_mode.or(d.cert_mode),
             hook_env: self.hook_env.or_else(|| d.hook_env.clone()),
             validation_timeout: self.validation_timeout.or(d.validation_timeout),
+            expiry_warn: self.expiry_warn.or(d.expiry_warn),
             self_check: self.self_check.or(&d.self_check),
         }
     }
@@ -244,6 +249,8 @@ pub(super) fn overridable(t: &Tbl, errs: &mut Errors) -> Overridable {
             o.validation_timeout = Some(d);
         }
     }
+    // Zero is allowed: it turns the warning off.
+    o.expiry_warn = duration(t, "expiry_warn", errs);
     o.key_mode = mode(t, "key_mode", errs);
     if let (Some(m), Some(v)) = (o.key_mode, t.get("key_mode")) {
         if m & 0o007 != 0 {
@@ -618,6 +625,7 @@ fn certificate(
         },
         keep_versions: o.keep_versions.unwrap_or(3),
         validation_timeout: o.validation_timeout.unwrap_or(DEFAULT_VALIDATION_TIMEOUT),
+        expiry_warn: o.expiry_warn.unwrap_or(DEFAULT_EXPIRY_WARN),
         self_check: o.self_check.build(),
     };
     Some((cert, places))

@@ -139,6 +139,9 @@ pub struct Certificate {
     /// An order still in domain_verify this long after it was created is cancelled and
     /// deleted, and the certificate retries with backoff. Never zero.
     pub validation_timeout: Duration,
+    /// `cert.expiring` is logged while less than this is left on the deployed certificate
+    /// and its renewal has not succeeded (`lifecycle::expiry`). Zero: never.
+    pub expiry_warn: Duration,
     /// Checking the published proof from outside, the way the CA would.
     pub self_check: SelfCheck,
 }

@@ -23,6 +23,7 @@ use crate::store::{CertRecord, Phase, Store, StoreError};
 use cas_api::Client;
 
 mod cas_pass;
+mod expiry;
 #[cfg(feature = "fleet")]
 mod fleet;
 mod hooks;
@@ -120,6 +121,9 @@ struct State {
     /// Fleet mode: steps run only for owned certificates, over the fleet's records.
     #[cfg(feature = "fleet")]
     fleet: Option<Arc<fleet::FleetMode>>,
+    /// The last `cert.expiring` of each certificate. In memory: after a restart a certificate
+    /// still expiring is announced again at once.
+    warned: HashMap<String, lifecycle::expiry::Warned>,
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains (steps in flight finish, at most
@@ -189,11 +193,13 @@ pub async fn run(
         quota: Arc::new(QuotaCache::new()),
         #[cfg(feature = "fleet")]
         fleet: fleet_mode,
+        warned: HashMap::new(),
     };
     st.cert_pos = positions(&st.config);
     st.forget_unconfigured().await;
     // One read of each record at start: the index, and the live files checked (restored).
     st.refresh_all_and(true);
+    st.expiry_sweep();
     st.services.notifier.ready();
     info!(
         certificates = st.config.certificates.len(),
@@ -203,6 +209,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     // An interval, not a per-iteration sleep: a busy loop must not starve the watchdog.
     let mut wd_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut expiry_tick = tokio::time::interval(expiry::SWEEP_EVERY);
+    // The first tick is now: the sweep at start is done.
+    expiry_tick.tick().await;
     let mut need_check = true;
     loop {
         if need_check {
@@ -236,6 +245,7 @@ pub async fn run(
                 need_check = true;
             }
             _ = sleep => need_check = true,
+            _ = expiry_tick.tick() => st.expiry_sweep(),
             _ = wd_tick.tick(), if watchdog.is_some() => st.services.notifier.watchdog(),
         }
     }
@@ -530,6 +540,7 @@ impl State {
                     if self.cert(&name).is_some() {
                         let e = self.entry(&r);
                         self.index.insert(&name, e);
+                        self.expiry_check(&name, Utc::now());
                     }
                 }
                 if let Some(e) = error {
@@ -625,6 +636,7 @@ impl State {
                 self.config = Arc::new(new);
                 self.newcomers(&d.added).await;
                 self.refresh_all();
+                self.expiry_sweep();
                 self.snapshot_dirty = true;
             }
         }

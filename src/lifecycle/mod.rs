@@ -7,10 +7,12 @@
 //!   this host.
 //! - [`ports`]: the small traits (CA, records, proofs, deployer, keys, clock); [`real`]: their
 //!   implementations over the CAS client, sled, `validation`, `deploy` and `keys`.
+//! - [`expiry`]: when a certificate close to expiry is announced (`cert.expiring`).
 //! - [`quota`]: each product's quota as last seen, shared by every certificate.
 //! - [`schedule`]: pure timing (renewal time, jitter, backoff, adoption); [`manual`]: operator
 //!   renewals.
 pub mod exec;
+pub mod expiry;
 pub mod machine;
 pub mod manual;
 pub mod ports;

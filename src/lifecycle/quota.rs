@@ -282,6 +282,28 @@ mod tests {
         assert!(matches!(f, QuotaLook::Known { warn: true, .. }), "{f:?}");
     }
 
+    /// Exactly `quota_warn` left is not low: counted in memory, not asked again even after
+    /// REFRESH (cargo-mutants: `left < low_mark` as `<=` went unnoticed).
+    #[tokio::test]
+    async fn a_count_at_the_warning_mark_is_not_looked_at_again() {
+        let q = QuotaCache::new();
+        let calls = Cell::new(0);
+        // 4 left; this create holds one: 3 left, the mark.
+        let a = look(&q, t(0), &calls, Ok(state(10, 6))).await;
+        assert!(matches!(a, QuotaLook::Known { warn: false, .. }), "{a:?}");
+        let refresh = REFRESH.as_secs() as i64;
+        let b = look(&q, t(refresh), &calls, Ok(state(10, 10))).await;
+        assert_eq!(calls.get(), 1, "looked again at the mark");
+        assert_eq!(
+            b,
+            QuotaLook::Known {
+                total: 10,
+                used: 7,
+                warn: false
+            }
+        );
+    }
+
     #[tokio::test]
     async fn a_failed_look_goes_on_unknown_and_is_not_repeated_within_refresh() {
         let q = QuotaCache::new();
@@ -320,6 +342,28 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// After CAS refused for quota, a look that fails keeps the count at "all used": the
+    /// message says `N of N used` (cargo-mutants: `total - used` as `total + used` went
+    /// unnoticed; it said 140 of 100).
+    #[tokio::test]
+    async fn after_a_refusal_a_failed_look_says_every_unit_is_used() {
+        let q = QuotaCache::new();
+        let calls = Cell::new(0);
+        look(&q, t(0), &calls, Ok(state(100, 20))).await;
+        q.after_create("p", &Err(service("NotRemainCount", 400)))
+            .await;
+        let l = look(&q, t(1), &calls, Err(service("ServiceUnavailable", 503))).await;
+        assert_eq!(calls.get(), 2);
+        assert_eq!(
+            l,
+            QuotaLook::Known {
+                total: 100,
+                used: 100,
+                warn: true
+            }
+        );
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ fn cert(domains: &[&str], key: KeyKind, product: &str) -> Certificate {
         },
         keep_versions: 2,
         validation_timeout: std::time::Duration::from_secs(24 * 3600),
+        expiry_warn: std::time::Duration::from_secs(14 * 24 * 3600),
         self_check: Default::default(),
     }
 }

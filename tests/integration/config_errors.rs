@@ -282,6 +282,31 @@ fn validation_timeout_defaults_to_a_day_and_is_set_in_defaults_or_per_certificat
 }
 
 #[test]
+fn expiry_warn_defaults_to_two_weeks_is_set_in_defaults_or_per_certificate_and_zero_is_off() {
+    let cert = |name: &str, extra: &str| {
+        format!("[[certificate]]\nname = \"{name}\"\ndomains = [\"{name}.example.com\"]\nvalidation = {{ method = \"alidns\" }}\n{extra}")
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let c = config::parse(&format!("{BASE}{}", cert("a", "")), None).unwrap();
+    assert_eq!(c.certificates[0].expiry_warn, 14 * day);
+    let text = format!(
+        "[defaults]\nexpiry_warn = \"30d\"\ncontact = {{ name = \"O\", phone = \"1\", email = \"o@x\" }}\n{}{}",
+        cert("a", ""),
+        cert("b", "expiry_warn = \"0s\"\n")
+    );
+    let c = config::parse(&text, None).unwrap();
+    assert_eq!(c.certificates[0].expiry_warn, 30 * day);
+    assert!(c.certificates[1].expiry_warn.is_zero());
+    let err = config::parse(&text.replace("\"30d\"", "\"soon\""), None).unwrap_err();
+    assert!(
+        err.errors[0]
+            .starts_with("<config>:2:15: defaults.expiry_warn: \"soon\" is not a duration"),
+        "{:?}",
+        err.errors
+    );
+}
+
+#[test]
 fn group_makes_key_0640_and_diff_by_name() {
     let a = "[defaults]\ngroup = \"www-data\"\ncontact = { name = \"O\", phone = \"1\", email = \"o@x\" }\n[[certificate]]\nname = \"a\"\ndomains = [\"a.example.com\"]\nvalidation = { method = \"alidns\" }\n[[certificate]]\nname = \"b\"\ndomains = [\"b.example.com\"]\nvalidation = { method = \"alidns\" }\n".to_string();
     let old = config::parse(&a, None).unwrap();

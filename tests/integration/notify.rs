@@ -489,3 +489,117 @@ fn a_reload_with_an_unusable_webhook_file_keeps_the_running_notifier_which_repor
     );
     assert!(!t.contains(FEISHU_SECRET), "{t}");
 }
+
+/// A log timestamp as tracing prints a `DateTime<Utc>` (`2026-12-02 11:20:00.123 UTC`).
+fn logged_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    let s = v.as_str().unwrap().trim_end_matches(" UTC");
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .unwrap()
+        .and_utc()
+}
+
+fn log_events_in(w: &World, log: &str, event: &str) -> Vec<Value> {
+    std::fs::read_to_string(w.p(log))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
+}
+
+fn log_events(w: &World, event: &str) -> Vec<Value> {
+    log_events_in(w, "daemon.log", event)
+}
+
+/// Issue 14 item 4's expiry warnings: a short certificate whose renewal is refused (the
+/// product's one unit went to the first certificate) is announced once, as an error with why
+/// the renewal fails, and the announcement reaches the webhook; a second refused renewal within
+/// the day is not announced again. The memory is the process's: after a restart the
+/// certificate is announced at once, by the sweep at start (its retry is minutes away).
+#[test]
+fn a_certificate_expiring_unrenewed_is_announced_once_a_day_and_reaches_the_webhook() {
+    let w = World::new(&[
+        "--first-cert-lifetime",
+        "40s",
+        "--quota",
+        "symantec-free-1-free=1",
+    ]);
+    let rx = receiver(0);
+    let a = rx.addr;
+    let certs = format!(
+        "{}expiry_warn = \"1d\"\n[notify]\nwebhook = {{ url = \"http://{a}/generic/x\", format = \"generic\" }}\n",
+        w.file_cert("e", "\"e.example.test\"")
+    );
+    let cfg = w.config(&certs);
+    let mut d = w.daemon(&cfg, "daemon.log");
+    // Deployed, then (a third of 40 s before the end) its renewal is refused.
+    wait_for("cert.expiring logged", Duration::from_secs(90), || {
+        !log_events(&w, "cert.expiring").is_empty()
+    });
+    let e = &log_events(&w, "cert.expiring")[0];
+    assert_eq!(e["level"], "ERROR", "{e}");
+    assert_eq!(e["cert"], "e", "{e}");
+    assert_eq!(e["domains"], "[\"e.example.test\"]", "{e}");
+    assert_eq!(e["days_left"], 0, "{e}");
+    assert_eq!(
+        e["last_error"], "quota exhausted for symantec-free-1-free (1 of 1 used)",
+        "{e}"
+    );
+    assert!(e["not_after"].as_str().is_some() && e["next_attempt"].as_str().is_some());
+    wait_for("the webhook got it", Duration::from_secs(20), || {
+        !rx.got("generic", "cert.expiring", Some("e")).is_empty()
+    });
+    let g = rx.got("generic", "cert.expiring", Some("e"))[0].json();
+    assert_eq!(g["level"], "ERROR");
+    assert_eq!(g["days_left"], 0);
+
+    // A second refused renewal, asked for by hand: no second announcement. The loop looks at
+    // the certificate when the step finishes, before status.json shows the step's retry time.
+    let out = Command::new(crate::support::bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["renew", "e", "--yes"])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", KEY_ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", KEY_SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for(
+        "a second refused renewal, its step finished",
+        Duration::from_secs(60),
+        || {
+            let failed = log_events(&w, "cert.renew_failed");
+            let Some(second) = failed.get(1) else {
+                return false;
+            };
+            let retry = logged_time(&second["retry_at"]);
+            status_json(&cfg).as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r["name"] == "e"
+                        && r["next_due"]
+                            .as_str()
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                            .is_some_and(|t| t == retry)
+                })
+            })
+        },
+    );
+    let all = log_events(&w, "cert.expiring");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(rx.got("generic", "cert.expiring", None).len(), 1);
+
+    sigterm_and_wait(&mut d);
+    let _d = w.daemon(&cfg, "daemon2.log");
+    wait_for("cert.expiring at start", Duration::from_secs(30), || {
+        !log_events_in(&w, "daemon2.log", "cert.expiring").is_empty()
+    });
+    let again = &log_events_in(&w, "daemon2.log", "cert.expiring")[0];
+    assert_eq!(again["last_error"], e["last_error"], "{again}");
+    let failed = log_events_in(&w, "daemon2.log", "cert.renew_failed");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f["timestamp"].as_str() > again["timestamp"].as_str()),
+        "not the sweep at start: {failed:?}"
+    );
+}

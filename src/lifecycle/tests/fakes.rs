@@ -86,6 +86,7 @@ pub fn cert(name: &str, domains: &[&str]) -> Certificate {
         },
         keep_versions: 2,
         validation_timeout: std::time::Duration::from_secs(24 * 3600),
+        expiry_warn: std::time::Duration::from_secs(14 * 24 * 3600),
         self_check: Default::default(),
     }
 }
