@@ -141,7 +141,10 @@ fn bad_day_at_the_api_every_certificate_deploys_with_one_paid_order_and_bounded_
     let cfg = config_with(&w, &certs, "max_attempts = 10", None);
     let t0 = Instant::now();
     let mut d = w.daemon(&cfg, "daemon.log");
-    let limit = Duration::from_secs(if long { 900 } else { 80 });
+    // FILE certificates share one webroot, so one waits while another's proof holds the path,
+    // and a throttled poll waits the API retry backoff (a minute): on a loaded CI machine that
+    // chain took more than 80 s once (2 of 4 deployed), 35 s on an idle one.
+    let limit = Duration::from_secs(if long { 900 } else { 180 });
     wait_for("every certificate deployed", limit, || {
         names.iter().all(|(n, _)| w.live(n, "cert.pem").exists())
     });
@@ -177,6 +180,9 @@ fn bad_day_at_the_api_every_certificate_deploys_with_one_paid_order_and_bounded_
     let loud: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR" || l.is_string())
+        // The proof self-check's warnings (the test domains do not resolve) are about proofs,
+        // once per order and reason, not about the API's faults.
+        .filter(|l| l["event"] != "cert.proof_unreachable")
         .collect();
     eprintln!(
         "bad day: {} certificates deployed in {took:?}; {} calls ({faulted} faulted): {by_code:?}; \
