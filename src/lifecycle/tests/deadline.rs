@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::fakes::*;
 use super::{file_challenge, script_describe};
 use crate::config::Certificate;
-use crate::lifecycle::machine::{self, Cx, Effect, Event, Next, Observation, Request};
+use crate::lifecycle::machine::{self, Effect, Event, Next, Observation, Request};
 use crate::lifecycle::schedule;
 use crate::lifecycle::StepOutcome;
 use crate::store::{CertRecord, Phase};
@@ -24,16 +24,6 @@ fn cert_with_timeout(timeout: Duration) -> Certificate {
     let mut c = cert("www", &["a.test"]);
     c.validation_timeout = timeout;
     c
-}
-
-fn cx_at(c: &Certificate, now: DateTime<Utc>) -> Cx<'_> {
-    Cx {
-        cert: c,
-        poll_min: POLL_MIN,
-        poll_max: POLL_MAX,
-        now,
-        jitter01: 0.0,
-    }
 }
 
 fn set_now(f: &Fakes, t: DateTime<Utc>) {

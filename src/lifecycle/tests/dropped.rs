@@ -2,19 +2,7 @@
 //! refusal, nothing recorded as failed, no spending call while the store says to wait.
 use super::fakes::*;
 use crate::lifecycle::{Dropped, StepOutcome};
-use crate::store::{CertRecord, PendingKey, Phase, StoreError};
-use cas_api::secret::Secret;
-
-fn key_ready() -> CertRecord {
-    let mut rec = CertRecord::new("www", vec!["a.test".into()]);
-    rec.phase = Phase::KeyReady {
-        pending: PendingKey {
-            key: Some(Secret::new("K")),
-            csr: Some("CSR".into()),
-        },
-    };
-    rec
-}
+use crate::store::StoreError;
 
 /// The intent's write is refused by the fence: no create, the record stays as it was (no
 /// failure, no backoff), and the step says NotOurs.

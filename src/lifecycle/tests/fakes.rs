@@ -29,6 +29,29 @@ pub const POLL_MIN: Duration = Duration::from_secs(5);
 pub const POLL_MAX: Duration = Duration::from_secs(300);
 pub const WEBROOT_PROOF: &str = "/srv/www/.well-known/pki-validation/fileauth.txt";
 
+/// The machine's context for `c` at `now`, with the test poll bounds and no jitter.
+pub fn cx_at(c: &Certificate, now: DateTime<Utc>) -> crate::lifecycle::machine::Cx<'_> {
+    crate::lifecycle::machine::Cx {
+        cert: c,
+        poll_min: POLL_MIN,
+        poll_max: POLL_MAX,
+        now,
+        jitter01: 0.0,
+    }
+}
+
+/// A record whose key and CSR are made: the next step asks for the quota, then orders.
+pub fn key_ready() -> CertRecord {
+    let mut rec = CertRecord::new("www", vec!["a.test".into()]);
+    rec.phase = crate::store::Phase::KeyReady {
+        pending: crate::store::PendingKey {
+            key: Some(Secret::new("K")),
+            csr: Some("CSR".into()),
+        },
+    };
+    rec
+}
+
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).single().unwrap()
 }

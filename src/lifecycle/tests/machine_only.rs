@@ -2,7 +2,7 @@
 //! order (the executor's tests cannot see them: it logs events and the crash points are off).
 use chrono::TimeDelta;
 
-use super::fakes::{cert, lost, permanent, secs, t0, POLL_MAX, POLL_MIN};
+use super::fakes::{cert, cx_at, lost, permanent, secs, t0, POLL_MIN};
 use super::{deployed_record, file_ch, file_challenge};
 use crate::config::Certificate;
 use crate::deploy::{CertInfo, DeployError, PemSet};
@@ -15,14 +15,8 @@ use crate::validation::Presented;
 use cas_api::model::{CertificateState, IssuedCertificate, OrderId};
 use cas_api::secret::Secret;
 
-fn cx(c: &Certificate) -> Cx<'_> {
-    Cx {
-        cert: c,
-        poll_min: POLL_MIN,
-        poll_max: POLL_MAX,
-        now: t0(),
-        jitter01: 0.0,
-    }
+fn cx(c: &crate::config::Certificate) -> Cx<'_> {
+    cx_at(c, t0())
 }
 
 /// Starts a step and feeds `obs` one by one; every transition but the last must ask for a call.

@@ -3,29 +3,11 @@
 use super::fakes::*;
 use crate::lifecycle::machine::{self, Cx, Effect, Event, Next, Observation, QuotaLook, Request};
 use crate::lifecycle::StepOutcome;
-use crate::store::{CertRecord, PendingKey, Phase};
-use cas_api::secret::Secret;
+use crate::store::Phase;
 use cas_api::ApiError;
 
 fn cx(c: &crate::config::Certificate) -> Cx<'_> {
-    Cx {
-        cert: c,
-        poll_min: POLL_MIN,
-        poll_max: POLL_MAX,
-        now: t0(),
-        jitter01: 0.0,
-    }
-}
-
-fn key_ready() -> CertRecord {
-    let mut rec = CertRecord::new("www", vec!["a.test".into()]);
-    rec.phase = Phase::KeyReady {
-        pending: PendingKey {
-            key: Some(Secret::new("K")),
-            csr: Some("CSR".into()),
-        },
-    };
-    rec
+    cx_at(c, t0())
 }
 
 /// The transition after the proof preflight passed and the quota answered `look`.

@@ -9,13 +9,7 @@ use crate::validation::Presented;
 use cas_api::model::{CertificateState, OrderId};
 
 fn cx(c: &crate::config::Certificate) -> Cx<'_> {
-    Cx {
-        cert: c,
-        poll_min: POLL_MIN,
-        poll_max: POLL_MAX,
-        now: t0(),
-        jitter01: 0.0,
-    }
+    cx_at(c, t0())
 }
 
 fn presented_record(order: u64) -> CertRecord {
