@@ -11,7 +11,9 @@
 //! - [`fanout`]: proofs and issued sets published by the owner and followed by every host;
 //! - `confighash`: what each host orders, as digests compared across the fleet;
 //! - `store`: the lifecycle's `Records` port over `records`, for the certificates this host
-//!   owns, and the rendezvous hashing that spreads ownership.
+//!   owns (it also publishes their deployed sets), and the rendezvous hashing that spreads
+//!   ownership;
+//! - `proofs_port`: the lifecycle's `Proofs` port, FILE proofs published for every host.
 //!
 //! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
 //! The design, the keys in etcd and what is left to wire: docs/FLEET.md.
@@ -27,6 +29,8 @@ pub mod fanout;
 mod lease;
 #[cfg(feature = "fleet")]
 mod owner;
+#[cfg(feature = "fleet")]
+pub mod proofs_port;
 #[cfg(feature = "fleet")]
 mod records;
 #[cfg(feature = "fleet")]

@@ -39,6 +39,10 @@ impl EtcdRecords {
         }
     }
 
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
     /// `name`'s record, its keys opened; `None` when there is none.
     pub async fn get(&self, name: &str) -> Result<Option<CertRecord>, FleetError> {
         let r = self.get_key(self.fleet.record_key(name), None).await?;

@@ -208,3 +208,99 @@ fn a_host_whose_certificates_differ_refuses_to_order_and_says_which() {
         assert_eq!(count(&w, n, "fleet.config_mismatch"), 0, "{n}");
     }
 }
+
+/// The fan-out wired into the daemons: two hosts, each with its own webroot behind the
+/// simulator's load balancer (a FILE proof must be on both for every fetch to pass), one FILE
+/// and one Alidns certificate. Each is ordered once; both hosts serve byte-identical sets with
+/// the key that matches, each host runs its reload hook once per certificate, and the proof
+/// files are gone from both webroots afterwards.
+#[test]
+fn sets_and_file_proofs_reach_every_host_and_each_host_reloads_once() {
+    use crate::support::world::{openssl, serve_webroot};
+    let etcd = Etcd::single();
+    let roots = tempfile::tempdir().unwrap();
+    let webroot = |n: &str| roots.path().join(n);
+    let nodes = &NODES[..2];
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            std::fs::create_dir_all(webroot(n)).unwrap();
+            serve_webroot(webroot(n)).to_string()
+        })
+        .collect();
+    let resolve = format!("f0.example.test={}", addrs.join(","));
+    let w = World::new(&["--resolve", &resolve]);
+    // A hook of its own per certificate: the daemon runs certificates sharing one hook once
+    // for all of them, and this test counts runs per certificate.
+    let hook = |c: &str| format!("reload = [\"sh\", \"-c\", \"echo reload {c} >> HOOKLOG\"]\n");
+    let certs = "[[certificate]]\nname = \"f0\"\ndomains = [\"f0.example.test\"]\n\
+        validation = { method = \"file\", webroot = \"WEBROOT\" }\n"
+        .to_string()
+        + &hook("f0")
+        + &alidns_certs(1)
+        + &hook("c0");
+    let _daemons: Vec<Proc> = nodes
+        .iter()
+        .map(|n| {
+            let path = node_config(&w, &etcd, n, &certs);
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("WEBROOT", &webroot(n).display().to_string())
+                .replace(
+                    "HOOKLOG",
+                    &w.p(&format!("hook-{n}.log")).display().to_string(),
+                );
+            std::fs::write(&path, text).unwrap();
+            w.daemon(&path, &format!("{n}.log"))
+        })
+        .collect();
+    let live = |n: &str, cert: &str, f: &str| w.p(&format!("live-{n}")).join(cert).join(f);
+    let hooks =
+        |n: &str| std::fs::read_to_string(w.p(&format!("hook-{n}.log"))).unwrap_or_default();
+    wait_for(
+        "both certificates live and reloaded on both hosts",
+        DEADLINE,
+        || {
+            nodes.iter().all(|n| {
+                ["f0", "c0"].iter().all(|c| {
+                    live(n, c, "cert.pem").exists() && hooks(n).contains(&format!("reload {c}"))
+                })
+            })
+        },
+    );
+    assert_eq!(w.orders_for("f0.example.test"), 1);
+    assert_eq!(w.orders_for("c0.example.test"), 1);
+    for c in ["f0", "c0"] {
+        for f in ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"] {
+            let a = std::fs::read(live(nodes[0], c, f)).unwrap();
+            let b = std::fs::read(live(nodes[1], c, f)).unwrap();
+            assert!(a == b, "{c}/{f} differs between the hosts");
+        }
+        let path = |f: &str| live(nodes[1], c, f).display().to_string();
+        let key_pub = openssl(&["pkey", "-in", &path("privkey.pem"), "-pubout"]);
+        let cert_pub = openssl(&["x509", "-in", &path("cert.pem"), "-noout", "-pubkey"]);
+        assert_eq!(key_pub, cert_pub, "{c}: the key is not the certificate's");
+    }
+    // Long enough for a second reload or a late proof removal to show.
+    std::thread::sleep(Duration::from_secs(3));
+    for n in nodes {
+        for c in ["f0", "c0"] {
+            let runs = hooks(n)
+                .lines()
+                .filter(|l| *l == format!("reload {c}"))
+                .count();
+            assert_eq!(runs, 1, "{n} reloaded {c} {runs} times");
+        }
+        let proof = webroot(n).join(".well-known/pki-validation/fileauth.txt");
+        assert!(!proof.exists(), "{n}: the proof stayed");
+        assert!(
+            count(&w, n, "fleet.set_refused") == 0 && count(&w, n, "fleet.proof_refused") == 0,
+            "{n}"
+        );
+    }
+    let published: usize = nodes
+        .iter()
+        .map(|n| count(&w, n, "fleet.set_published"))
+        .sum();
+    assert_eq!(published, 2, "each set published once");
+}
