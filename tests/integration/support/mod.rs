@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 pub mod etcd;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod world;
 
 /// The `cas-certd` binary under test.
