@@ -32,6 +32,8 @@ pub(super) struct Places {
     pub(super) webroot: Option<Range<usize>>,
 }
 
+/// Every `[[certificate]]` of the document, built over `defaults`; one with errors is left out
+/// (its errors are in `errs`).
 pub(super) fn certificates(
     root: &Tbl,
     defaults: &Overridable,
