@@ -308,11 +308,17 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 5, "{t}");
         assert_eq!(lines[0], "FLEET (node web-1; live nodes: web-1, web-2)");
-        assert!(lines[1].starts_with("NAME") && lines[1].contains("OWNER"), "{t}");
+        assert!(
+            lines[1].starts_with("NAME") && lines[1].contains("OWNER"),
+            "{t}"
+        );
         let cells = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
         assert_eq!(
             cells(lines[2]),
-            ["c0", "web-2", "deployed", "42", "2", "web-1=2", "web-2=-", "web-3=1", "(left)", "-"]
+            [
+                "c0", "web-2", "deployed", "42", "2", "web-1=2", "web-2=-", "web-3=1", "(left)",
+                "-"
+            ]
         );
         assert!(
             lines[3].contains("presented") && lines[3].ends_with("order 7: not acked by web-2"),
@@ -335,7 +341,10 @@ mod tests {
         };
         let t = table(&f);
         assert_eq!(t.lines().count(), 1);
-        assert!(t.contains("web-1") && t.contains("connection refused"), "{t}");
+        assert!(
+            t.contains("web-1") && t.contains("connection refused"),
+            "{t}"
+        );
     }
 
     /// `--json`'s field names are an interface (docs/FLEET.md): renaming one fails here.
@@ -361,7 +370,10 @@ mod tests {
             k.sort();
             k
         };
-        assert_eq!(keys(&v), ["available", "certificates", "error", "node", "nodes"]);
+        assert_eq!(
+            keys(&v),
+            ["available", "certificates", "error", "node", "nodes"]
+        );
         let c = &v["certificates"][0];
         assert_eq!(
             keys(c),
