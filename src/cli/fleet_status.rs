@@ -85,14 +85,33 @@ pub async fn gather(cfg: &Config, s: &FleetSettings) -> FleetStatus {
         nodes: Vec::new(),
         certificates: Vec::new(),
     };
+    let at = s.etcd.join(", ");
     match tokio::time::timeout(FLEET_TIMEOUT, read(cfg, s)).await {
         Ok(Ok(v)) => v,
+        Ok(Err(FleetError::Etcd(etcd_client::Error::GRpcStatus(st)))) => {
+            let cause = innermost(&st).map(|r| format!(": {r}")).unwrap_or_default();
+            down(format!("etcd at {at}: {}{cause}", st.message()))
+        }
         Ok(Err(e)) => down(e.to_string()),
         Err(_) => down(format!(
-            "etcd did not answer within {}s",
+            "etcd at {at} did not answer within {}s",
             FLEET_TIMEOUT.as_secs()
         )),
     }
+}
+
+/// The innermost cause under `e`: under a gRPC status, the transport's own error
+/// (`Connection refused (os error 111)`; the status's text holds a debug dump of the chain).
+fn innermost<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    let mut root = None;
+    let mut next = e.source();
+    while let Some(e) = next {
+        root = Some(e);
+        next = e.source();
+    }
+    root
 }
 
 async fn read(cfg: &Config, s: &FleetSettings) -> Result<FleetStatus, FleetError> {
@@ -183,7 +202,7 @@ pub fn table(f: &FleetStatus) -> String {
         return format!(
             "FLEET (node {}): etcd not answering ({}); only this host's rows are shown\n",
             f.node,
-            f.error.as_deref().unwrap_or("no reason given")
+            shown(f.error.as_deref().unwrap_or("no reason given"))
         );
     }
     let dash = || "-".to_string();
@@ -227,16 +246,25 @@ pub fn table(f: &FleetStatus) -> String {
             proof,
         ]);
     }
+    let lines: Vec<[String; 7]> = lines.into_iter().map(|l| l.map(|c| shown(&c))).collect();
     format!(
         "FLEET (node {}; live nodes: {})\n{}",
         f.node,
         if f.nodes.is_empty() {
             "none".to_string()
         } else {
-            f.nodes.join(", ")
+            shown(&f.nodes.join(", "))
         },
         columns(&lines)
     )
+}
+
+/// `s` with every control character shown as `?`: names and errors come from etcd, and the
+/// table goes to a terminal (no escape sequence of theirs reaches it; `--json` escapes them).
+fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -290,7 +318,8 @@ mod tests {
             &[("web-1".into(), 2), ("web-3".into(), 1)],
         );
         let mut c1 = cert("c1");
-        c1.owner = Some("web-1".into());
+        // A name from etcd never writes an escape sequence to the terminal.
+        c1.owner = Some("web-\u{1b}[2J1".into());
         c1.state = Some("presented".into());
         c1.proof = Some(ProofAcks {
             order_id: 7,
@@ -322,6 +351,10 @@ mod tests {
         );
         assert!(
             lines[3].contains("presented") && lines[3].ends_with("order 7: not acked by web-2"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains(" web-?[2J1 ") && !t.contains('\u{1b}'),
             "{t}"
         );
         assert_eq!(cells(lines[4]), ["c2", "-", "-", "-", "-", "-", "-"]);
