@@ -125,7 +125,12 @@ fn every_host_shows_the_same_owner_and_phase_and_etcd_away_is_one_line() {
             assert_eq!(c["proof"], Value::Null, "DNS validation publishes no proof");
         }
     }
+    let t0 = Instant::now();
     let text = status(&configs[0], false);
+    eprintln!(
+        "status with etcd up (3 certificates) answered in {:?}",
+        t0.elapsed()
+    );
     assert!(text.status.success(), "{text:?}");
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(
@@ -163,6 +168,11 @@ fn every_host_shows_the_same_owner_and_phase_and_etcd_away_is_one_line() {
     let fleet_lines: Vec<&str> = text.lines().filter(|l| l.contains("FLEET")).collect();
     assert_eq!(fleet_lines.len(), 1, "{text}");
     assert!(fleet_lines[0].contains("etcd not answering"), "{text}");
+    // The endpoint and the cause, not the client's debug dump.
+    let at = format!("etcd at {}: ", etcd.endpoints().join(", "));
+    assert!(fleet_lines[0].contains(&at), "{text}");
+    assert!(fleet_lines[0].contains("Connection refused"), "{text}");
+    assert!(!fleet_lines[0].contains("tonic::"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("c2 ")), "{text}");
 }
 
