@@ -28,8 +28,6 @@ use crate::support::etcd::Etcd;
 use crate::support::world::{keep_output, wait_for, World};
 
 const DEADLINE: Duration = Duration::from_secs(90);
-/// The prefix `fleet_daemon::node_config` writes.
-const PREFIX: &str = "/test/daemon";
 
 fn status(config: &Path, json: bool) -> Output {
     let mut c = Command::new(bin());
@@ -176,10 +174,21 @@ fn every_host_shows_the_same_owner_and_phase_and_etcd_away_is_one_line() {
     assert!(text.lines().any(|l| l.starts_with("c2 ")), "{text}");
 }
 
-async fn connect(etcd: &Etcd, node: &str) -> Fleet {
+/// The `[fleet]` prefix `fleet_daemon::node_config` wrote into `config`.
+fn prefix_of(config: &Path) -> String {
+    std::fs::read_to_string(config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("prefix = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+async fn connect(etcd: &Etcd, prefix: &str, node: &str) -> Fleet {
     Fleet::connect(&FleetSettings {
         etcd: etcd.endpoints(),
-        prefix: PREFIX.into(),
+        prefix: prefix.into(),
         node: node.into(),
         key: FleetKeySource::Credential,
         tls: None,
@@ -208,9 +217,10 @@ async fn live_versions_per_host_a_host_that_left_and_unacknowledged_proofs() {
     let etcd = Etcd::single();
     let w = World::new(&[]);
     let config = node_config(&w, &etcd, "web-2", &alidns_certs(2));
+    let prefix = prefix_of(&config);
     for n in ["web-1", "web-2", "web-3"] {
         // What a daemon registers (bound to its lease there; here deleted by hand to leave).
-        etcd.etcdctl(&["put", &format!("{PREFIX}/nodes/{n}"), n]);
+        etcd.etcdctl(&["put", &format!("{prefix}/nodes/{n}"), n]);
     }
     // The watchers' and the publisher's; `status` never opens a key.
     let key = FleetKey::from_bytes([7; 32]);
@@ -233,14 +243,14 @@ async fn live_versions_per_host_a_host_that_left_and_unacknowledged_proofs() {
             reload: None,
         };
         tasks.push(tokio::spawn(
-            SetHost::new(connect(&etcd, n).await, &key, vec![target]).run(),
+            SetHost::new(connect(&etcd, &prefix, n).await, &key, vec![target]).run(),
         ));
     }
     let webroot = w.p("webroot-web-1");
     std::fs::create_dir_all(&webroot).unwrap();
     tasks.push(tokio::spawn(
         ProofHost::new(
-            connect(&etcd, "web-1").await,
+            connect(&etcd, &prefix, "web-1").await,
             vec![ProofTarget {
                 cert: "c1".into(),
                 domains: vec!["c1.example.test".into()],
@@ -251,7 +261,7 @@ async fn live_versions_per_host_a_host_that_left_and_unacknowledged_proofs() {
     ));
     let mut hosts = Hosts(tasks);
 
-    let owner = connect(&etcd, "web-1").await;
+    let owner = connect(&etcd, &prefix, "web-1").await;
     let lease = Lease::grant(&owner, Duration::from_secs(10)).await.unwrap();
     let owned = |c: Claim| match c {
         Claim::Owned(o) => o,
@@ -292,7 +302,7 @@ async fn live_versions_per_host_a_host_that_left_and_unacknowledged_proofs() {
     // web-3 leaves: its watcher stops and its node key goes (its lease would end); the
     // version it reported stays in etcd.
     hosts.0.remove(2).abort();
-    etcd.etcdctl(&["del", &format!("{PREFIX}/nodes/web-3")]);
+    etcd.etcdctl(&["del", &format!("{prefix}/nodes/web-3")]);
 
     // The proof is acknowledged by web-1 (its watcher), never by web-2 (none runs there).
     let (config2, v) = tokio::task::spawn_blocking(move || {
