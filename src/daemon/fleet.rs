@@ -33,7 +33,7 @@ use crate::fleet::confighash::{self, Digests};
 use crate::fleet::fanout::{ProofHost, ProofTarget, SetHost, SetTarget};
 use crate::fleet::keyfile::FleetKey;
 use crate::fleet::store::{preferred, FleetRecords};
-use crate::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
+use crate::fleet::{claim, live_nodes, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
 use crate::lifecycle::Dropped;
 use crate::store::Store;
 
@@ -371,31 +371,4 @@ async fn register(fleet: &Fleet, lease: &Lease) -> Result<(), FleetError> {
         })
         .await?;
     Ok(())
-}
-
-/// The live nodes' names, sorted.
-async fn live_nodes(fleet: &Fleet) -> Result<Vec<String>, FleetError> {
-    let prefix = fleet.nodes_prefix();
-    let r = fleet
-        .call_idempotent(|mut c| {
-            let prefix = prefix.clone();
-            async move {
-                c.get(
-                    prefix,
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                )
-                .await
-            }
-        })
-        .await?;
-    let mut nodes: Vec<String> = r
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let k = String::from_utf8_lossy(kv.key()).into_owned();
-            k.strip_prefix(&prefix).map(str::to_string)
-        })
-        .collect();
-    nodes.sort();
-    Ok(nodes)
 }

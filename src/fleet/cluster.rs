@@ -184,6 +184,38 @@ impl Fleet {
     }
 }
 
+/// The live nodes' names, sorted: those whose `<prefix>/nodes/<node>` key exists (each is
+/// bound to its node's lease, so a node that died or left drops out when its lease ends).
+pub async fn live_nodes(fleet: &Fleet) -> Result<Vec<String>, FleetError> {
+    let prefix = fleet.nodes_prefix();
+    let r = fleet
+        .call_idempotent(|mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.get(
+                    prefix,
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only(),
+                    ),
+                )
+                .await
+            }
+        })
+        .await?;
+    let mut nodes: Vec<String> = r
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let k = String::from_utf8_lossy(kv.key()).into_owned();
+            k.strip_prefix(&prefix).map(str::to_string)
+        })
+        .collect();
+    nodes.sort();
+    Ok(nodes)
+}
+
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fleet")

@@ -7,7 +7,7 @@
 //! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
 //!   token;
 //! - `records`: the versioned record in etcd, every write fenced by the owner's token;
-//! - `cluster`: the connection to etcd (`Fleet`) and the error type;
+//! - `cluster`: the connection to etcd (`Fleet`), the error type, and the live nodes;
 //! - [`fanout`]: proofs and issued sets published by the owner and followed by every host;
 //! - `confighash`: what each host orders, as digests compared across the fleet;
 //! - `store`: the lifecycle's `Records` port over `records`, for the certificates this host
@@ -39,10 +39,10 @@ pub mod seal;
 pub mod store;
 
 #[cfg(feature = "fleet")]
-pub use cluster::{Fleet, FleetError};
+pub use cluster::{live_nodes, Fleet, FleetError};
 #[cfg(feature = "fleet")]
 pub use lease::Lease;
 #[cfg(feature = "fleet")]
 pub use owner::{claim, owner_of, Claim, Ownership};
 #[cfg(feature = "fleet")]
-pub use records::EtcdRecords;
+pub use records::{record_status, EtcdRecords};

@@ -15,7 +15,7 @@ use crate::support::world::{wait_for, Proc, World};
 const NODES: [&str; 3] = ["web-1", "web-2", "web-3"];
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn alidns_certs(n: usize) -> String {
+pub(crate) fn alidns_certs(n: usize) -> String {
     (0..n)
         .map(|i| {
             format!(
@@ -27,7 +27,7 @@ fn alidns_certs(n: usize) -> String {
 
 /// The world's config for `node`: its own state and output directories, short API timeouts
 /// (how long a successor waits before adopting an interrupted order) and `[fleet]`.
-fn node_config(w: &World, etcd: &Etcd, node: &str, certs: &str) -> PathBuf {
+pub(crate) fn node_config(w: &World, etcd: &Etcd, node: &str, certs: &str) -> PathBuf {
     let base = std::fs::read_to_string(w.config(certs)).unwrap();
     let key = w.p("fleet.key");
     if !key.exists() {
@@ -69,7 +69,7 @@ fn count(w: &World, node: &str, event: &str) -> usize {
 }
 
 /// Whether `cert` is deployed on some node (its owner: sets are not fanned out yet).
-fn deployed_somewhere(w: &World, cert: &str) -> bool {
+pub(crate) fn deployed_somewhere(w: &World, cert: &str) -> bool {
     NODES.iter().any(|n| {
         w.p(&format!("live-{n}"))
             .join(cert)
@@ -78,7 +78,7 @@ fn deployed_somewhere(w: &World, cert: &str) -> bool {
     })
 }
 
-fn start(w: &World, etcd: &Etcd, nodes: &[&str], certs: &str) -> Vec<Proc> {
+pub(crate) fn start(w: &World, etcd: &Etcd, nodes: &[&str], certs: &str) -> Vec<Proc> {
     nodes
         .iter()
         .map(|n| w.daemon(&node_config(w, etcd, n, certs), &format!("{n}.log")))
