@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::etcd::Etcd;
+use crate::support::etcd::{Etcd, ROOT};
 use crate::support::world::{wait_for, Proc, World};
 
 const NODES: [&str; 3] = ["web-1", "web-2", "web-3"];
@@ -207,4 +207,66 @@ fn a_host_whose_certificates_differ_refuses_to_order_and_says_which() {
     for n in &NODES[..2] {
         assert_eq!(count(&w, n, "fleet.config_mismatch"), 0, "{n}");
     }
+}
+
+/// etcd with authentication on; the daemon logs in as `cas` with the fleet key and etcd's
+/// password both from systemd credentials (`$CREDENTIALS_DIRECTORY`, no key_file): it orders
+/// and deploys, and its debug log holds neither. A daemon given a wrong password refuses to
+/// start, naming the user and not the password.
+#[test]
+fn a_daemon_logs_in_to_etcd_with_its_password_from_systemd_credentials() {
+    let etcd = Etcd::single();
+    etcd.enable_auth("cas", "right-pw-0815", "/test/daemon/");
+    let w = World::new(&[]);
+    let creds = |dir: &str, pw: &str| {
+        let d = w.p(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, text) in [
+            (
+                "fleet_key",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+            ),
+            ("etcd_password", pw),
+        ] {
+            std::fs::write(d.join(name), text).unwrap();
+            std::fs::set_permissions(d.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        d.display().to_string()
+    };
+    let config = |node: &str| {
+        let p = node_config(&w, &etcd, node, &alidns_certs(1));
+        let text = std::fs::read_to_string(&p).unwrap();
+        let key_line = text.lines().find(|l| l.starts_with("key_file")).unwrap();
+        std::fs::write(&p, text.replace(key_line, "user = \"cas\"")).unwrap();
+        p
+    };
+    let right = creds("creds-right", "right-pw-0815\n");
+    let _d = w.daemon_env(
+        &config(NODES[0]),
+        &format!("{}.log", NODES[0]),
+        &[("CREDENTIALS_DIRECTORY", &right)],
+    );
+    wait_for("c0 deployed", DEADLINE, || deployed_somewhere(&w, "c0"));
+    assert_eq!(w.orders_for("c0.example.test"), 1);
+    assert!(etcd
+        .etcdctl(&[ROOT, "get", "--keys-only", "--prefix", "/test/daemon/"])
+        .contains("/test/daemon/records/c0"));
+
+    let wrong = creds("creds-wrong", "wrong-pw-1234\n");
+    let mut bad = w.daemon_env(
+        &config(NODES[1]),
+        &format!("{}.log", NODES[1]),
+        &[("CREDENTIALS_DIRECTORY", &wrong)],
+    );
+    wait_for("the daemon with the wrong password exits", DEADLINE, || {
+        bad.0.try_wait().unwrap().is_some()
+    });
+    assert!(!bad.0.wait().unwrap().success());
+    let log = log_of(&w, NODES[1]);
+    assert!(
+        log.contains("etcd refused to log in user \"cas\": etcdserver: authentication failed"),
+        "{log}"
+    );
+    assert!(!log.contains("wrong-pw"), "{log}");
+    assert!(!log_of(&w, NODES[0]).contains("right-pw"));
 }

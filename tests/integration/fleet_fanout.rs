@@ -34,6 +34,7 @@ async fn connect(etcd: &Etcd, node: &str) -> Fleet {
         node: node.into(),
         key: FleetKeySource::Credential,
         tls: None,
+        auth: None,
         lease_ttl: TTL,
     })
     .await
