@@ -14,7 +14,7 @@ use cas_certd::fleet::keyfile::FleetKey;
 use cas_certd::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease, Ownership};
 use cas_certd::store::{CertRecord, DeployedCert, PendingKey, Phase};
 
-use crate::support::etcd::{Etcd, ROOT};
+use crate::support::etcd::{Etcd, ETCD_SECRET, ROOT, WRONG_ETCD_SECRET};
 
 /// Short, so that a lost lease is seen in seconds (etcd may raise it to its minimum), yet
 /// long enough that a keep-alive every third of it never misses on a loaded machine.
@@ -319,7 +319,7 @@ async fn works_over_tls_with_a_client_certificate_and_not_without() {
 async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refused() {
     use std::os::unix::fs::PermissionsExt as _;
     let mut etcd = Etcd::single();
-    etcd.enable_auth("cas", "right-pw-0815", "/test/fleet/");
+    etcd.enable_auth("cas", ETCD_SECRET, "/test/fleet/");
     let file = |name: &str, text: &str| {
         let p = etcd.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -333,8 +333,8 @@ async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refuse
         }),
         ..settings(&etcd, "web-1")
     };
-    let right = as_user(file("right", "right-pw-0815\n"));
-    let wrong = as_user(file("wrong", "wrong-pw-1234\n"));
+    let right = as_user(file("right", &format!("{ETCD_SECRET}\n")));
+    let wrong = as_user(file("wrong", &format!("{WRONG_ETCD_SECRET}\n")));
 
     // Without a user, etcd refuses the fleet's keys (a lease needs no permission).
     let anonymous = Fleet::connect(&settings(&etcd, "web-0")).await.unwrap();
@@ -343,7 +343,7 @@ async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refuse
     assert!(e.contains("user name is empty"), "{e}");
 
     let f = Fleet::connect(&right).await.unwrap();
-    assert!(!format!("{f:?}").contains("right-pw"));
+    assert!(!format!("{f:?}").contains(ETCD_SECRET));
     let lease = Lease::grant(&f, TTL).await.unwrap();
     let o = owned(claim(&f, &lease, "www").await.unwrap());
     let key = FleetKey::from_bytes([3; 32]);
@@ -361,7 +361,7 @@ async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refuse
     assert!(
         matches!(&e, FleetError::Login { user, .. } if user == "cas")
             && msg.contains("authentication failed")
-            && !msg.contains("wrong-pw"),
+            && !msg.contains(WRONG_ETCD_SECRET),
         "{msg}"
     );
 
@@ -383,7 +383,7 @@ async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refuse
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("etcd refused to log in user \"cas\"") && !e.contains("wrong-pw"),
+        e.contains("etcd refused to log in user \"cas\"") && !e.contains(WRONG_ETCD_SECRET),
         "{e}"
     );
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());

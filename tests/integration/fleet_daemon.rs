@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::etcd::{Etcd, ROOT};
+use crate::support::etcd::{Etcd, ETCD_SECRET, ROOT, WRONG_ETCD_SECRET};
 use crate::support::world::{wait_for, Proc, World};
 
 const NODES: [&str; 3] = ["web-1", "web-2", "web-3"];
@@ -216,7 +216,7 @@ fn a_host_whose_certificates_differ_refuses_to_order_and_says_which() {
 #[test]
 fn a_daemon_logs_in_to_etcd_with_its_password_from_systemd_credentials() {
     let etcd = Etcd::single();
-    etcd.enable_auth("cas", "right-pw-0815", "/test/daemon/");
+    etcd.enable_auth("cas", ETCD_SECRET, "/test/daemon/");
     let w = World::new(&[]);
     let creds = |dir: &str, pw: &str| {
         let d = w.p(dir);
@@ -240,7 +240,7 @@ fn a_daemon_logs_in_to_etcd_with_its_password_from_systemd_credentials() {
         std::fs::write(&p, text.replace(key_line, "user = \"cas\"")).unwrap();
         p
     };
-    let right = creds("creds-right", "right-pw-0815\n");
+    let right = creds("creds-right", &format!("{ETCD_SECRET}\n"));
     let _d = w.daemon_env(
         &config(NODES[0]),
         &format!("{}.log", NODES[0]),
@@ -252,7 +252,7 @@ fn a_daemon_logs_in_to_etcd_with_its_password_from_systemd_credentials() {
         .etcdctl(&[ROOT, "get", "--keys-only", "--prefix", "/test/daemon/"])
         .contains("/test/daemon/records/c0"));
 
-    let wrong = creds("creds-wrong", "wrong-pw-1234\n");
+    let wrong = creds("creds-wrong", &format!("{WRONG_ETCD_SECRET}\n"));
     let mut bad = w.daemon_env(
         &config(NODES[1]),
         &format!("{}.log", NODES[1]),
@@ -267,8 +267,8 @@ fn a_daemon_logs_in_to_etcd_with_its_password_from_systemd_credentials() {
         log.contains("etcd refused to log in user \"cas\": etcdserver: authentication failed"),
         "{log}"
     );
-    assert!(!log.contains("wrong-pw"), "{log}");
-    assert!(!log_of(&w, NODES[0]).contains("right-pw"));
+    assert!(!log.contains(WRONG_ETCD_SECRET), "{log}");
+    assert!(!log_of(&w, NODES[0]).contains(ETCD_SECRET));
 }
 
 /// etcd's request counters from its `/metrics` (gRPC calls by method, stream messages by

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use super::free_port;
 use super::world::Proc;
 
+/// The fleet's etcd password in the tests with authentication on, and a wrong one (named so
+/// that scripts/scan-logs.py looks for both in every kept log).
+pub const ETCD_SECRET: &str = "right-pw-0815";
+pub const WRONG_ETCD_SECRET: &str = "wrong-pw-1234";
+
 /// etcdctl's flag for the root user once [`Etcd::enable_auth`] ran.
 pub const ROOT: &str = "--user=root:root-pw-4711";
 
