@@ -2,6 +2,7 @@
 //! hosts share one etcd v3 cluster; each certificate has exactly one owner, and only the owner
 //! writes its record:
 //! - [`keyfile`]: the fleet key's file and where it is looked for (always built: `check` uses it);
+//! - [`password`]: etcd's password for `[fleet] user`, likewise;
 //! - `seal`: envelope encryption of private keys before they reach etcd;
 //! - `lease`: this host's etcd lease, kept alive, and when it is lost;
 //! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
@@ -15,9 +16,10 @@
 //!   ownership;
 //! - `proofs_port`: the lifecycle's `Proofs` port, FILE proofs published for every host.
 //!
-//! All but `keyfile` need the `fleet` feature (the etcd client needs `protoc` to build).
+//! All but `keyfile` and `password` need the `fleet` feature (the etcd client needs `protoc` to build).
 //! The design, the keys in etcd and what is left to wire: docs/FLEET.md.
 pub mod keyfile;
+pub mod password;
 
 #[cfg(feature = "fleet")]
 mod cluster;

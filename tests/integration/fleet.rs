@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use cas_api::model::OrderId;
 use cas_api::secret::Secret;
-use cas_certd::config::{FleetSettings, FleetTls};
+use cas_certd::config::{FleetAuth, FleetSettings, FleetTls, PasswordSource};
 use cas_certd::deploy::CertInfo;
 use cas_certd::fleet::keyfile::FleetKey;
 use cas_certd::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
 use cas_certd::store::{CertRecord, DeployedCert, PendingKey, Phase};
 
-use crate::support::etcd::Etcd;
+use crate::support::etcd::{Etcd, ETCD_SECRET, ROOT, WRONG_ETCD_SECRET};
 use crate::support::fleet::{claim_won, TestFleet};
 
 /// Short, so that a lost lease is seen in seconds (etcd may raise it to its minimum), yet
@@ -288,6 +288,87 @@ async fn works_over_tls_with_a_client_certificate_and_not_without() {
             && e.to_string().contains("chmod 600"),
         "{e}"
     );
+}
+
+/// etcd with authentication on: a root user, and a user `cas` whose role may read and write
+/// the fleet's prefix only. With `cas`'s password (from a 0600 file) the fleet grants, claims
+/// and writes; etcd restarted (its tokens forgotten) is logged in again by itself. A wrong
+/// password is refused at connect, with an error naming the user and not the password; and,
+/// when etcd was away at connect, at the first request, at once (not retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut etcd = Etcd::single();
+    etcd.enable_auth("cas", ETCD_SECRET, "/test/fleet/");
+    let file = |name: &str, text: &str| {
+        let p = etcd.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let as_user = |pw: std::path::PathBuf| FleetSettings {
+        auth: Some(FleetAuth {
+            user: "cas".into(),
+            password: PasswordSource::File(pw),
+        }),
+        ..FLEET.settings(&etcd, "web-1")
+    };
+    let right = as_user(file("right", &format!("{ETCD_SECRET}\n")));
+    let wrong = as_user(file("wrong", &format!("{WRONG_ETCD_SECRET}\n")));
+
+    // Without a user, etcd refuses the fleet's keys (a lease needs no permission).
+    let anonymous = Fleet::connect(&FLEET.settings(&etcd, "web-0"))
+        .await
+        .unwrap();
+    let l0 = Lease::grant(&anonymous, TTL).await.unwrap();
+    let e = claim(&anonymous, &l0, "www").await.unwrap_err().to_string();
+    assert!(e.contains("user name is empty"), "{e}");
+
+    let f = Fleet::connect(&right).await.unwrap();
+    assert!(!format!("{f:?}").contains(ETCD_SECRET));
+    let lease = Lease::grant(&f, TTL).await.unwrap();
+    let o = claim_won(&f, &lease, "www").await;
+    let key = FleetKey::from_bytes([3; 32]);
+    let records = EtcdRecords::new(f.clone(), &key);
+    records
+        .put_durable(&o, &record("www", &key_pem()))
+        .await
+        .unwrap();
+    assert!(etcd
+        .etcdctl(&[ROOT, "get", "--keys-only", "--prefix", "/test/fleet/"])
+        .contains("/test/fleet/records/www"));
+
+    let e = Fleet::connect(&wrong).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, FleetError::Login { user, .. } if user == "cas")
+            && msg.contains("authentication failed")
+            && !msg.contains(WRONG_ETCD_SECRET),
+        "{msg}"
+    );
+
+    // etcd restarted forgets every token: the next requests log in again, unasked.
+    etcd.stop_all();
+    let late_wrong = Fleet::connect(&wrong).await.unwrap();
+    etcd.start_all();
+    let r = tokio::time::timeout(DEADLINE, records.get("www"))
+        .await
+        .unwrap();
+    assert!(r.unwrap().is_some());
+    Lease::grant(&f, TTL).await.unwrap();
+
+    // The wrong password, found out at the first request: refused at once, not retried
+    // through the 10 s budget of a request that is safe to repeat.
+    let t0 = Instant::now();
+    let e = Lease::grant(&late_wrong, TTL)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("etcd refused to log in user \"cas\"") && !e.contains(WRONG_ETCD_SECRET),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
 
 /// Two members of three stopped: no keep-alive can be answered, so the owner sees its lease

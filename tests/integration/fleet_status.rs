@@ -192,6 +192,7 @@ async fn connect(etcd: &Etcd, prefix: &str, node: &str) -> Fleet {
         node: node.into(),
         key: FleetKeySource::Credential,
         tls: None,
+        auth: None,
         lease_ttl: Duration::from_secs(10),
     })
     .await

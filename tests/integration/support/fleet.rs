@@ -25,6 +25,7 @@ impl TestFleet {
             node: node.into(),
             key: FleetKeySource::Credential,
             tls: None,
+            auth: None,
             lease_ttl: self.ttl,
         }
     }
