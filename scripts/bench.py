@@ -133,14 +133,22 @@ def vm_hwm_mb(pid):
 
 
 class Sim:
-    def __init__(self, binary, work, web_port):
+    """`cas-certd simulate`. `web_port` is the webroot server for `*.ZONE`, or a list of them
+    (the simulator's load-balancer mode: each FILE fetch goes to one at random); `extra`
+    replaces the default CA delays and books' persistence (scripts/bench_fleet.py)."""
+
+    def __init__(self, binary, work, web_port, extra=None):
         self.ready = os.path.join(work, "sim.ready")
+        ports = web_port if isinstance(web_port, list) else [web_port]
+        pool = ",".join(f"127.0.0.1:{p}" for p in ports)
+        if extra is None:
+            extra = ["--validation-delay", f"{VALIDATION_DELAY}s",
+                     "--review-delay", f"{REVIEW_DELAY}s", "--persist-interval", "5s"]
         args = [binary, "simulate", "--listen", "127.0.0.1:0", "--admin",
                 "--data-dir", os.path.join(work, "sim"), "--ready-file", self.ready,
-                "--resolve", f"*.{ZONE}=127.0.0.1:{web_port}",
-                "--validation-delay", f"{VALIDATION_DELAY}s", "--review-delay", f"{REVIEW_DELAY}s",
+                "--resolve", f"*.{ZONE}={pool}",
                 "--quota", f"{PRODUCT}=10000000", "--qps-default", str(SIM_QPS_DEFAULT),
-                "--persist-interval", "5s"]
+                *extra]
         for a, q in SIM_QPS.items():
             args += ["--qps", f"{a}={q}"]
         env = dict(os.environ, ALIBABA_CLOUD_ACCESS_KEY_ID=KEY_ID,
