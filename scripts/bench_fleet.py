@@ -5,33 +5,40 @@ webroot HTTP servers (one per host, so a FILE proof must be on every host). Prin
 stdout; progress on stderr. Exits non-zero when a correctness check fails (never on timing).
 
 usage: bench_fleet.py --bin <target-dir>/debug/cas-certd [--n 20] [--kills N] [--smoke]
-                      [--lease-ttl 10] [--soak-lease-ttl 2] [--keep] [--seed S]
+                      [--lease-ttl 10] [--soak-lease-ttl 2] [--lifetime 120]
+                      [--soak-lifetime 90] [--keep] [--seed S] [--no-bench | --no-soak]
 
 The binary must be built with the `fleet` feature (`cargo build --features fleet`).
+Renewals come from short-lived certificates (the simulator's --cert-lifetime; the daemon
+renews with a third of the validity left): `renew NAME` on the control socket writes only
+the owner's local mirror in fleet mode, so it orders nothing (docs/BENCHMARKS.md, Fleet).
 
 1. The benchmark (fresh fleet, N certificates, half FILE, half Alidns, lease TTL --lease-ttl):
    - orders per certificate (the simulator's ledger: CreateCertificateForPackageRequest / N);
    - issue -> all hosts: per certificate, from the owner's `cert.issued` (and `cert.deployed`)
      log timestamp to the last host's deploy of that order (`fleet.set_deployed`, or the
-     owner's own `cert.deployed`): median, p90, max;
+     owner's own `cert.deployed`): median, p90, max; for the issuance and the first renewal;
    - every host serves byte-identical sets whose key matches the certificate;
-   - etcd requests per certificate, issuance and renewal (etcd's /metrics summed over the
-     members, before/after; a renewal of every certificate is forced through each owner's
-     control socket, as `cas-certd renew NAME --yes` does), and the idle rate;
-   - failover: the owner of a FILE certificate is SIGKILLed while CAS validates its order;
-     time from the kill to the successor's `fleet.claimed` and to the order deployed on both
-     survivors; still one order;
-   - peak RSS (VmHWM) of each daemon.
-2. The kill soak (a fresh fleet, lease TTL --soak-lease-ttl): the owner of a certificate in
-   flight is SIGKILLed at random instants during the issuance and then during renewal rounds
-   (every certificate forced), and started again at once, until --kills kills (default
-   $CAS_CERTD_FLEET_KILLS or 5). A reader thread per host reads cert.pem + privkey.pem of every
-   certificate through its `live` link (one directory fd, so one resolution of the link per
-   pair) in a loop and checks that the key is the certificate's. Checked: exactly one order
-   per certificate per round (0 duplicates), every certificate's latest order live on every
-   host, 0 mismatched pairs, no private key and no fleet key in any log.
+   - etcd requests per certificate, issuance and first renewal (etcd's /metrics summed over
+     the members, before/after), raw and less the idle rate measured in between;
+   - failover: the owner of a FILE certificate is SIGKILLed while CAS validates its second
+     renewal; time from the kill to the successor's `fleet.claimed` and to the order deployed
+     on both survivors; still one order; the killed host, restarted, catches up;
+   - peak RSS (VmHWM) of each daemon; every paid order deployed (the audit below).
+2. The kill soak (a fresh fleet, lease TTL --soak-lease-ttl, certificates renewed again and
+   again): at random instants (0.2-3 s apart) the owner of a certificate whose latest order
+   is not yet live on every host (issuance or renewal in flight) is SIGKILLed and started again
+   at once (one kill per certificate and order, before its order and after: otherwise the
+   same few certificates are killed over and over and the kills pile up on one host), until --kills kills (default $CAS_CERTD_FLEET_KILLS or 5). A reader thread per host
+   reads cert.pem + privkey.pem of every certificate through its `live` link (one directory
+   fd, so one resolution of the link per pair) in a loop and checks that the key is the
+   certificate's. Checked once every certificate's latest order is live on every host: 0
+   duplicate orders (every paid order was deployed somewhere, two orders of a certificate at
+   least half a renewal interval apart, the quota spent = the paid orders), every host
+   serves the same set, 0 mismatched pairs, no private key and no fleet key in any log.
 
---smoke (CI, scripts/test.sh's fleet step): N=6, 3 kills, lease TTL 2 s everywhere.
+--smoke (CI, scripts/test.sh's fleet step): N=6, 3 kills, lease TTL 2 s everywhere, lifetime
+75 s (renewals 30 s after each issue); about 3-4 minutes.
 """
 import argparse
 import base64
@@ -751,12 +758,15 @@ def run_soak(n, kills, ttl, lifetime):
         readers = [Reader(h, f.certs) for h in f.hosts]
         for rd in readers:
             rd.start()
+        hit = set()  # (certificate, paid orders): each order (or its absence) killed once
         while s["kills"] < kills:
             time.sleep(rng.uniform(0.2, 3.0))
-            pending = in_flight(f)
+            paid = f.orders()
+            pending = [c for c in in_flight(f) if (c, len(paid[c])) not in hit]
             if not pending:
                 continue
             c = rng.choice(pending)
+            hit.add((c, len(paid[c])))
             node = f.owner(c)
             if node is None:
                 continue

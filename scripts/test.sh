@@ -57,6 +57,12 @@ cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/
 step "cargo clippy + test --features fleet (etcd store, fencing, sealed keys, daemons; real etcd)"
 cargo clippy -p cas-certd --all-targets --features fleet -- -D warnings
 cargo test -p cas-certd --features fleet --lib --bin cas-certd --test integration -- fleet:: fleet_fanout:: fleet_daemon:: fleet_status:: 2>&1 | tee "$logs/cargo-test-fleet.log"
+# The fleet benchmark's smoke (docs/BENCHMARKS.md, Fleet): 3 daemons (the binary the fleet
+# tests just built, with the feature), a 3-member etcd, the simulator load-balancing FILE
+# fetches over 3 webroots; 6 certificates, a failover and 3 SIGKILLs of owners in flight. Fails
+# on a second order, a host missing a set, a mismatched pair, a key in a log; never on timing.
+step "fleet bench smoke: scripts/bench_fleet.py --smoke (about 3 min)"
+"$CAS_CERTD_PYTHON" scripts/bench_fleet.py --bin "$bin" --smoke
 
 # Every log the tests above kept (daemon, simulator, CLI output): no test secret, no PRIVATE KEY.
 step "logs: scripts/scan-logs.sh"
