@@ -84,6 +84,9 @@ impl FleetMode {
     pub(super) fn reconfigure(&self, config: &Config) {
         *self.names.lock().unwrap_or_else(|p| p.into_inner()) =
             confighash::digests(&config.certificates);
+        // Nothing is ordered on the new list until the claims loop compared it with the
+        // fleet's (its next round clears this when they agree).
+        self.records.set_refusing(true);
         self.records.set_products(
             config
                 .certificates

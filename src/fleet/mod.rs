@@ -45,6 +45,6 @@ pub use cluster::{live_nodes, Fleet, FleetError};
 #[cfg(feature = "fleet")]
 pub use lease::Lease;
 #[cfg(feature = "fleet")]
-pub use owner::{claim, owner_of, Claim, Ownership};
+pub use owner::{claim, owner_of, release, Claim, Ownership};
 #[cfg(feature = "fleet")]
 pub use records::{record_status, EtcdRecords};
