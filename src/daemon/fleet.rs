@@ -15,27 +15,40 @@
 //! owner publishes them through its lifecycle's ports (`fleet::proofs_port`,
 //! `fleet::store`). The watchers are restarted with the new targets on reload.
 //!
-//! Each node publishes what it orders (`confighash`, `<prefix>/config/<node>`, lease-bound);
-//! a node whose list is not the majority's says which certificates differ
-//! (`fleet.config_mismatch`), claims nothing and orders nothing, and serves what it has.
-use std::collections::{BTreeSet, HashMap, HashSet};
+//! Each node publishes what it orders (`confighash`, lease-bound): the summary of its list
+//! (`<prefix>/config/<node>`: a hash and a count) and its per-certificate digests in chunks
+//! (`<prefix>/config_digests/<node>/<hash>/<n>`). A round compares the summaries; only a node
+//! whose hash is not the majority's reads digests (once per list, at the summaries'
+//! revision), says which certificates differ (`fleet.config_mismatch`), claims nothing and
+//! orders nothing, and serves what it has.
+//!
+//! A round's reads do not grow with the number of certificates beyond paging: the live
+//! nodes, the whole `owner/` directory (who holds what), the summaries.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{GetOptions, PutOptions};
+use etcd_client::{DeleteOptions, PutOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::DaemonError;
 use crate::config::{Config, FleetSettings};
-use crate::fleet::confighash::{self, Digests};
+use crate::fleet::confighash::{self, Digests, Summary};
 use crate::fleet::fanout::{ProofHost, ProofTarget, SetHost, SetTarget};
 use crate::fleet::keyfile::FleetKey;
 use crate::fleet::store::{preferred, FleetRecords};
-use crate::fleet::{claim, live_nodes, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
+use crate::fleet::{claim, live_nodes, read_range, Claim, EtcdRecords, Fleet, FleetError, Lease};
 use crate::lifecycle::Dropped;
 use crate::store::Store;
+
+/// Keys per page of the `owner/` read (about 60 B each: about 300 KB a page).
+const OWNER_PAGE: i64 = 5000;
+/// Keys per page of the summaries (`config/`, about 100 B each) and of a list's digest
+/// chunks (about 60 KB each).
+const CONFIG_PAGE: i64 = 1000;
+const CHUNK_PAGE: i64 = 16;
 
 /// How long a step dropped for "not now" waits before it is tried again.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(2);
@@ -172,6 +185,9 @@ struct Rounds {
     unowned_since: HashMap<String, Instant>,
     /// The certificates last said to differ (`fleet.config_mismatch` once per change).
     mismatch: BTreeSet<String>,
+    /// Other nodes' lists read to name what differs, by hash (a hash is its list's: kept
+    /// while some live node still publishes it).
+    lists: BTreeMap<String, Digests>,
 }
 
 /// The claims loop (see the module doc).
@@ -227,6 +243,7 @@ async fn round(
         joined,
         unowned_since,
         mismatch,
+        lists,
     } = rounds;
     if joined.as_ref().is_none_or(|j| !j.lease.is_live()) {
         let lost = records.drop_lost();
@@ -247,7 +264,7 @@ async fn round(
         return Ok(false);
     };
     if j.published.as_ref() != Some(mine) {
-        publish(fleet, &j.lease, mine).await?;
+        publish(fleet, &j.lease, mine, j.published.as_ref()).await?;
         j.published = Some(mine.clone());
     }
     // Nodes starting together see each other before anything is claimed.
@@ -257,7 +274,7 @@ async fn round(
     }
     let nodes = live_nodes(fleet).await?;
     records.set_nodes(nodes.clone());
-    let differ = compare(fleet, &nodes, mine).await?;
+    let differ = compare(fleet, &nodes, mine, lists).await?;
     records.set_refusing(!differ.is_empty());
     if differ != *mismatch {
         if !differ.is_empty() {
@@ -275,12 +292,19 @@ async fn round(
     let names: Vec<&String> = mine.keys().collect();
     let configured: HashSet<&String> = names.iter().copied().collect();
     unowned_since.retain(|n, _| configured.contains(n));
+    let held = holders(fleet).await?;
     for cert in names {
         if records.owns(cert) {
             continue;
         }
+        // Held by another node: nothing to claim (the claim would be refused). One held
+        // under this node's name is claimed again: by this lease, it is this host's.
+        if held.get(cert).is_some_and(|n| n != fleet.node()) {
+            unowned_since.remove(cert);
+            continue;
+        }
         if preferred(cert, &nodes) != Some(fleet.node()) {
-            if owner_of(fleet, cert).await?.is_some() {
+            if held.contains_key(cert) {
                 unowned_since.remove(cert);
                 continue;
             }
@@ -302,56 +326,126 @@ async fn round(
     Ok(changed)
 }
 
-/// Publishes what this host orders, bound to its lease.
-async fn publish(fleet: &Fleet, lease: &Lease, mine: &Digests) -> Result<(), FleetError> {
-    let text = serde_json::to_string(mine).map_err(|e| FleetError::Unexpected {
-        cert: String::new(),
-        what: format!("cannot encode the configuration digests: {e}"),
-    })?;
-    let (key, id) = (fleet.config_key(fleet.node()), lease.id());
-    fleet
-        .call_idempotent(|mut c| {
-            let (key, text) = (key.clone(), text.clone());
-            async move {
-                c.put(key, text, Some(PutOptions::new().with_lease(id)))
-                    .await
-            }
+/// Who holds each certificate now (certificate → node name): the whole `owner/` directory
+/// in one paged read, rather than one read per certificate (300 000 reads a second at 100
+/// hosts × 10 000 certificates).
+async fn holders(fleet: &Fleet) -> Result<HashMap<String, String>, FleetError> {
+    let dir = fleet.dir("owner");
+    let (_, kvs) = read_range(fleet, &dir, OWNER_PAGE, None).await?;
+    Ok(kvs
+        .iter()
+        .filter_map(|kv| {
+            let cert = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&dir)?;
+            Some((
+                cert.to_string(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            ))
         })
-        .await?;
+        .collect())
+}
+
+/// Publishes what this host orders, bound to its lease: the digests in chunks under the
+/// list's hash first, then the summary that names them (a reader who sees the summary finds
+/// them), then the chunks of the list it replaces go. Each value stays small whatever the
+/// number of certificates (etcd refuses a request over 1.5 MiB).
+async fn publish(
+    fleet: &Fleet,
+    lease: &Lease,
+    mine: &Digests,
+    before: Option<&Digests>,
+) -> Result<(), FleetError> {
+    let encode = |what: &str, r: serde_json::Result<String>| {
+        r.map_err(|e| FleetError::Unexpected {
+            cert: String::new(),
+            what: format!("cannot encode the configuration {what}: {e}"),
+        })
+    };
+    let summary = Summary::of(mine);
+    let dir = fleet.config_digests_dir(fleet.node(), &summary.hash);
+    let mut puts = Vec::new();
+    for (i, chunk) in confighash::chunks(mine).iter().enumerate() {
+        puts.push((
+            format!("{dir}{i:06}"),
+            encode("digests", serde_json::to_string(chunk))?,
+        ));
+    }
+    puts.push((
+        fleet.config_key(fleet.node()),
+        encode("summary", serde_json::to_string(&summary))?,
+    ));
+    let id = lease.id();
+    for (key, text) in puts {
+        fleet
+            .call_idempotent(|mut c| {
+                let (key, text) = (key.clone(), text.clone());
+                async move {
+                    c.put(key, text, Some(PutOptions::new().with_lease(id)))
+                        .await
+                }
+            })
+            .await?;
+    }
+    if let Some(old) = before.map(Summary::of).filter(|o| o.hash != summary.hash) {
+        let dir = fleet.config_digests_dir(fleet.node(), &old.hash);
+        fleet
+            .call_idempotent(|mut c| {
+                let dir = dir.clone();
+                async move {
+                    c.delete(dir, Some(DeleteOptions::new().with_prefix()))
+                        .await
+                }
+            })
+            .await?;
+    }
     Ok(())
 }
 
 /// The certificates on which this host differs from the fleet's majority list (empty: it
-/// agrees). Nodes that published nothing yet, or something unreadable, are not counted.
+/// agrees). Reads every node's summary; digests only of the lists whose hash differs from
+/// the majority's and not in `lists` yet (read at the summaries' revision, so a node
+/// republishing meanwhile cannot mix two lists). Nodes that published nothing yet, or
+/// something unreadable, are not counted.
 async fn compare(
     fleet: &Fleet,
     nodes: &[String],
     mine: &Digests,
+    lists: &mut BTreeMap<String, Digests>,
 ) -> Result<BTreeSet<String>, FleetError> {
     let prefix = fleet.config_key("");
-    let r = fleet
-        .call_idempotent(|mut c| {
-            let prefix = prefix.clone();
-            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await?;
-    let others: Vec<Digests> = r
-        .kvs()
+    let (rev, kvs) = read_range(fleet, &prefix, CONFIG_PAGE, None).await?;
+    let others: Vec<(String, Summary)> = kvs
         .iter()
-        .filter(|kv| {
-            let k = String::from_utf8_lossy(kv.key());
-            k.strip_prefix(&prefix)
-                .is_some_and(|n| n != fleet.node() && nodes.iter().any(|x| x == n))
+        .filter_map(|kv| {
+            let node = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&prefix)?;
+            if node == fleet.node() || !nodes.iter().any(|x| x == node) {
+                return None;
+            }
+            Some((node.to_string(), serde_json::from_slice(kv.value()).ok()?))
         })
-        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
         .collect();
-    if confighash::agrees(mine, &others) {
-        return Ok(BTreeSet::new());
+    let summaries: Vec<Summary> = others.iter().map(|(_, s)| s.clone()).collect();
+    let wanted = confighash::to_read(&Summary::of(mine), &summaries);
+    lists.retain(|h, _| summaries.iter().any(|s| s.hash == *h));
+    for hash in wanted {
+        if lists.contains_key(&hash) {
+            continue;
+        }
+        let Some((node, _)) = others.iter().find(|(_, s)| s.hash == hash) else {
+            continue;
+        };
+        let dir = fleet.config_digests_dir(node, &hash);
+        let (_, chunks) = read_range(fleet, &dir, CHUNK_PAGE, Some(rev)).await?;
+        let mut list = Digests::new();
+        for kv in &chunks {
+            // Unreadable chunks leave the list short: it then fails its summary's hash and
+            // the node is not counted.
+            if let Ok(part) = serde_json::from_slice::<Digests>(kv.value()) {
+                list.extend(part);
+            }
+        }
+        lists.insert(hash, list);
     }
-    Ok(others
-        .iter()
-        .flat_map(|o| confighash::differing(mine, o))
-        .collect())
+    Ok(confighash::differing_from_fleet(mine, &summaries, lists))
 }
 
 /// Puts this node's key, bound to its lease (so it disappears with the lease).

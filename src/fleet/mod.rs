@@ -41,6 +41,8 @@ pub mod seal;
 pub mod store;
 
 #[cfg(feature = "fleet")]
+pub(crate) use cluster::read_range;
+#[cfg(feature = "fleet")]
 pub use cluster::{live_nodes, Fleet, FleetError};
 #[cfg(feature = "fleet")]
 pub use lease::Lease;
