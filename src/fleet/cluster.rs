@@ -1,5 +1,6 @@
 //! The connection to the fleet's etcd cluster (one client per member, TLS, etcd's user and
-//! password), where each key lives under the prefix, and the fleet's error type.
+//! password), where each key lives under the prefix, the fleet's error type, and reads of a
+//! whole directory in pages.
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -490,4 +491,19 @@ fn never_sent(e: &etcd_client::Error) -> bool {
         src = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_range_ends_after_its_last_key() {
+        assert_eq!(prefix_end(b"/p/sets/"), b"/p/sets0");
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), b"\0");
+        // A page continues after the last key read ("key\0" is the next possible key), and
+        // stays inside the directory.
+        assert!(b"/p/sets/www\0".as_slice() < prefix_end(b"/p/sets/").as_slice());
+    }
 }
