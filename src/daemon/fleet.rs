@@ -28,14 +28,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{DeleteOptions, PutOptions};
+use etcd_client::PutOptions;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::DaemonError;
 use crate::config::{Config, FleetSettings};
-use crate::fleet::confighash::{self, Digests, Summary};
+use crate::fleet::confighash::{self, Digests};
 use crate::fleet::fanout::{ProofHost, ProofTarget, SetHost, SetTarget};
 use crate::fleet::keyfile::FleetKey;
 use crate::fleet::store::{preferred, FleetRecords};
@@ -45,10 +45,6 @@ use crate::store::Store;
 
 /// Keys per page of the `owner/` read (about 60 B each: about 300 KB a page).
 const OWNER_PAGE: i64 = 5000;
-/// Keys per page of the summaries (`config/`, about 100 B each) and of a list's digest
-/// chunks (about 60 KB each).
-const CONFIG_PAGE: i64 = 1000;
-const CHUNK_PAGE: i64 = 16;
 
 /// How long a step dropped for "not now" waits before it is tried again.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(2);
@@ -264,7 +260,7 @@ async fn round(
         return Ok(false);
     };
     if j.published.as_ref() != Some(mine) {
-        publish(fleet, &j.lease, mine, j.published.as_ref()).await?;
+        confighash::publish(fleet, &j.lease, mine, j.published.as_ref()).await?;
         j.published = Some(mine.clone());
     }
     // Nodes starting together see each other before anything is claimed.
@@ -274,7 +270,7 @@ async fn round(
     }
     let nodes = live_nodes(fleet).await?;
     records.set_nodes(nodes.clone());
-    let differ = compare(fleet, &nodes, mine, lists).await?;
+    let differ = confighash::compare(fleet, &nodes, mine, lists).await?;
     records.set_refusing(!differ.is_empty());
     if differ != *mismatch {
         if !differ.is_empty() {
@@ -342,110 +338,6 @@ async fn holders(fleet: &Fleet) -> Result<HashMap<String, String>, FleetError> {
             ))
         })
         .collect())
-}
-
-/// Publishes what this host orders, bound to its lease: the digests in chunks under the
-/// list's hash first, then the summary that names them (a reader who sees the summary finds
-/// them), then the chunks of the list it replaces go. Each value stays small whatever the
-/// number of certificates (etcd refuses a request over 1.5 MiB).
-async fn publish(
-    fleet: &Fleet,
-    lease: &Lease,
-    mine: &Digests,
-    before: Option<&Digests>,
-) -> Result<(), FleetError> {
-    let encode = |what: &str, r: serde_json::Result<String>| {
-        r.map_err(|e| FleetError::Unexpected {
-            cert: String::new(),
-            what: format!("cannot encode the configuration {what}: {e}"),
-        })
-    };
-    let summary = Summary::of(mine);
-    let dir = fleet.config_digests_dir(fleet.node(), &summary.hash);
-    let mut puts = Vec::new();
-    for (i, chunk) in confighash::chunks(mine).iter().enumerate() {
-        puts.push((
-            format!("{dir}{i:06}"),
-            encode("digests", serde_json::to_string(chunk))?,
-        ));
-    }
-    puts.push((
-        fleet.config_key(fleet.node()),
-        encode("summary", serde_json::to_string(&summary))?,
-    ));
-    let id = lease.id();
-    for (key, text) in puts {
-        fleet
-            .call_idempotent(|mut c| {
-                let (key, text) = (key.clone(), text.clone());
-                async move {
-                    c.put(key, text, Some(PutOptions::new().with_lease(id)))
-                        .await
-                }
-            })
-            .await?;
-    }
-    if let Some(old) = before.map(Summary::of).filter(|o| o.hash != summary.hash) {
-        let dir = fleet.config_digests_dir(fleet.node(), &old.hash);
-        fleet
-            .call_idempotent(|mut c| {
-                let dir = dir.clone();
-                async move {
-                    c.delete(dir, Some(DeleteOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
-    }
-    Ok(())
-}
-
-/// The certificates on which this host differs from the fleet's majority list (empty: it
-/// agrees). Reads every node's summary; digests only of the lists whose hash differs from
-/// the majority's and not in `lists` yet (read at the summaries' revision, so a node
-/// republishing meanwhile cannot mix two lists). Nodes that published nothing yet, or
-/// something unreadable, are not counted.
-async fn compare(
-    fleet: &Fleet,
-    nodes: &[String],
-    mine: &Digests,
-    lists: &mut BTreeMap<String, Digests>,
-) -> Result<BTreeSet<String>, FleetError> {
-    let prefix = fleet.config_key("");
-    let (rev, kvs) = read_range(fleet, &prefix, CONFIG_PAGE, None).await?;
-    let others: Vec<(String, Summary)> = kvs
-        .iter()
-        .filter_map(|kv| {
-            let node = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&prefix)?;
-            if node == fleet.node() || !nodes.iter().any(|x| x == node) {
-                return None;
-            }
-            Some((node.to_string(), serde_json::from_slice(kv.value()).ok()?))
-        })
-        .collect();
-    let summaries: Vec<Summary> = others.iter().map(|(_, s)| s.clone()).collect();
-    let wanted = confighash::to_read(&Summary::of(mine), &summaries);
-    lists.retain(|h, _| summaries.iter().any(|s| s.hash == *h));
-    for hash in wanted {
-        if lists.contains_key(&hash) {
-            continue;
-        }
-        let Some((node, _)) = others.iter().find(|(_, s)| s.hash == hash) else {
-            continue;
-        };
-        let dir = fleet.config_digests_dir(node, &hash);
-        let (_, chunks) = read_range(fleet, &dir, CHUNK_PAGE, Some(rev)).await?;
-        let mut list = Digests::new();
-        for kv in &chunks {
-            // Unreadable chunks leave the list short: it then fails its summary's hash and
-            // the node is not counted.
-            if let Ok(part) = serde_json::from_slice::<Digests>(kv.value()) {
-                list.extend(part);
-            }
-        }
-        lists.insert(hash, list);
-    }
-    Ok(confighash::differing_from_fleet(mine, &summaries, lists))
 }
 
 /// Puts this node's key, bound to its lease (so it disappears with the lease).

@@ -5,13 +5,21 @@
 //! What is compared every round is each node's [`Summary`] (a hash of its whole list and its
 //! length: a few dozen bytes whatever the number of certificates). The per-certificate
 //! digests are published beside it in [`chunks`] and read only when the hashes say this
-//! host is not the majority's, to name the certificates that differ.
+//! host is not the majority's, to name the certificates that differ ([`publish`], [`compare`];
+//! the keys: `Fleet::config_key`, `Fleet::config_digests_dir`).
 use std::collections::{BTreeMap, BTreeSet};
 
+use etcd_client::{DeleteOptions, PutOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::{read_range, Fleet, FleetError, Lease};
 use crate::config::{Certificate, Validation};
+
+/// Keys per page of the summaries (`config/`, about 100 B each) and of a list's digest
+/// chunks (about 60 KB each).
+const CONFIG_PAGE: i64 = 1000;
+const CHUNK_PAGE: i64 = 16;
 
 /// Certificate name → digest of what is ordered for it.
 pub type Digests = BTreeMap<String, String>;
@@ -158,6 +166,110 @@ pub fn differing_from_fleet(
         .filter_map(|(_, d)| *d)
         .flat_map(|d| differing(mine, d))
         .collect()
+}
+
+/// Publishes what this host orders, bound to its lease: the digests in chunks under the
+/// list's hash first, then the summary that names them (a reader who sees the summary finds
+/// them), then the chunks of the list it replaces go. Each value stays small whatever the
+/// number of certificates (etcd refuses a request over 1.5 MiB).
+pub async fn publish(
+    fleet: &Fleet,
+    lease: &Lease,
+    mine: &Digests,
+    before: Option<&Digests>,
+) -> Result<(), FleetError> {
+    let encode = |what: &str, r: serde_json::Result<String>| {
+        r.map_err(|e| FleetError::Unexpected {
+            cert: String::new(),
+            what: format!("cannot encode the configuration {what}: {e}"),
+        })
+    };
+    let summary = Summary::of(mine);
+    let dir = fleet.config_digests_dir(fleet.node(), &summary.hash);
+    let mut puts = Vec::new();
+    for (i, chunk) in chunks(mine).iter().enumerate() {
+        puts.push((
+            format!("{dir}{i:06}"),
+            encode("digests", serde_json::to_string(chunk))?,
+        ));
+    }
+    puts.push((
+        fleet.config_key(fleet.node()),
+        encode("summary", serde_json::to_string(&summary))?,
+    ));
+    let id = lease.id();
+    for (key, text) in puts {
+        fleet
+            .call_idempotent(|mut c| {
+                let (key, text) = (key.clone(), text.clone());
+                async move {
+                    c.put(key, text, Some(PutOptions::new().with_lease(id)))
+                        .await
+                }
+            })
+            .await?;
+    }
+    if let Some(old) = before.map(Summary::of).filter(|o| o.hash != summary.hash) {
+        let dir = fleet.config_digests_dir(fleet.node(), &old.hash);
+        fleet
+            .call_idempotent(|mut c| {
+                let dir = dir.clone();
+                async move {
+                    c.delete(dir, Some(DeleteOptions::new().with_prefix()))
+                        .await
+                }
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// The certificates on which this host differs from the fleet's majority list (empty: it
+/// agrees). Reads every node's summary; digests only of the lists whose hash differs from
+/// the majority's and not in `lists` yet (read at the summaries' revision, so a node
+/// republishing meanwhile cannot mix two lists). Nodes that published nothing yet, or
+/// something unreadable, are not counted.
+pub async fn compare(
+    fleet: &Fleet,
+    nodes: &[String],
+    mine: &Digests,
+    lists: &mut BTreeMap<String, Digests>,
+) -> Result<BTreeSet<String>, FleetError> {
+    let prefix = fleet.config_key("");
+    let (rev, kvs) = read_range(fleet, &prefix, CONFIG_PAGE, None).await?;
+    let others: Vec<(String, Summary)> = kvs
+        .iter()
+        .filter_map(|kv| {
+            let node = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&prefix)?;
+            if node == fleet.node() || !nodes.iter().any(|x| x == node) {
+                return None;
+            }
+            Some((node.to_string(), serde_json::from_slice(kv.value()).ok()?))
+        })
+        .collect();
+    let summaries: Vec<Summary> = others.iter().map(|(_, s)| s.clone()).collect();
+    let wanted = to_read(&Summary::of(mine), &summaries);
+    lists.retain(|h, _| summaries.iter().any(|s| s.hash == *h));
+    for hash in wanted {
+        if lists.contains_key(&hash) {
+            continue;
+        }
+        let Some((node, _)) = others.iter().find(|(_, s)| s.hash == hash) else {
+            continue;
+        };
+        let dir = fleet.config_digests_dir(node, &hash);
+        let (_, chunks) = read_range(fleet, &dir, CHUNK_PAGE, Some(rev)).await?;
+        let mut list = Digests::new();
+        for kv in &chunks {
+            // Unreadable chunks leave the list short: it then fails its summary's hash and
+            // the node is not counted.
+            if let Ok(part) = serde_json::from_slice::<Digests>(kv.value()) {
+                list.extend(part);
+            }
+        }
+        lists.insert(hash, list);
+    }
+    Ok(differing_from_fleet(mine, &summaries, lists))
 }
 
 #[cfg(test)]
