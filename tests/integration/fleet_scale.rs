@@ -20,19 +20,26 @@ const FLEET: TestFleet = TestFleet {
 /// round every 0.67 s) after the first TTL.
 const WINDOW: Duration = Duration::from_secs(8);
 
-/// etcd's Range and Txn calls served so far (`grpc_server_handled_total`, every code).
-fn range_and_txn_calls(etcd: &Etcd) -> f64 {
+/// etcd's Range and Txn calls served so far (`grpc_server_handled_total`, every code) and the
+/// bytes it sent to clients (`etcd_network_client_grpc_sent_bytes_total`).
+fn range_and_txn_calls(etcd: &Etcd) -> (f64, f64) {
     let addr = etcd.endpoints()[0]
         .trim_start_matches("http://")
         .to_string();
-    http_get(&addr, "/metrics")
-        .lines()
-        .filter(|l| {
+    let text = http_get(&addr, "/metrics");
+    let sum = |keep: &dyn Fn(&str) -> bool| -> f64 {
+        text.lines()
+            .filter(|l| keep(l))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        sum(&|l| {
             l.starts_with("grpc_server_handled_total{")
                 && (l.contains("grpc_method=\"Range\"") || l.contains("grpc_method=\"Txn\""))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
+        }),
+        sum(&|l| l.starts_with("etcd_network_client_grpc_sent_bytes_total")),
+    )
 }
 
 /// The etcd requests of a host's claims rounds do not grow with the number of certificates:
@@ -78,9 +85,13 @@ fn claims_rounds_cost_the_same_etcd_requests_for_6_and_60_certificates() {
         );
         let (c0, t0) = (range_and_txn_calls(&etcd), Instant::now());
         std::thread::sleep(WINDOW);
-        let calls = range_and_txn_calls(&etcd) - c0;
+        let c1 = range_and_txn_calls(&etcd);
+        let (calls, bytes) = (c1.0 - c0.0, c1.1 - c0.1);
         let per_s = calls / t0.elapsed().as_secs_f64();
-        eprintln!("{node}, {n} certificates: {calls} Range+Txn calls in {WINDOW:?} ({per_s:.1}/s)");
+        eprintln!(
+            "{node}, {n} certificates: {calls} Range+Txn calls in {WINDOW:?} ({per_s:.1}/s), \
+            {bytes} B sent by etcd"
+        );
         let log = std::fs::read_to_string(w.p(&format!("{node}.log"))).unwrap();
         assert!(
             !log.contains("\"event\":\"fleet.claimed\""),
