@@ -289,8 +289,11 @@ async fn round(
     let configured: HashSet<&String> = names.iter().copied().collect();
     unowned_since.retain(|n, _| configured.contains(n));
     let held = holders(fleet).await?;
+    // Held through this lease (whether or not its steps may run yet: one waiting for the
+    // CAS pass is not claimed and taken again every round).
+    let taken: HashSet<String> = records.owned_names().into_iter().collect();
     for cert in names {
-        if records.owns(cert) {
+        if taken.contains(cert) {
             continue;
         }
         // Held by another node: nothing to claim (the claim would be refused). One held
