@@ -58,11 +58,11 @@ pub(crate) fn node_config(w: &World, etcd: &Etcd, node: &str, certs: &str) -> Pa
     path
 }
 
-fn log_of(w: &World, node: &str) -> String {
+pub(crate) fn log_of(w: &World, node: &str) -> String {
     std::fs::read_to_string(w.p(&format!("{node}.log"))).unwrap_or_default()
 }
 
-fn count(w: &World, node: &str, event: &str) -> usize {
+pub(crate) fn count(w: &World, node: &str, event: &str) -> usize {
     log_of(w, node)
         .matches(&format!("\"event\":\"{event}\""))
         .count()
