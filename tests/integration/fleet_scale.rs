@@ -1,12 +1,13 @@
 //! Fleet mode's etcd load against the number of certificates: a real `cas-certd run` in fleet
 //! mode, real etcd, its request counters from `/metrics`. Another node ("ghost", this test)
 //! holds every certificate, so the daemon claims and orders nothing: what it sends is its
-//! claims rounds alone. Needs the `fleet` feature.
+//! claims rounds alone. And a certificate this host holds but may not step yet is not claimed
+//! again every round. Needs the `fleet` feature.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
 use std::time::{Duration, Instant};
 
-use crate::fleet_daemon::{alidns_certs, node_config};
+use crate::fleet_daemon::{alidns_certs, count, log_of, node_config};
 use crate::support::etcd::Etcd;
 use crate::support::fleet::{claim_won, TestFleet};
 use crate::support::world::{http_get, wait_for, World};
@@ -104,5 +105,41 @@ fn claims_rounds_cost_the_same_etcd_requests_for_6_and_60_certificates() {
     assert!(
         rates[1] <= rates[0] * 1.5 + 1.0,
         "requests a second grow with the certificates: {rates:?}"
+    );
+}
+
+/// A certificate claimed with no record anywhere waits for the CAS pass (`fleet::store`'s
+/// `awaiting_pass`); with CAS unreachable the pass keeps failing. The claims rounds leave the
+/// certificate with this host meanwhile: claimed once, not claimed and taken again (a claim
+/// transaction, record and set reads, `fleet.claimed`) every round.
+#[test]
+fn a_certificate_waiting_for_the_cas_pass_is_claimed_once() {
+    let etcd = Etcd::single();
+    let w = World::new(&[]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let cfg = node_config(&w, &etcd, "web-1", &alidns_certs(1));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("endpoint = \"http://{}\"", w.sim_addr),
+        &format!("endpoint = \"http://{dead}\""),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _d = w.daemon(&cfg, "web-1.log");
+    wait_for(
+        "claimed, and the CAS pass failed",
+        Duration::from_secs(60),
+        || {
+            count(&w, "web-1", "fleet.claimed") >= 1
+                && count(&w, "web-1", "store.cas_pass_failed") >= 1
+        },
+    );
+    // Six claims rounds or so (one every 0.67 s): none may claim it again.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        count(&w, "web-1", "fleet.claimed"),
+        1,
+        "{}",
+        log_of(&w, "web-1")
     );
 }
