@@ -43,7 +43,8 @@ use crate::fleet::{claim, live_nodes, read_range, Claim, EtcdRecords, Fleet, Fle
 use crate::lifecycle::Dropped;
 use crate::store::Store;
 
-/// Keys per page of the `owner/` read (about 60 B each: about 300 KB a page).
+/// Keys per page of the `owner/` read (about 80 B each with value and revisions: about
+/// 400 KB a page).
 const OWNER_PAGE: i64 = 5000;
 
 /// How long a step dropped for "not now" waits before it is tried again.
@@ -296,8 +297,9 @@ async fn round(
         if taken.contains(cert) {
             continue;
         }
-        // Held by another node: nothing to claim (the claim would be refused). One held
-        // under this node's name is claimed again: by this lease, it is this host's.
+        // Held by another node: nothing to claim (the claim would be refused). One held under
+        // this node's name but not taken here (a take that failed, or a key of this node's
+        // lease before a restart) goes on: the claim tells which.
         if held.get(cert).is_some_and(|n| n != fleet.node()) {
             unowned_since.remove(cert);
             continue;
