@@ -472,6 +472,7 @@ impl State {
             e.force_renew = false;
             self.cas.row(&mut e.row);
         }
+        self.fleet_row(&mut e.row);
         e
     }
 

@@ -184,6 +184,11 @@ impl FleetRecords {
         self.lock().awaiting_pass.iter().cloned().collect()
     }
 
+    /// Whether `name` is owned here and waits for the CAS pass.
+    pub fn is_awaiting_pass(&self, name: &str) -> bool {
+        self.lock().awaiting_pass.contains(name)
+    }
+
     /// The CAS pass ran for `names`: their steps may run.
     pub fn pass_done(&self, names: &[String]) {
         let mut owned = self.lock();

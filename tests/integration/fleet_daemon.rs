@@ -303,6 +303,31 @@ fn sets_and_file_proofs_reach_every_host_and_each_host_reloads_once() {
         .map(|n| count(&w, n, "fleet.set_published"))
         .sum();
     assert_eq!(published, 2, "each set published once");
+    // Each host's own status rows say which certificates another host orders.
+    for (i, n) in nodes.iter().enumerate() {
+        let rows = crate::support::world::status_json(&w.p(&format!("config-{n}.toml")));
+        for c in ["f0", "c0"] {
+            let row = rows
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["name"] == c))
+                .or_else(|| {
+                    rows["certificates"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|r| r["name"] == c))
+                })
+                .unwrap_or_else(|| panic!("{n}: no row for {c}: {rows}"))
+                .clone();
+            let elsewhere = row["next_action"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("another host orders it");
+            let owned_here = log_of(&w, n).lines().any(|l| {
+                l.contains("\"event\":\"fleet.claimed\"")
+                    && l.contains(&format!("\"cert\":\"{c}\""))
+            });
+            assert_eq!(elsewhere, !owned_here, "{n} (#{i}) {c}: {row}");
+        }
+    }
 }
 
 /// etcd with authentication on; the daemon logs in as `cas` with the fleet key and etcd's
