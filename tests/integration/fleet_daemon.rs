@@ -5,6 +5,8 @@
 //! paid order, and an etcd outage orders nothing and is said once. Needs the `fleet` feature.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
+mod paused;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,10 +64,32 @@ fn log_of(w: &World, node: &str) -> String {
     std::fs::read_to_string(w.p(&format!("{node}.log"))).unwrap_or_default()
 }
 
+/// The log lines of `node` with `event`.
+fn lines_with(w: &World, node: &str, event: &str) -> Vec<String> {
+    let tag = format!("\"event\":\"{event}\"");
+    log_of(w, node)
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .map(str::to_string)
+        .collect()
+}
+
 fn count(w: &World, node: &str, event: &str) -> usize {
     log_of(w, node)
         .matches(&format!("\"event\":\"{event}\""))
         .count()
+}
+
+/// Whether `node` logged a claim of `cert`.
+fn claimed(w: &World, node: &str, cert: &str) -> bool {
+    let tag = format!("\"cert\":\"{cert}\"");
+    lines_with(w, node, "fleet.claimed")
+        .iter()
+        .any(|l| l.contains(&tag))
+}
+
+fn live_file(w: &World, node: &str, cert: &str, file: &str) -> PathBuf {
+    w.p(&format!("live-{node}")).join(cert).join(file)
 }
 
 /// Whether `cert` is deployed on some node (its owner: sets are not fanned out yet).

@@ -24,6 +24,15 @@ pub struct Member {
     cmd: Vec<std::ffi::OsString>,
 }
 
+/// One key as etcd holds it (see [`Etcd::kv`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub value: String,
+}
+
 pub struct Etcd {
     pub members: Vec<Member>,
     pub dir: tempfile::TempDir,
@@ -245,6 +254,25 @@ impl Etcd {
         let out = self.etcdctl_at(&live, args).output().unwrap();
         assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The key-value `key` holds now, as etcd gives it (revisions, version, value), or `None`.
+    pub fn kv(&self, key: &str) -> Option<Kv> {
+        use base64::Engine as _;
+        let out = self.etcdctl(&["get", key, "--write-out=json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let kv = v["kvs"].as_array()?.first()?;
+        let b64 = |f: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(kv[f].as_str().unwrap_or_default())
+                .unwrap()
+        };
+        Some(Kv {
+            create_revision: kv["create_revision"].as_i64().unwrap(),
+            mod_revision: kv["mod_revision"].as_i64().unwrap(),
+            version: kv["version"].as_i64().unwrap(),
+            value: String::from_utf8(b64("value")).unwrap(),
+        })
     }
 
     fn etcdctl_at(&self, endpoints: &[String], args: &[&str]) -> Command {
