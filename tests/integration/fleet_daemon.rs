@@ -6,6 +6,7 @@
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
 mod in_flight;
+mod members;
 mod paused;
 
 use std::os::unix::fs::PermissionsExt as _;
