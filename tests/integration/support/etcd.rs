@@ -324,6 +324,36 @@ impl Etcd {
             .unwrap()
     }
 
+    /// Makes sure member `i` does not lead: if it does, its leadership is handed to another
+    /// running member (`etcdctl move-leader`), and this waits until that one leads.
+    pub fn lead_elsewhere(&self, i: usize) {
+        if self.leader() != i {
+            return;
+        }
+        let out = self.etcdctl(&["endpoint", "status", "--write-out=json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let to = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Endpoint"].as_str() != Some(self.members[i].client_url.as_str()))
+            .unwrap_or_else(|| panic!("no other running member: {out}"));
+        let id = to["Status"]["header"]["member_id"].as_u64().unwrap();
+        let moved = self
+            .etcdctl_at(
+                std::slice::from_ref(&self.members[i].client_url),
+                &["move-leader", &format!("{id:x}")],
+            )
+            .output()
+            .unwrap();
+        assert!(moved.status.success(), "move-leader: {moved:?}");
+        let t0 = Instant::now();
+        while self.leader() == i {
+            assert!(t0.elapsed() < START_DEADLINE, "member {i} still leads");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log(&self, member: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{member}.log"))).unwrap_or_default()
     }
