@@ -52,10 +52,11 @@ cargo test --features failpoints --test integration -- crash_ 2>&1 | tee "$logs/
 
 # Fleet mode (feature `fleet`: the etcd client needs protoc to build): lints, then its unit
 # tests and the integration tests that start real etcd clusters (etcd, etcdctl) and, in
-# fleet_daemon::, several real daemons (a module name is matched as a whole: list each).
+# fleet_daemon::, several real daemons; fleet_status:: also matches the CLI's unit tests in
+# the binary (a module name is matched as a whole: list each).
 step "cargo clippy + test --features fleet (etcd store, fencing, sealed keys, daemons; real etcd)"
 cargo clippy -p cas-certd --all-targets --features fleet -- -D warnings
-cargo test -p cas-certd --features fleet --lib --test integration -- fleet:: fleet_fanout:: fleet_daemon:: 2>&1 | tee "$logs/cargo-test-fleet.log"
+cargo test -p cas-certd --features fleet --lib --bin cas-certd --test integration -- fleet:: fleet_fanout:: fleet_daemon:: fleet_status:: 2>&1 | tee "$logs/cargo-test-fleet.log"
 
 # Every log the tests above kept (daemon, simulator, CLI output): no test secret, no PRIVATE KEY.
 step "logs: scripts/scan-logs.sh"

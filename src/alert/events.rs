@@ -38,6 +38,7 @@ pub const ALL_EVENTS: &[&str] = &[
     "fleet.proof_written",
     "fleet.set_deployed",
     "fleet.set_failed",
+    "fleet.set_published",
     "fleet.set_refused",
     "fleet.unavailable",
     "fleet.watch_failed",

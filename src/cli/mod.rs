@@ -2,6 +2,8 @@
 //! is allowed here; the library below uses `thiserror` enums.
 pub mod check;
 pub mod daemon;
+#[cfg(feature = "fleet")]
+pub mod fleet_status;
 pub mod ops;
 pub mod renew;
 pub mod report;

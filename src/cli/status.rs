@@ -6,6 +6,9 @@
 //! then `new`. An existing store is opened (sled takes its lock and may tidy its own files; it
 //! creates none of ours); while a daemon starting or stopping holds the lock, its `status.json`
 //! snapshot is read instead.
+//!
+//! With `[fleet]` (feature `fleet`) the command also reads etcd itself and shows the fleet
+//! under this host's rows (`fleet_status`); `--json` is then an object holding both.
 use std::process::ExitCode;
 
 use cas_certd::config::Config;
@@ -91,10 +94,26 @@ pub async fn status(cli: &super::Cli, a: &StatusArgs) -> anyhow::Result<ExitCode
     if let Some(note) = cas_certd::rebuild::note(&cfg.state_dir) {
         eprintln!("store recovered {}", note.trim_end());
     }
+    // With `[fleet]`, etcd's view too; etcd away is shown, and changes no exit code.
+    #[cfg(feature = "fleet")]
+    let fleet = match &cfg.fleet {
+        Some(s) => Some(super::fleet_status::gather(&cfg, s).await),
+        None => None,
+    };
     if a.json {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &fleet {
+            let both = serde_json::json!({ "certificates": rows, "fleet": f });
+            println!("{}", serde_json::to_string_pretty(&both)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", table(&rows));
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &fleet {
+            print!("\n{}", super::fleet_status::table(f));
+        }
         eprintln!("(from the {from})");
     }
     Ok(ExitCode::SUCCESS)
@@ -131,18 +150,23 @@ pub fn table(rows: &[StatusRow]) -> String {
             r.last_error.clone().unwrap_or("-".into()),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for l in &lines {
-        for (i, c) in l.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
+    columns(&lines)
+}
+
+/// `lines` laid out in left-aligned columns two spaces apart, one line each.
+pub fn columns<const N: usize>(lines: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for l in lines {
+        for (w, c) in widths.iter_mut().zip(l) {
+            *w = (*w).max(c.chars().count());
         }
     }
     let mut out = String::new();
-    for l in &lines {
+    for l in lines {
         let cells: Vec<String> = l
             .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

@@ -372,7 +372,6 @@ fn metrics_settings(root: &Tbl, errs: &mut Errors) -> Option<MetricsSettings> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::super::cert::parse_renew_before;
     use super::*;
 
     #[test]
@@ -398,20 +397,5 @@ mod tests {
             c.api.connect_timeout,
             ClientOptions::default().connect_timeout
         );
-    }
-
-    #[test]
-    fn renew_before_forms() {
-        assert_eq!(
-            parse_renew_before("1/3").unwrap(),
-            RenewBefore::Fraction(1.0 / 3.0)
-        );
-        assert_eq!(
-            parse_renew_before("30d").unwrap(),
-            RenewBefore::Duration(Duration::from_secs(30 * 86400))
-        );
-        for bad in ["0/3", "3/3", "4/3", "1/0", "x/3", "soon", "0s"] {
-            assert!(parse_renew_before(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -1,5 +1,5 @@
 //! `[fleet]`: the etcd cluster a fleet of hosts shares, the key prefix, this host's node name,
-//! where the fleet key is, and the lease TTL. Without the `fleet` feature the table is an error.
+//! where the fleet key is, etcd's user and where its password is, and the lease TTL. Without the `fleet` feature the table is an error.
 //! This file only reads and checks the table (`crate::fleet` uses it).
 use std::path::PathBuf;
 
@@ -17,6 +17,8 @@ pub struct FleetSettings {
     pub node: String,
     pub key: FleetKeySource,
     pub tls: Option<FleetTls>,
+    /// `user`: etcd's user (with etcd's authentication enabled), and where its password is.
+    pub auth: Option<FleetAuth>,
     /// `lease_ttl`: how long this host's etcd lease lasts without a keep-alive, so how long
     /// its certificates stay unowned after it dies (default 10 s, 2 s to 5 min).
     pub lease_ttl: std::time::Duration,
@@ -32,6 +34,23 @@ pub enum FleetKeySource {
     Credential,
 }
 
+/// etcd's user name and where its password is (`crate::fleet::password`): never in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetAuth {
+    pub user: String,
+    pub password: PasswordSource,
+}
+
+/// Where etcd's password is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// `password_file`.
+    File(PathBuf),
+    /// `$CREDENTIALS_DIRECTORY/etcd_password` (systemd's `LoadCredentialEncrypted=`), when no
+    /// `password_file` is given.
+    Credential,
+}
+
 /// `tls = { ca = ..., cert = ..., key = ... }`: the CA that signs etcd's certificates, and an
 /// optional client certificate and key (both or neither). Read when the fleet connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +59,16 @@ pub struct FleetTls {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-const KEYS: &[&str] = &["etcd", "prefix", "node", "key_file", "tls", "lease_ttl"];
+const KEYS: &[&str] = &[
+    "etcd",
+    "prefix",
+    "node",
+    "key_file",
+    "tls",
+    "user",
+    "password_file",
+    "lease_ttl",
+];
 pub(crate) const DEFAULT_PREFIX: &str = "/cas-certd";
 pub(crate) const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 /// etcd grants whole seconds (and raises a TTL below its minimum); five minutes would leave
@@ -52,7 +80,16 @@ const LEASE_TTL_RANGE: std::ops::RangeInclusive<std::time::Duration> =
 /// With `trust`, the key file is read and checked now, so `check` reports a bad one.
 pub(super) fn settings(root: &Tbl, trust: bool, errs: &mut Errors) -> Option<FleetSettings> {
     let t = root.table("fleet", errs)?;
-    t.unknown_keys(KEYS, errs);
+    // A password in clear is refused with the way to give it (not as an unknown key).
+    if let Some(v) = t.get("password") {
+        errs.push(
+            v.span(),
+            &t.key("password"),
+            "etcd's password never goes in the configuration: give password_file (mode 0600) \
+            or the systemd credential etcd_password",
+        );
+    }
+    t.unknown_keys_but(KEYS, &["password"], errs);
     let before = errs.list.len();
     // Never a silent single-host daemon where a fleet was asked for.
     #[cfg(not(feature = "fleet"))]
@@ -123,14 +160,60 @@ pub(super) fn settings(root: &Tbl, trust: bool, errs: &mut Errors) -> Option<Fle
         }
         None => FleetKeySource::Credential,
     };
+    let auth = auth(&t, trust, errs);
     (errs.list.len() == before).then_some(FleetSettings {
         etcd,
         prefix,
         node,
         key,
         tls,
+        auth,
         lease_ttl,
     })
+}
+
+/// `user` and `password_file` (with trust, the file is read and checked now).
+fn auth(t: &Tbl, trust: bool, errs: &mut Errors) -> Option<FleetAuth> {
+    let user = t.str("user", errs);
+    let file = t.str("password_file", errs);
+    let password = match file {
+        Some((s, span)) => {
+            let p = abs_path(&s, span.clone(), &t.key("password_file"), errs);
+            if user.is_none() {
+                errs.push(
+                    span.clone(),
+                    &t.key("password_file"),
+                    "a password without a user: give user = \"...\" too",
+                );
+            }
+            if trust && p.is_absolute() {
+                if let Err(e) = crate::fleet::password::load_file(&p) {
+                    errs.push(span, &t.key("password_file"), e.to_string());
+                }
+            }
+            PasswordSource::File(p)
+        }
+        None => PasswordSource::Credential,
+    };
+    let (user, span) = user?;
+    if let Err(e) = check_user(&user) {
+        errs.push(span, &t.key("user"), e);
+    }
+    Some(FleetAuth { user, password })
+}
+
+/// etcd takes any name; this one goes into error messages and logs, so: 1 to 128 printable
+/// characters, no white space.
+fn check_user(u: &str) -> Result<(), String> {
+    let ok = (1..=128).contains(&u.chars().count())
+        && u.chars().all(|c| !c.is_whitespace() && !c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{u:?} is not an etcd user name (1 to 128 characters, no spaces)"
+        ))
+    }
 }
 
 fn endpoints(t: &Tbl, tls: bool, errs: &mut Errors) -> Vec<String> {
@@ -376,6 +459,84 @@ lease_ttl = "1500ms"
         ] {
             assert!(e.contains(want), "{want:?} not in:\n{e}");
         }
+    }
+
+    /// `user` with `password_file`, or with the systemd credential; a password in clear, a
+    /// password without a user and a bad user name are errors at their lines (the password's
+    /// value is never quoted).
+    #[test]
+    fn user_and_password_file_and_never_a_password_in_clear() {
+        let f = parse(
+            "[fleet]\netcd = [\"http://e:2379\"]\nuser = \"cas-certd\"\npassword_file = \"/etc/cas-certd/etcd.password\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.auth,
+            Some(FleetAuth {
+                user: "cas-certd".into(),
+                password: PasswordSource::File("/etc/cas-certd/etcd.password".into()),
+            })
+        );
+        let f = parse("[fleet]\netcd = [\"http://e:2379\"]\nuser = \"cas-certd\"\n").unwrap();
+        assert_eq!(f.auth.unwrap().password, PasswordSource::Credential);
+        assert_eq!(
+            parse("[fleet]\netcd = [\"http://e:2379\"]\n").unwrap().auth,
+            None
+        );
+        let e = parse(
+            r#"[fleet]
+etcd = ["http://e:2379"]
+password = "hunter2-secret"
+password_file = "etcd.password"
+"#,
+        )
+        .unwrap_err();
+        for want in [
+            ":5:12: fleet.password: etcd's password never goes in the configuration",
+            ":6:17: fleet.password_file: must be an absolute path",
+            ":6:17: fleet.password_file: a password without a user",
+        ] {
+            assert!(e.contains(want), "{want:?} not in:\n{e}");
+        }
+        assert!(!e.contains("hunter2") && !e.contains("unknown key"), "{e}");
+        let e = parse("[fleet]\netcd = [\"http://e:2379\"]\nuser = \"ops team\"\n").unwrap_err();
+        assert!(
+            e.contains(":5:8: fleet.user: \"ops team\" is not an etcd user name"),
+            "{e}"
+        );
+    }
+
+    /// With trust, the password file is read: one others can read is an error at its line.
+    #[test]
+    fn with_trust_the_password_file_is_read_and_checked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let pw = d.path().join("etcd.password");
+        std::fs::write(&pw, "s3cret-pw\n").unwrap();
+        let text = format!(
+            "state_dir = \"/tmp/s\"\noutput_dir = \"/tmp/o\"\n[fleet]\netcd = [\"http://e:2379\"]\nuser = \"u\"\npassword_file = \"{}\"\n",
+            pw.display()
+        );
+        let uids = cas_api::fs_trust::daemon_uids();
+        let errors = |mode: u32| {
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+            match crate::config::parse_with(&text, None, Some(&uids)) {
+                Ok(_) => String::new(),
+                Err(e) => e
+                    .errors
+                    .into_iter()
+                    .filter(|l| l.contains("password"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }
+        };
+        assert_eq!(errors(0o600), "");
+        let e = errors(0o604);
+        assert!(
+            e.contains(":6:17: fleet.password_file: etcd password") && e.contains("chmod 600"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     /// With trust (`load`, `check`), the key file is read: a bad one is an error at its line,

@@ -15,6 +15,7 @@ mod build;
 mod cert;
 pub mod domain;
 mod fleet;
+mod hook;
 pub mod model;
 mod notify;
 mod overlap;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use super::fleet::{FleetKeySource, FleetSettings, FleetTls};
+pub use super::fleet::{FleetAuth, FleetKeySource, FleetSettings, FleetTls, PasswordSource};
 pub use super::notify::{NotifySettings, RateLimit, WebhookFormat, WebhookSettings, WebhookSource};
 pub use cas_api::credentials::CredentialsSettings;
 use cas_api::model::Contact;

@@ -8,7 +8,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::build::abs_path;
-use super::cert::hook;
+use super::hook::hook;
 use super::model::Hook;
 use super::walk::{Errors, Tbl};
 use crate::alert;

@@ -140,9 +140,15 @@ impl<'a, 'i> Tbl<'a, 'i> {
 
     /// Reports every key not in `allowed`.
     pub(crate) fn unknown_keys(&self, allowed: &[&str], errs: &mut Errors) {
+        self.unknown_keys_but(allowed, &[], errs);
+    }
+
+    /// [`Self::unknown_keys`], silent on `refused`: keys the caller reports with a better
+    /// reason (and that the hint must not offer).
+    pub(crate) fn unknown_keys_but(&self, allowed: &[&str], refused: &[&str], errs: &mut Errors) {
         for (k, _) in self.table.iter() {
             let name: &str = k.get_ref().as_ref();
-            if !allowed.contains(&name) {
+            if !allowed.contains(&name) && !refused.contains(&name) {
                 let hint = if allowed.is_empty() {
                     String::new()
                 } else {

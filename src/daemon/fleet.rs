@@ -10,6 +10,11 @@
 //! claims start again. etcd not answering is said once per outage (`fleet.unavailable`) and
 //! its return once (`fleet.available`); meanwhile nothing is ordered and deployed sets stay.
 //!
+//! Fan-out: every host runs a proof watcher and a set watcher (`fleet::fanout`), so FILE
+//! proofs land in every host's webroot and issued sets in every host's `output_dir`; the
+//! owner publishes them through its lifecycle's ports (`fleet::proofs_port`,
+//! `fleet::store`). The watchers are restarted with the new targets on reload.
+//!
 //! Each node publishes what it orders (`confighash`, `<prefix>/config/<node>`, lease-bound);
 //! a node whose list is not the majority's says which certificates differ
 //! (`fleet.config_mismatch`), claims nothing and orders nothing, and serves what it has.
@@ -25,8 +30,10 @@ use tracing::{error, info};
 use super::DaemonError;
 use crate::config::{Config, FleetSettings};
 use crate::fleet::confighash::{self, Digests};
+use crate::fleet::fanout::{ProofHost, ProofTarget, SetHost, SetTarget};
+use crate::fleet::keyfile::FleetKey;
 use crate::fleet::store::{preferred, FleetRecords};
-use crate::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
+use crate::fleet::{claim, live_nodes, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
 use crate::lifecycle::Dropped;
 use crate::store::Store;
 
@@ -40,6 +47,10 @@ pub(super) struct FleetMode {
     retry_at: Mutex<HashMap<String, Instant>>,
     /// What this host orders, per certificate (updated on reload).
     names: Arc<Mutex<Digests>>,
+    fleet: Fleet,
+    key: FleetKey,
+    /// This host's proof and set watchers (restarted on reload).
+    watchers: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl FleetMode {
@@ -68,9 +79,33 @@ impl FleetMode {
         }
     }
 
-    pub(super) fn set_names(&self, config: &Config) {
+    /// Takes `config` (at start and on reload): what is ordered, the products the sets
+    /// name, and the watchers' targets.
+    pub(super) fn reconfigure(&self, config: &Config) {
         *self.names.lock().unwrap_or_else(|p| p.into_inner()) =
             confighash::digests(&config.certificates);
+        self.records.set_products(
+            config
+                .certificates
+                .iter()
+                .map(|c| (c.name.clone(), c.product_code.clone()))
+                .collect(),
+        );
+        let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        for h in w.drain(..) {
+            h.abort();
+        }
+        let proofs = ProofHost::new(
+            self.fleet.clone(),
+            ProofTarget::from_config(&config.certificates),
+        );
+        let sets = SetHost::new(
+            self.fleet.clone(),
+            &self.key,
+            SetTarget::from_config(&config.output_dir, &config.certificates),
+        );
+        w.push(tokio::spawn(proofs.run()).abort_handle());
+        w.push(tokio::spawn(sets.run()).abort_handle());
     }
 }
 
@@ -94,16 +129,23 @@ pub(super) async fn start(
         .map_err(|e| DaemonError::Fleet(e.to_string()))?;
     let key = crate::fleet::keyfile::load(&s.key, |v| std::env::var(v).ok())
         .map_err(|e| DaemonError::Fleet(e.to_string()))?;
-    let records = Arc::new(FleetRecords::new(
-        EtcdRecords::new(fleet.clone(), &key),
-        store,
-        in_flight_bound(config),
-    ));
+    let records = Arc::new(
+        FleetRecords::new(
+            EtcdRecords::new(fleet.clone(), &key),
+            store,
+            in_flight_bound(config),
+        )
+        .publishing(&key),
+    );
     let mode = Arc::new(FleetMode {
         records: records.clone(),
         retry_at: Mutex::default(),
-        names: Arc::new(Mutex::new(confighash::digests(&config.certificates))),
+        names: Arc::new(Mutex::new(Digests::default())),
+        fleet: fleet.clone(),
+        key,
+        watchers: Mutex::default(),
     });
+    mode.reconfigure(config);
     info!(node = %fleet.node(), etcd = ?s.etcd, lease_ttl = ?s.lease_ttl,
         in_flight = ?in_flight_bound(config), "fleet mode: this host orders only what it owns");
     tokio::spawn(claims(
@@ -214,6 +256,7 @@ async fn round(
         return Ok(false);
     }
     let nodes = live_nodes(fleet).await?;
+    records.set_nodes(nodes.clone());
     let differ = compare(fleet, &nodes, mine).await?;
     records.set_refusing(!differ.is_empty());
     if differ != *mismatch {
@@ -328,31 +371,4 @@ async fn register(fleet: &Fleet, lease: &Lease) -> Result<(), FleetError> {
         })
         .await?;
     Ok(())
-}
-
-/// The live nodes' names, sorted.
-async fn live_nodes(fleet: &Fleet) -> Result<Vec<String>, FleetError> {
-    let prefix = fleet.nodes_prefix();
-    let r = fleet
-        .call_idempotent(|mut c| {
-            let prefix = prefix.clone();
-            async move {
-                c.get(
-                    prefix,
-                    Some(GetOptions::new().with_prefix().with_keys_only()),
-                )
-                .await
-            }
-        })
-        .await?;
-    let mut nodes: Vec<String> = r
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let k = String::from_utf8_lossy(kv.key()).into_owned();
-            k.strip_prefix(&prefix).map(str::to_string)
-        })
-        .collect();
-    nodes.sort();
-    Ok(nodes)
 }

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Certificate, Config};
 use crate::control::{self, Incoming};
+use crate::lifecycle::real::Validators;
 use crate::lifecycle::{self, quota::QuotaCache, Dropped};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -402,16 +403,18 @@ impl State {
                 let job = Job {
                     cert,
                     cfg,
-                    client,
+                    client: client.clone(),
                     metrics,
                     quota,
                     stopping,
                 };
+                let local = Validators { client: &client };
                 #[cfg(feature = "fleet")]
                 if let Some(f) = fleet {
-                    return job.work(&*f).await;
+                    let proofs = crate::fleet::proofs_port::FleetProofs { local, records: &f };
+                    return job.work(&*f, &proofs).await;
                 }
-                job.work(&store).await
+                job.work(&store, &local).await
             });
         }
     }
@@ -631,7 +634,7 @@ impl State {
                 }
                 #[cfg(feature = "fleet")]
                 if let Some(f) = &self.fleet {
-                    f.set_names(&new);
+                    f.reconfigure(&new);
                 }
                 self.config = Arc::new(new);
                 self.newcomers(&d.added).await;

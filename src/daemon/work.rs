@@ -6,9 +6,9 @@ use std::sync::Arc;
 use super::{TaskResult, MAX_STEPS_PER_WAKE};
 use crate::config::{Certificate, Config};
 use crate::lifecycle::exec::Exec;
-use crate::lifecycle::ports::Records;
+use crate::lifecycle::ports::{Proofs, Records};
 use crate::lifecycle::quota::QuotaCache;
-use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock, Validators};
+use crate::lifecycle::real::{LocalKeys, OutputDir, SystemClock};
 use crate::lifecycle::StepOutcome;
 use crate::metrics::Metrics;
 use crate::store::CertRecord;
@@ -26,7 +26,7 @@ pub(super) struct Job {
 
 impl Job {
     /// Steps one certificate until it waits, is dropped, or the daemon stops between steps.
-    pub(super) async fn work<R: Records>(self, records: &R) -> TaskResult {
+    pub(super) async fn work<R: Records, P: Proofs>(self, records: &R, proofs: &P) -> TaskResult {
         let Job {
             cert,
             cfg,
@@ -57,7 +57,7 @@ impl Job {
             let exec = Exec {
                 ca: &client,
                 records,
-                proofs: &Validators { client: &client },
+                proofs,
                 deployer: &OutputDir {
                     path: &cfg.output_dir,
                 },

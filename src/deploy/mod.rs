@@ -112,3 +112,20 @@ pub fn key_type(cert_pem: &str) -> Result<Option<(&'static str, usize)>, DeployE
 pub fn live_manifest_state(output_dir: &Path, name: &str) -> Result<LiveManifest, DeployError> {
     manifest::live_manifest_state(output_dir, name)
 }
+
+/// The lock every installer of `name` in this process holds across "look at what is live,
+/// then install": in fleet mode the owner's lifecycle and this host's set watcher both
+/// install, and one must not replace what the other just made live with an older set.
+/// Held only around synchronous file work, never across an await.
+pub fn install_lock(name: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex};
+    // One small entry per certificate name, kept for the process's life.
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = LazyLock::new(Mutex::default);
+    LOCKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(name.to_string())
+        .or_default()
+        .clone()
+}

@@ -17,8 +17,7 @@ pub(crate) fn cert_ders(pem: &str) -> Result<Vec<Vec<u8>>, DeployError> {
                 block.label
             )));
         }
-        X509Certificate::from_der(&block.contents)
-            .map_err(|e| DeployError::BadCertificate(e.to_string()))?;
+        parse(&block.contents)?;
         out.push(block.contents);
     }
     Ok(out)
@@ -60,8 +59,7 @@ pub(crate) fn inspect(set: &PemSet) -> Result<(CertInfo, bool), DeployError> {
         )));
     };
     cert_ders(&set.chain_pem)?;
-    let (_, leaf) = X509Certificate::from_der(leaf_der)
-        .map_err(|e| DeployError::BadCertificate(e.to_string()))?;
+    let leaf = parse(leaf_der)?;
     // Never echo the parser's message: it could quote the key.
     let key = crate::keys::load_key(set.key_pem.expose())
         .map_err(|_| DeployError::BadKey("not a PKCS#8 or SEC1/PKCS#1 private key".into()))?;
@@ -114,13 +112,7 @@ pub(crate) fn check(
 
 /// The key type of the leaf's public key: `("ec", bits)` or `("rsa", bits)`; `None` for others.
 pub(crate) fn key_type(cert_pem: &str) -> Result<Option<(&'static str, usize)>, DeployError> {
-    let ders = cert_ders(cert_pem)?;
-    let leaf = ders
-        .first()
-        .ok_or_else(|| DeployError::BadCertificate("no certificate".into()))?;
-    let (_, leaf) =
-        X509Certificate::from_der(leaf).map_err(|e| DeployError::BadCertificate(e.to_string()))?;
-    Ok(match leaf.public_key().parsed() {
+    with_leaf(cert_pem, |leaf| match leaf.public_key().parsed() {
         Ok(x509_parser::public_key::PublicKey::EC(ec)) => Some(("ec", ec.key_size())),
         Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(("rsa", rsa.key_size())),
         _ => None,
@@ -129,11 +121,26 @@ pub(crate) fn key_type(cert_pem: &str) -> Result<Option<(&'static str, usize)>, 
 
 /// Hex SHA-256 of the leaf's SubjectPublicKeyInfo DER: names the key without revealing it.
 pub(crate) fn key_sha256(cert_pem: &str) -> Result<String, DeployError> {
+    with_leaf(cert_pem, |leaf| {
+        hex::encode(Sha256::digest(leaf.public_key().raw))
+    })
+}
+
+/// `f` of the leaf: the first certificate in `cert_pem`.
+fn with_leaf<T>(
+    cert_pem: &str,
+    f: impl FnOnce(&X509Certificate<'_>) -> T,
+) -> Result<T, DeployError> {
     let ders = cert_ders(cert_pem)?;
     let leaf = ders
         .first()
         .ok_or_else(|| DeployError::BadCertificate("no certificate".into()))?;
-    let (_, leaf) =
-        X509Certificate::from_der(leaf).map_err(|e| DeployError::BadCertificate(e.to_string()))?;
-    Ok(hex::encode(Sha256::digest(leaf.public_key().raw)))
+    Ok(f(&parse(leaf)?))
+}
+
+/// One DER certificate, parsed.
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, DeployError> {
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c)
+        .map_err(|e| DeployError::BadCertificate(e.to_string()))
 }

@@ -1,14 +1,17 @@
-//! The connection to the fleet's etcd cluster (one client per member, TLS), where each key
-//! lives under the prefix, and the fleet's error type.
+//! The connection to the fleet's etcd cluster (one client per member, TLS, etcd's user and
+//! password), where each key lives under the prefix, and the fleet's error type.
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cas_api::secret::Secret;
+
 use crate::config::{FleetSettings, FleetTls};
 use crate::store::StoreError;
 
+use super::password::PasswordError;
 use super::seal::SealError;
 
 /// How long a connection attempt and each request may take before it is an error. A request
@@ -29,6 +32,12 @@ pub enum FleetError {
     Etcd(#[from] etcd_client::Error),
     #[error("[fleet] tls: {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
+    #[error("[fleet] {0}")]
+    Password(#[from] PasswordError),
+    /// etcd refused to log this user in (wrong password, no such user, authentication not
+    /// enabled in etcd). `reason` is etcd's; the password is never in it.
+    #[error("etcd refused to log in user {user:?}: {reason}")]
+    Login { user: String, reason: String },
     /// The write's fence failed: the owner key is gone or belongs to a successor. Nothing
     /// was written.
     #[error(
@@ -69,10 +78,24 @@ pub struct Fleet {
     preferred: Arc<AtomicUsize>,
     prefix: String,
     node: String,
+    login: Option<Arc<Login>>,
+}
+
+/// etcd's user and password (`[fleet] user`). Each member's client logs in before its first
+/// request rather than when it is set up, as etcd-client's `with_user` would: etcd may be away
+/// at start. etcd forgets its tokens when it restarts or after `--auth-token-ttl` unused; the
+/// client then logs in again by itself (`with_auto_token_refresh`).
+struct Login {
+    user: String,
+    password: Secret,
+    /// Per member: logged in.
+    done: Vec<tokio::sync::OnceCell<()>>,
 }
 
 impl Fleet {
     /// Sets up a client for every member of `s` (connections are made at the first request).
+    /// With `[fleet] user`, the password is read now and each member that answers is asked
+    /// to log the user in: a refusal is an error now; members away are logged in later.
     pub async fn connect(s: &FleetSettings) -> Result<Fleet, FleetError> {
         let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
@@ -82,16 +105,86 @@ impl Fleet {
         if let Some(t) = &s.tls {
             opts = opts.with_tls(tls_options(t)?);
         }
+        let login = match &s.auth {
+            Some(a) => {
+                opts = opts.with_auto_token_refresh(true);
+                Some(Arc::new(Login {
+                    user: a.user.clone(),
+                    password: super::password::load(&a.password, |v| std::env::var(v).ok())?,
+                    done: s
+                        .etcd
+                        .iter()
+                        .map(|_| tokio::sync::OnceCell::new())
+                        .collect(),
+                }))
+            }
+            None => None,
+        };
         let mut clients = Vec::with_capacity(s.etcd.len());
         for e in &s.etcd {
             clients.push(etcd_client::Client::connect([e], Some(opts.clone())).await?);
         }
-        Ok(Fleet {
+        let fleet = Fleet {
             clients: Arc::new(clients),
             preferred: Arc::new(AtomicUsize::new(0)),
             prefix: s.prefix.clone(),
             node: s.node.clone(),
+            login,
+        };
+        fleet.first_login().await?;
+        Ok(fleet)
+    }
+
+    /// Logs in at every member at once, for [`CONNECT_TIMEOUT`] at most: a wrong password is
+    /// said when the daemon starts, not at its first claim. A member that does not answer
+    /// (or has no leader) is left for [`Self::log_in`] at its first request.
+    async fn first_login(&self) -> Result<(), FleetError> {
+        let Some(l) = &self.login else {
+            return Ok(());
+        };
+        let mut all = tokio::task::JoinSet::new();
+        for at in 0..self.clients.len() {
+            let f = self.clone();
+            all.spawn(async move { f.log_in(at).await });
+        }
+        let refused = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            while let Some(r) = all.join_next().await {
+                if let Ok(Err(e)) = r {
+                    if !transient(&e) {
+                        return Some(e);
+                    }
+                }
+            }
+            None
         })
+        .await;
+        match refused {
+            Ok(Some(e)) => Err(FleetError::Login {
+                user: l.user.clone(),
+                reason: etcd_reason(&e),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Logs member `at`'s client in, once (a no-op without `[fleet] user`); etcd's error
+    /// as it came (see [`Self::call`]).
+    async fn log_in(&self, at: usize) -> Result<(), etcd_client::Error> {
+        let (Some(l), Some(c)) = (&self.login, self.clients.get(at)) else {
+            return Ok(());
+        };
+        let Some(done) = l.done.get(at) else {
+            return Ok(());
+        };
+        done.get_or_try_init(|| async {
+            // The client's sub-clients share its credentials and token: setting them on a
+            // clone sets them for every later request.
+            let mut c = c.clone();
+            c.update_user(Some((l.user.clone(), l.password.expose().to_string())))
+                .await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Runs `op` on the preferred member's client; on an error that shows the request
@@ -109,6 +202,23 @@ impl Fleet {
             let Some(c) = self.clients.get(at) else {
                 continue;
             };
+            match self.log_in(at).await {
+                Err(e) if never_sent(&e) => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) if transient(&e) => return Err(e),
+                // A refusal is final: nothing retries it, and it names the user.
+                Err(e) => {
+                    let user = self.login.as_ref().map(|l| l.user.as_str());
+                    return Err(etcd_client::Error::InvalidArgs(format!(
+                        "etcd refused to log in user {:?}: {}",
+                        user.unwrap_or_default(),
+                        etcd_reason(&e)
+                    )));
+                }
+                Ok(()) => {}
+            }
             match op(c.clone()).await {
                 Ok(v) => {
                     self.preferred.store(at, Ordering::Relaxed);
@@ -184,11 +294,45 @@ impl Fleet {
     }
 }
 
+/// The live nodes' names, sorted: those whose `<prefix>/nodes/<node>` key exists (each is
+/// bound to its node's lease, so a node that died or left drops out when its lease ends).
+pub async fn live_nodes(fleet: &Fleet) -> Result<Vec<String>, FleetError> {
+    let prefix = fleet.nodes_prefix();
+    let r = fleet
+        .call_idempotent(|mut c| {
+            let prefix = prefix.clone();
+            async move {
+                c.get(
+                    prefix,
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only(),
+                    ),
+                )
+                .await
+            }
+        })
+        .await?;
+    let mut nodes: Vec<String> = r
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let k = String::from_utf8_lossy(kv.key()).into_owned();
+            k.strip_prefix(&prefix).map(str::to_string)
+        })
+        .collect();
+    nodes.sort();
+    Ok(nodes)
+}
+
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
         f.debug_struct("Fleet")
             .field("prefix", &self.prefix)
             .field("node", &self.node)
+            .field("user", &self.login.as_ref().map(|l| &l.user))
             .finish()
     }
 }
@@ -211,6 +355,14 @@ fn tls_options(t: &FleetTls) -> Result<etcd_client::TlsOptions, FleetError> {
         o = o.identity(etcd_client::Identity::from_pem(c, k));
     }
     Ok(o)
+}
+
+/// etcd's own words for an error (a gRPC status's message), else the error as displayed.
+fn etcd_reason(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
+        e => e.to_string(),
+    }
 }
 
 /// Whether `e` says "not now" (no leader, no answer in time, unreachable, the connection

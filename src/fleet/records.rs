@@ -14,7 +14,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 use super::keyfile::FleetKey;
 use super::seal::{Binding, SealError, Sealer};
 use super::{Fleet, FleetError, Ownership};
-use crate::store::{self, CertRecord};
+use crate::store::{self, CertRecord, StatusRow};
 use cas_api::secret::Secret;
 
 /// The slots of a record that hold a private key.
@@ -37,6 +37,10 @@ impl EtcdRecords {
             sealer: Sealer::new(key),
             versions: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
     }
 
     /// `name`'s record, its keys opened; `None` when there is none.
@@ -227,6 +231,30 @@ impl EtcdRecords {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
     }
+}
+
+/// `name`'s record in etcd as a status row (phase, order, expiry, last error), for any host's
+/// `status`; `None` when there is none. The keys stay sealed: a status row holds none, so
+/// reading it needs no fleet key.
+pub async fn record_status(fleet: &Fleet, name: &str) -> Result<Option<StatusRow>, FleetError> {
+    let key = fleet.record_key(name);
+    let r = fleet
+        .call_idempotent(|mut c| {
+            let key = key.clone();
+            async move { c.get(key, None).await }
+        })
+        .await?;
+    let Some(kv) = r.kvs().first() else {
+        return Ok(None);
+    };
+    let sealed = store::decode(name, kv.value())?;
+    if sealed.name != name {
+        return Err(FleetError::Unexpected {
+            cert: name.to_string(),
+            what: format!("a record named {:?}", sealed.name),
+        });
+    }
+    Ok(Some(StatusRow::from_record(&sealed)))
 }
 
 /// The fence: the owner key still exists with the writer's token as its create revision.

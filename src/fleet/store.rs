@@ -3,6 +3,16 @@
 //! this host read or wrote, which the daemon's index, status and hooks read as on one host,
 //! and the learned time-to-issue (a host-local figure).
 //!
+//! Publishing: once a record is deployed, the owner publishes its set for every host
+//! (`fanout::publish_set`, fenced) after the record's write, and again at the next read when
+//! that publication did not happen (a crash or an etcd error between the two writes): what
+//! etcd's `sets/<cert>` holds always catches up with the owner's deployed record.
+//!
+//! Host-local parts of the mirror: whether the reload hook is pending here (and its attempts)
+//! belongs to this host, not to the record in etcd; a record read from etcd keeps the mirror's
+//! hook state for the same deployed order, so a hook run here is not run again because etcd
+//! still says "pending".
+//!
 //! What the port's errors mean here: a write the fence refused, or a certificate this host
 //! does not own, is `StoreError::NotOurs` (the ownership is dropped); etcd not answering, a
 //! lease too short to spend quota through, or an order a predecessor may still have in flight
@@ -14,6 +24,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::fanout::{self, IssuedSet};
+use super::keyfile::FleetKey;
 use super::{EtcdRecords, FleetError, Lease, Ownership};
 use crate::lifecycle::ports::Records;
 use crate::store::{CertRecord, Phase, Store, StoreError};
@@ -25,6 +37,15 @@ struct Owned {
     /// A record found in `Intent` at takeover: the old owner's create may still be in flight
     /// until then; adoption (`ListOrders`) waits for it.
     in_doubt: HashMap<String, Instant>,
+    /// The order whose set `sets/<cert>` holds, as last read or published by this host.
+    published: HashMap<String, u64>,
+}
+
+/// What the owner needs to publish its deployed sets.
+struct Publishing {
+    key: FleetKey,
+    /// The product of each certificate (the set's manifest names it), from the configuration.
+    products: Mutex<HashMap<String, String>>,
 }
 
 /// The fleet's records as the lifecycle's store (see the module doc).
@@ -37,6 +58,10 @@ pub struct FleetRecords {
     in_flight: Duration,
     /// This host's list of what is ordered differs from the fleet's: it orders nothing.
     refusing: AtomicBool,
+    /// `None`: deployed sets are not published (a store used without the fan-out).
+    publishing: Option<Publishing>,
+    /// The live nodes, as the claims loop last listed them.
+    nodes: Mutex<Vec<String>>,
 }
 
 impl FleetRecords {
@@ -47,7 +72,83 @@ impl FleetRecords {
             owned: Mutex::new(Owned::default()),
             in_flight,
             refusing: AtomicBool::new(false),
+            publishing: None,
+            nodes: Mutex::default(),
         }
+    }
+
+    /// Publishes every deployed set for the fleet's hosts, sealed under `key`.
+    pub fn publishing(mut self, key: &FleetKey) -> FleetRecords {
+        self.publishing = Some(Publishing {
+            key: key.clone(),
+            products: Mutex::default(),
+        });
+        self
+    }
+
+    /// The product each certificate is ordered with (for the published sets' manifests).
+    pub fn set_products(&self, products: HashMap<String, String>) {
+        if let Some(p) = &self.publishing {
+            *p.products.lock().unwrap_or_else(|e| e.into_inner()) = products;
+        }
+    }
+
+    pub fn set_nodes(&self, nodes: Vec<String>) {
+        *self.nodes.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
+    }
+
+    /// The live nodes, as last listed.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn fleet(&self) -> &super::Fleet {
+        self.etcd.fleet()
+    }
+
+    /// This host's ownership of `name`, while it lasts.
+    pub fn owned(&self, name: &str) -> Option<Ownership> {
+        self.ownership(name).ok()
+    }
+
+    /// Writes `rec` into the local mirror with this host's hook state (see the module doc):
+    /// the mirror's when both name the same deployed order; for another order, `rec`'s own
+    /// when this host's lifecycle wrote it (it installed the set here), none when it was read
+    /// from etcd (the set watcher installs such a set and runs the hook itself).
+    fn mirror(&self, rec: &CertRecord, written_here: bool) -> Result<(), StoreError> {
+        let here = self.local.get(&rec.name)?;
+        let mut m = rec.clone();
+        (m.hook_pending, m.hook_attempt) = hook_here(here.as_ref(), rec, written_here);
+        self.local.put(&m)
+    }
+
+    /// Publishes `rec`'s deployed set unless `sets/<cert>` holds its order already.
+    async fn publish_deployed(&self, o: &Ownership, rec: &CertRecord) -> Result<(), FleetError> {
+        let (Some(p), Some(d)) = (&self.publishing, &rec.deployed) else {
+            return Ok(());
+        };
+        if self.lock().published.get(&rec.name) == Some(&d.order_id.0) {
+            return Ok(());
+        }
+        let product = p
+            .products
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&rec.name)
+            .cloned()
+            .unwrap_or_default();
+        let set = IssuedSet {
+            order_id: d.order_id.0,
+            product,
+            cert_pem: d.cert_pem.clone(),
+            chain_pem: d.chain_pem.clone(),
+            key_pem: d.key_pem.clone(),
+        };
+        let version = fanout::publish_set(self.etcd.fleet(), &p.key, o, &set).await?;
+        tracing::info!(event = "fleet.set_published", cert = %rec.name, version,
+            order_id = d.order_id.0, "published the deployed set for every host");
+        self.lock().published.insert(rec.name.clone(), d.order_id.0);
+        Ok(())
     }
 
     /// Whether this host's configuration differs from the fleet's (then nothing is ordered).
@@ -81,9 +182,17 @@ impl FleetRecords {
         let name = o.cert().to_string();
         let rec = self.etcd.get(&name).await?;
         if let Some(r) = &rec {
-            self.local.put(r)?;
+            self.mirror(r, false)?;
         }
+        let published = match &self.publishing {
+            Some(_) => fanout::published_order(self.etcd.fleet(), &name).await?,
+            None => None,
+        };
         let mut owned = self.lock();
+        match published {
+            Some(order) => owned.published.insert(name.clone(), order),
+            None => owned.published.remove(&name),
+        };
         if matches!(rec.as_ref().map(|r| &r.phase), Some(Phase::Intent { .. })) {
             owned
                 .in_doubt
@@ -105,6 +214,7 @@ impl FleetRecords {
         for n in &lost {
             owned.by_cert.remove(n);
             owned.in_doubt.remove(n);
+            owned.published.remove(n);
         }
         lost
     }
@@ -133,6 +243,7 @@ impl FleetRecords {
                 let mut owned = self.lock();
                 owned.by_cert.remove(name);
                 owned.in_doubt.remove(name);
+                owned.published.remove(name);
                 StoreError::NotOurs {
                     name: name.to_string(),
                     why: e.to_string(),
@@ -145,6 +256,19 @@ impl FleetRecords {
             FleetError::Store(s) => s,
             e => StoreError::Db(format!("fleet: {e}")),
         }
+    }
+}
+
+/// This host's reload-hook state (pending, attempts) for `rec` going into the mirror, where
+/// `here` was: see [`FleetRecords::mirror`].
+fn hook_here(here: Option<&CertRecord>, rec: &CertRecord, written_here: bool) -> (bool, u32) {
+    let same_order = here.is_some_and(
+        |h| matches!((&h.deployed, &rec.deployed), (Some(x), Some(y)) if x.order_id == y.order_id),
+    );
+    match here {
+        Some(h) if same_order => (h.hook_pending, h.hook_attempt),
+        _ if written_here => (rec.hook_pending, rec.hook_attempt),
+        _ => (false, 0),
     }
 }
 
@@ -166,7 +290,7 @@ pub fn may_spend_through(lease: &Lease) -> Result<(), String> {
 
 impl Records for FleetRecords {
     async fn get(&self, name: &str) -> Result<Option<CertRecord>, StoreError> {
-        self.ownership(name)?;
+        let o = self.ownership(name)?;
         let waiting = self.lock().in_doubt.get(name).copied();
         if let Some(until) = waiting {
             if Instant::now() < until {
@@ -184,7 +308,10 @@ impl Records for FleetRecords {
             .await
             .map_err(|e| self.port_error(name, e))?;
         if let Some(r) = &rec {
-            self.local.put(r)?;
+            self.mirror(r, false)?;
+            self.publish_deployed(&o, r)
+                .await
+                .map_err(|e| self.port_error(name, e))?;
         }
         Ok(rec)
     }
@@ -196,7 +323,10 @@ impl Records for FleetRecords {
             .await
             .map_err(|e| self.port_error(&rec.name, e))?;
         // The mirror: etcd already holds the record durably.
-        self.local.put(rec)
+        self.mirror(rec, true)?;
+        self.publish_deployed(&o, rec)
+            .await
+            .map_err(|e| self.port_error(&rec.name, e))
     }
 
     async fn remove_durable(&self, name: &str) -> Result<(), StoreError> {
@@ -253,8 +383,50 @@ pub fn preferred<'a>(cert: &str, nodes: &'a [String]) -> Option<&'a str> {
 pub type SharedRecords = Arc<FleetRecords>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn deployed(order: u64, hook_pending: bool, hook_attempt: u32) -> CertRecord {
+        let mut r = CertRecord::new("www", vec!["www.example.test".into()]);
+        r.deployed = Some(crate::store::DeployedCert {
+            order_id: cas_api::model::OrderId(order),
+            info: crate::deploy::CertInfo {
+                not_before: chrono::DateTime::UNIX_EPOCH,
+                not_after: chrono::DateTime::UNIX_EPOCH,
+                serial_hex: String::new(),
+                names: vec![],
+                fingerprint_sha256: String::new(),
+            },
+            cert_pem: String::new(),
+            chain_pem: String::new(),
+            key_pem: cas_api::secret::Secret::new(""),
+        });
+        r.hook_pending = hook_pending;
+        r.hook_attempt = hook_attempt;
+        r
+    }
+
+    /// The hook state is this host's: etcd's "pending" for an order whose hook already ran
+    /// here does not make it run again; a record read from etcd for another order brings no
+    /// pending hook (the set watcher runs it when it installs); this host's own write of a new
+    /// deployment does.
+    #[test]
+    fn the_reload_hook_state_in_the_mirror_is_this_hosts() {
+        let ran_here = deployed(1, false, 0);
+        let failing_here = deployed(1, true, 3);
+        let from_etcd = deployed(1, true, 0);
+        assert_eq!(hook_here(Some(&ran_here), &from_etcd, false), (false, 0));
+        assert_eq!(hook_here(Some(&ran_here), &from_etcd, true), (false, 0));
+        assert_eq!(hook_here(Some(&failing_here), &from_etcd, true), (true, 3));
+        let newer = deployed(2, true, 0);
+        assert_eq!(hook_here(Some(&ran_here), &newer, false), (false, 0));
+        assert_eq!(hook_here(None, &newer, false), (false, 0));
+        assert_eq!(hook_here(Some(&ran_here), &newer, true), (true, 0));
+        assert_eq!(hook_here(None, &newer, true), (true, 0));
+        let undeployed = CertRecord::new("www", vec![]);
+        assert_eq!(hook_here(Some(&undeployed), &newer, true), (true, 0));
+    }
 
     #[test]
     fn rendezvous_spreads_and_is_stable_when_another_node_leaves() {

@@ -147,7 +147,7 @@ where
             Request::ListOrders(q) => Observation::Listed(self.ca.list(&q).await),
             Request::Describe(id) => Observation::Described(self.ca.describe(id).await),
             Request::Publish(ch) => {
-                let result = self.proofs.present(cert, &ch).await;
+                let result = self.proofs.present(cert, order_of(rec), &ch).await;
                 let issue_ewma = match result {
                     Ok(_) => self.records.issue_ewma()?,
                     Err(_) => None,
@@ -159,7 +159,11 @@ where
                 }
             }
             Request::Republish(ch) => Observation::Republished {
-                result: self.proofs.present(cert, &ch).await.map(|_| ()),
+                result: self
+                    .proofs
+                    .present(cert, order_of(rec), &ch)
+                    .await
+                    .map(|_| ()),
                 challenge: ch,
             },
             Request::SelfCheck(ch) => Observation::SelfChecked(
@@ -437,4 +441,9 @@ pub fn restore_live<D: Deployer>(deployer: &D, cert: &Certificate, rec: &CertRec
             false
         }
     }
+}
+
+/// The open order of `rec` (a proof is published only for one; 0 never names an order).
+fn order_of(rec: &CertRecord) -> OrderId {
+    rec.phase.open_order().unwrap_or(OrderId(0))
 }

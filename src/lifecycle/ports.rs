@@ -74,9 +74,11 @@ pub trait Records: Sync {
 pub trait Proofs: Sync {
     /// What stands in the way of publishing `cert`'s proof (empty: nothing).
     fn preflight(&self, cert: &Certificate) -> impl Future<Output = Vec<String>> + Send;
+    /// Publishes the proof of `order`'s `challenge`.
     fn present(
         &self,
         cert: &Certificate,
+        order: OrderId,
         challenge: &Challenge,
     ) -> impl Future<Output = Result<Presented, ValidationError>> + Send;
     /// Looks at the published proof of `challenge` from outside, as the CA would

@@ -88,6 +88,7 @@ impl Proofs for Validators<'_> {
     async fn present(
         &self,
         cert: &Certificate,
+        _order: OrderId,
         challenge: &Challenge,
     ) -> Result<Presented, ValidationError> {
         let vctx = validation::Ctx {
@@ -151,6 +152,8 @@ impl Deployer for OutputDir<'_> {
         set: &PemSet,
         origin: &Origin,
     ) -> Result<PathBuf, DeployError> {
+        let lock = deploy::install_lock(&cert.name);
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         let d = deploy::install(
             self.path,
             &cert.name,

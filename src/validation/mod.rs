@@ -45,6 +45,9 @@ pub enum ValidationError {
     NoZone(String),
     #[error("command: {0}")]
     Command(#[from] crate::hook::HookError),
+    /// Fleet mode: the proof could not be published for the fleet's hosts.
+    #[error("fleet: {0}")]
+    Fleet(String),
 }
 
 /// What was put in place, so it can be removed later (also after a restart: the store persists

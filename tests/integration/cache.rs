@@ -276,22 +276,6 @@ fn calls(w: &World, action: &str) -> Vec<(usize, Option<u64>)> {
         .collect()
 }
 
-/// The simulator's orders for `domain`, as (order id, state).
-fn orders(w: &World, domain: &str) -> Vec<(u64, String)> {
-    w.ledger()["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["domains"][0] == domain)
-        .map(|o| {
-            (
-                o["order_id"].as_u64().unwrap(),
-                o["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Starts a daemon for one certificate (`key` as given), kills it (SIGKILL) as soon as CAS
 /// holds its order (the validation takes 8 s, so the order is still under review), and
 /// deletes the state directory.
@@ -305,7 +289,7 @@ fn lose_the_store_with_an_order_in_flight(key: &str) -> (World, std::path::PathB
     });
     d.0.kill().unwrap();
     d.0.wait().unwrap();
-    assert_eq!(orders(&w, "fl.cache.example.test")[0].1, "domain_verify");
+    assert_eq!(w.orders("fl.cache.example.test")[0].1, "domain_verify");
     std::fs::remove_dir_all(w.p("state")).unwrap();
     (w, cfg)
 }
@@ -325,7 +309,7 @@ fn state_lost_with_a_cas_key_order_in_flight_adopts_it_and_it_finishes_one_paid_
         w.live("fl", "cert.pem").exists()
     });
     assert!(sigterm_and_wait(&mut d).success());
-    let got = orders(&w, "fl.cache.example.test");
+    let got = w.orders("fl.cache.example.test");
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].1, "certificate");
     assert_eq!(calls(&w, "CreateCertificate").len(), 1, "a second create");
@@ -350,7 +334,7 @@ fn state_lost_with_a_local_key_order_in_flight_deletes_it_before_exactly_one_new
         w.live("fl", "cert.pem").exists()
     });
     assert!(sigterm_and_wait(&mut d).success());
-    let got = orders(&w, "fl.cache.example.test");
+    let got = w.orders("fl.cache.example.test");
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].1, "deleted", "the lost key's order: quota back");
     assert_eq!(got[1].1, "certificate");

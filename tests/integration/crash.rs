@@ -77,22 +77,6 @@ fn temp_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The simulator's orders for `domain`, as (order_id, state).
-fn orders(w: &World, domain: &str) -> Vec<(u64, String)> {
-    w.ledger()["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["domains"][0] == domain)
-        .map(|o| {
-            (
-                o["order_id"].as_u64().unwrap(),
-                o["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[cfg(feature = "failpoints")]
 fn wait_exit(p: &mut Proc, timeout: Duration) -> Option<std::process::ExitStatus> {
     let t0 = Instant::now();
@@ -337,7 +321,7 @@ mod failpoints {
             if i == 0 {
                 if let Some(n) = c.orders_after_crash {
                     let issued_before = usize::from(c.renewal);
-                    let got = orders(&w, domain).len();
+                    let got = w.orders(domain).len();
                     if got != n + issued_before {
                         return Err(format!(
                             "{got} orders right after the crash at {fp}, expected {}",
@@ -398,7 +382,7 @@ mod failpoints {
         }
         // One paid order for the first certificate, one for the renewal; a refused attempt's
         // order is deleted (quota back).
-        let got = orders(&w, domain);
+        let got = w.orders(domain);
         let issued = got.iter().filter(|(_, s)| s == "certificate").count();
         let deleted = got.iter().filter(|(_, s)| s == "deleted").count();
         if c.lose {
@@ -719,7 +703,7 @@ fn sigkill_at_random_instants_pays_once_and_readers_never_see_a_mismatched_pair(
     );
     assert!(figures.reads > 0, "the reader never read a pair");
     for (i, n) in names.iter().enumerate() {
-        let got = orders(&w, &domain(i));
+        let got = w.orders(&domain(i));
         assert!(
             got.len() == 2 && got.iter().all(|(_, s)| s == "certificate"),
             "{n}: orders {got:?}: want exactly one for the first certificate and one for the renewal"

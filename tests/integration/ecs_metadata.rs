@@ -2,13 +2,13 @@
 //! from a metadata stand-in on loopback, in hardened mode (a session token on every GET) and
 //! in plain mode (the token call refused), and reaches the simulator with it.
 #![allow(clippy::unwrap_used)]
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::support::bin;
 use crate::support::world::*;
+use crate::support::{bin, read_request_head};
 
 /// One request: method, path, the session token header if any.
 type Seen = (String, String, Option<String>);
@@ -25,31 +25,9 @@ fn metadata(hardened: bool) -> (String, Arc<Mutex<Vec<Seen>>>) {
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             let mut rd = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            rd.read_line(&mut line).unwrap();
-            let mut w = line.split_whitespace();
-            let (method, path) = (
-                w.next().unwrap_or("").to_string(),
-                w.next().unwrap_or("").to_string(),
-            );
-            let (mut token, mut ttl) = (None, None);
-            loop {
-                let mut h = String::new();
-                rd.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "x-aliyun-ecs-metadata-token" => token = Some(v.trim().to_string()),
-                        "x-aliyun-ecs-metadata-token-ttl-seconds" => {
-                            ttl = Some(v.trim().to_string())
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            let (method, path, headers) = read_request_head(&mut rd);
+            let token = headers.get("x-aliyun-ecs-metadata-token").cloned();
+            let ttl = headers.get("x-aliyun-ecs-metadata-token-ttl-seconds");
             s2.lock()
                 .unwrap()
                 .push((method.clone(), path.clone(), token.clone()));

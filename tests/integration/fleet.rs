@@ -3,47 +3,28 @@
 //! keys that reach etcd sealed only. Needs the `fleet` feature and the `etcd` binary.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cas_api::model::OrderId;
 use cas_api::secret::Secret;
-use cas_certd::config::{FleetKeySource, FleetSettings, FleetTls};
+use cas_certd::config::{FleetAuth, FleetSettings, FleetTls, PasswordSource};
 use cas_certd::deploy::CertInfo;
 use cas_certd::fleet::keyfile::FleetKey;
-use cas_certd::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease, Ownership};
+use cas_certd::fleet::{claim, owner_of, Claim, EtcdRecords, Fleet, FleetError, Lease};
 use cas_certd::store::{CertRecord, DeployedCert, PendingKey, Phase};
 
-use crate::support::etcd::Etcd;
+use crate::support::etcd::{Etcd, ETCD_SECRET, ROOT, WRONG_ETCD_SECRET};
+use crate::support::fleet::{claim_won, TestFleet};
 
 /// Short, so that a lost lease is seen in seconds (etcd may raise it to its minimum), yet
 /// long enough that a keep-alive every third of it never misses on a loaded machine.
 const TTL: Duration = Duration::from_secs(3);
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn settings(etcd: &Etcd, node: &str) -> FleetSettings {
-    FleetSettings {
-        etcd: etcd.endpoints(),
-        prefix: "/test/fleet".into(),
-        node: node.into(),
-        key: FleetKeySource::Credential,
-        tls: None,
-        lease_ttl: TTL,
-    }
-}
-
-async fn host(etcd: &Etcd, node: &str) -> (Fleet, Arc<Lease>) {
-    let f = Fleet::connect(&settings(etcd, node)).await.unwrap();
-    let lease = Lease::grant(&f, TTL).await.unwrap();
-    (f, lease)
-}
-
-fn owned(c: Claim) -> Ownership {
-    match c {
-        Claim::Owned(o) => o,
-        Claim::Taken { node, token } => panic!("taken by {node} (token {token})"),
-    }
-}
+const FLEET: TestFleet = TestFleet {
+    prefix: "/test/fleet",
+    ttl: TTL,
+};
 
 fn key_pem() -> String {
     rcgen::KeyPair::generate().unwrap().serialize_pem()
@@ -68,8 +49,8 @@ fn record(name: &str, pending: &str) -> CertRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_race_and_each_certificate_has_exactly_one_owner() {
     let etcd = Etcd::single();
-    let (a, la) = host(&etcd, "web-1").await;
-    let (b, lb) = host(&etcd, "web-2").await;
+    let (a, la) = FLEET.host(&etcd, "web-1").await;
+    let (b, lb) = FLEET.host(&etcd, "web-2").await;
     let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
     let mut tasks = Vec::new();
     for n in &names {
@@ -105,7 +86,7 @@ async fn two_hosts_race_and_each_certificate_has_exactly_one_owner() {
     // A repeated claim by the owner is the same ownership, not a new token.
     let (w, t) = &winners["c0"];
     let (f, l) = if w == "web-1" { (&a, &la) } else { (&b, &lb) };
-    assert_eq!(owned(claim(f, l, "c0").await.unwrap()).token(), *t);
+    assert_eq!(claim_won(f, l, "c0").await.token(), *t);
 }
 
 /// The owner stops keeping its lease alive (a paused host), on a 3-node cluster with one
@@ -115,9 +96,9 @@ async fn two_hosts_race_and_each_certificate_has_exactly_one_owner() {
 async fn a_paused_owner_is_fenced_once_a_successor_took_over_with_a_member_down() {
     let mut etcd = Etcd::cluster(3);
     let key = FleetKey::from_bytes([9; 32]);
-    let (a, la) = host(&etcd, "web-1").await;
+    let (a, la) = FLEET.host(&etcd, "web-1").await;
     let ra = EtcdRecords::new(a.clone(), &key);
-    let oa = owned(claim(&a, &la, "www").await.unwrap());
+    let oa = claim_won(&a, &la, "www").await;
     ra.put_durable(&oa, &record("www", &key_pem()))
         .await
         .unwrap();
@@ -126,7 +107,7 @@ async fn a_paused_owner_is_fenced_once_a_successor_took_over_with_a_member_down(
     // If the killed member led, requests wait for the next election (seconds on a loaded
     // machine): this test is about the fence, so it waits for the new leader first.
     etcd.wait_healthy();
-    let (b, lb) = host(&etcd, "web-2").await;
+    let (b, lb) = FLEET.host(&etcd, "web-2").await;
     let rb = EtcdRecords::new(b.clone(), &key);
     // Still owned: B is refused while A's lease lives.
     assert!(
@@ -179,16 +160,16 @@ async fn a_paused_owner_is_fenced_once_a_successor_took_over_with_a_member_down(
 async fn a_write_after_the_lease_was_revoked_is_refused_even_before_the_owner_notices() {
     let etcd = Etcd::single();
     let key = FleetKey::from_bytes([9; 32]);
-    let (a, la) = host(&etcd, "web-1").await;
+    let (a, la) = FLEET.host(&etcd, "web-1").await;
     let ra = EtcdRecords::new(a.clone(), &key);
-    let oa = owned(claim(&a, &la, "www").await.unwrap());
+    let oa = claim_won(&a, &la, "www").await;
     ra.put_durable(&oa, &record("www", &key_pem()))
         .await
         .unwrap();
 
     etcd.etcdctl(&["lease", "revoke", &format!("{:x}", la.id())]);
-    let (b, lb) = host(&etcd, "web-2").await;
-    let ob = owned(claim(&b, &lb, "www").await.unwrap());
+    let (b, lb) = FLEET.host(&etcd, "web-2").await;
+    let ob = claim_won(&b, &lb, "www").await;
     let e = ra
         .put_durable(&oa, &record("www", &key_pem()))
         .await
@@ -208,9 +189,9 @@ async fn a_write_after_the_lease_was_revoked_is_refused_even_before_the_owner_no
 async fn keys_in_etcd_are_sealed_and_open_only_with_the_fleet_key() {
     let etcd = Etcd::single();
     let key = FleetKey::from_bytes([7; 32]);
-    let (a, la) = host(&etcd, "web-1").await;
+    let (a, la) = FLEET.host(&etcd, "web-1").await;
     let ra = EtcdRecords::new(a.clone(), &key);
-    let o = owned(claim(&a, &la, "www").await.unwrap());
+    let o = claim_won(&a, &la, "www").await;
     let (pending, live) = (key_pem(), key_pem());
     let mut r = record("www", &pending);
     let now = chrono::Utc::now();
@@ -248,7 +229,7 @@ async fn keys_in_etcd_are_sealed_and_open_only_with_the_fleet_key() {
     assert!(dump.contains("/test/fleet/records/www"), "{dump}");
     assert_eq!(dump.matches("cas-certd-sealed:v1:").count(), 2, "{dump}");
 
-    let (b, _) = host(&etcd, "web-2").await;
+    let (b, _) = FLEET.host(&etcd, "web-2").await;
     let back = EtcdRecords::new(b.clone(), &key)
         .get("www")
         .await
@@ -271,7 +252,7 @@ async fn works_over_tls_with_a_client_certificate_and_not_without() {
     use std::os::unix::fs::PermissionsExt as _;
     let etcd = Etcd::single_tls();
     let t = etcd.tls.as_ref().unwrap();
-    let mut s = settings(&etcd, "web-1");
+    let mut s = FLEET.settings(&etcd, "web-1");
     assert!(s.etcd[0].starts_with("https://"));
     s.tls = Some(FleetTls {
         ca: t.ca.clone(),
@@ -279,7 +260,7 @@ async fn works_over_tls_with_a_client_certificate_and_not_without() {
     });
     let f = Fleet::connect(&s).await.unwrap();
     let lease = Lease::grant(&f, TTL).await.unwrap();
-    let o = owned(claim(&f, &lease, "www").await.unwrap());
+    let o = claim_won(&f, &lease, "www").await;
     let key = FleetKey::from_bytes([1; 32]);
     EtcdRecords::new(f.clone(), &key)
         .put_durable(&o, &record("www", &key_pem()))
@@ -309,14 +290,95 @@ async fn works_over_tls_with_a_client_certificate_and_not_without() {
     );
 }
 
+/// etcd with authentication on: a root user, and a user `cas` whose role may read and write
+/// the fleet's prefix only. With `cas`'s password (from a 0600 file) the fleet grants, claims
+/// and writes; etcd restarted (its tokens forgotten) is logged in again by itself. A wrong
+/// password is refused at connect, with an error naming the user and not the password; and,
+/// when etcd was away at connect, at the first request, at once (not retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_auth_the_right_password_works_and_a_wrong_one_is_named_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut etcd = Etcd::single();
+    etcd.enable_auth("cas", ETCD_SECRET, "/test/fleet/");
+    let file = |name: &str, text: &str| {
+        let p = etcd.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    let as_user = |pw: std::path::PathBuf| FleetSettings {
+        auth: Some(FleetAuth {
+            user: "cas".into(),
+            password: PasswordSource::File(pw),
+        }),
+        ..FLEET.settings(&etcd, "web-1")
+    };
+    let right = as_user(file("right", &format!("{ETCD_SECRET}\n")));
+    let wrong = as_user(file("wrong", &format!("{WRONG_ETCD_SECRET}\n")));
+
+    // Without a user, etcd refuses the fleet's keys (a lease needs no permission).
+    let anonymous = Fleet::connect(&FLEET.settings(&etcd, "web-0"))
+        .await
+        .unwrap();
+    let l0 = Lease::grant(&anonymous, TTL).await.unwrap();
+    let e = claim(&anonymous, &l0, "www").await.unwrap_err().to_string();
+    assert!(e.contains("user name is empty"), "{e}");
+
+    let f = Fleet::connect(&right).await.unwrap();
+    assert!(!format!("{f:?}").contains(ETCD_SECRET));
+    let lease = Lease::grant(&f, TTL).await.unwrap();
+    let o = claim_won(&f, &lease, "www").await;
+    let key = FleetKey::from_bytes([3; 32]);
+    let records = EtcdRecords::new(f.clone(), &key);
+    records
+        .put_durable(&o, &record("www", &key_pem()))
+        .await
+        .unwrap();
+    assert!(etcd
+        .etcdctl(&[ROOT, "get", "--keys-only", "--prefix", "/test/fleet/"])
+        .contains("/test/fleet/records/www"));
+
+    let e = Fleet::connect(&wrong).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, FleetError::Login { user, .. } if user == "cas")
+            && msg.contains("authentication failed")
+            && !msg.contains(WRONG_ETCD_SECRET),
+        "{msg}"
+    );
+
+    // etcd restarted forgets every token: the next requests log in again, unasked.
+    etcd.stop_all();
+    let late_wrong = Fleet::connect(&wrong).await.unwrap();
+    etcd.start_all();
+    let r = tokio::time::timeout(DEADLINE, records.get("www"))
+        .await
+        .unwrap();
+    assert!(r.unwrap().is_some());
+    Lease::grant(&f, TTL).await.unwrap();
+
+    // The wrong password, found out at the first request: refused at once, not retried
+    // through the 10 s budget of a request that is safe to repeat.
+    let t0 = Instant::now();
+    let e = Lease::grant(&late_wrong, TTL)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("etcd refused to log in user \"cas\"") && !e.contains(WRONG_ETCD_SECRET),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
 /// Two members of three stopped: no keep-alive can be answered, so the owner sees its lease
 /// (and its ownership) lost by the lease's deadline, without any answer from etcd, and a write
 /// fails rather than going anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ownership_is_seen_lost_when_etcd_loses_its_quorum() {
     let mut etcd = Etcd::cluster(3);
-    let (a, la) = host(&etcd, "web-1").await;
-    let oa = owned(claim(&a, &la, "www").await.unwrap());
+    let (a, la) = FLEET.host(&etcd, "web-1").await;
+    let oa = claim_won(&a, &la, "www").await;
     assert!(la.remaining() > la.ttl() / 2, "{:?}", la.remaining());
     let key = FleetKey::from_bytes([2; 32]);
     let ra = EtcdRecords::new(a, &key);
@@ -353,21 +415,21 @@ async fn ownership_is_seen_lost_when_etcd_loses_its_quorum() {
 async fn claims_and_reads_ride_through_the_leaders_death() {
     let mut etcd = Etcd::cluster(3);
     let key = FleetKey::from_bytes([5; 32]);
-    let (a, la) = host(&etcd, "web-1").await;
-    let oa = owned(claim(&a, &la, "www").await.unwrap());
+    let (a, la) = FLEET.host(&etcd, "web-1").await;
+    let oa = claim_won(&a, &la, "www").await;
     EtcdRecords::new(a.clone(), &key)
         .put_durable(&oa, &record("www", &key_pem()))
         .await
         .unwrap();
     let leader = etcd.leader();
     // The host asks the dying leader first.
-    let mut s = settings(&etcd, "web-2");
+    let mut s = FLEET.settings(&etcd, "web-2");
     s.etcd.rotate_left(leader);
     let b = Fleet::connect(&s).await.unwrap();
     etcd.kill(leader);
     let t0 = Instant::now();
     let lb = Lease::grant(&b, TTL).await.unwrap();
-    let ob = owned(claim(&b, &lb, "api").await.unwrap());
+    let ob = claim_won(&b, &lb, "api").await;
     assert!(
         matches!(claim(&b, &lb, "www").await.unwrap(), Claim::Taken { node, .. } if node == "web-1")
     );
@@ -392,16 +454,16 @@ async fn a_successor_waits_out_an_intent_and_a_short_lease_may_not_spend() {
 
     let etcd = Etcd::single();
     let key = FleetKey::from_bytes([9; 32]);
-    let (old, old_lease) = host(&etcd, "web-1").await;
-    let o1 = owned(claim(&old, &old_lease, "www").await.unwrap());
+    let (old, old_lease) = FLEET.host(&etcd, "web-1").await;
+    let o1 = claim_won(&old, &old_lease, "www").await;
     EtcdRecords::new(old.clone(), &key)
         .put_durable(&o1, &record("www", &key_pem()))
         .await
         .unwrap();
     old_lease.revoke().await.unwrap();
 
-    let (new, new_lease) = host(&etcd, "web-2").await;
-    let o2 = owned(claim(&new, &new_lease, "www").await.unwrap());
+    let (new, new_lease) = FLEET.host(&etcd, "web-2").await;
+    let o2 = claim_won(&new, &new_lease, "www").await;
     let state = tempfile::tempdir().unwrap();
     let in_flight = Duration::from_secs(3);
     let recs = FleetRecords::new(

@@ -11,42 +11,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cas_api::secret::Secret;
-use cas_certd::config::{FileOwnership, FleetKeySource, FleetSettings, Hook, KeyKind};
+use cas_certd::config::{FileOwnership, Hook, KeyKind};
 use cas_certd::fleet::fanout::{
     fleet_view, proof_status, publish_proof, publish_set, withdraw_proof, IssuedSet, Proof,
     ProofHost, ProofTarget, SetHost, SetTarget,
 };
 use cas_certd::fleet::keyfile::FleetKey;
-use cas_certd::fleet::{claim, Claim, Fleet, FleetError, Lease, Ownership};
+use cas_certd::fleet::{Fleet, FleetError, Lease};
 
 use crate::deploy_files::make_set;
 use crate::support::etcd::Etcd;
+use crate::support::fleet::{claim_won, TestFleet};
 use crate::support::world::wait_for;
 
 const TTL: Duration = Duration::from_secs(5);
 const DEADLINE: Duration = Duration::from_secs(30);
 const URI: &str = "/.well-known/pki-validation/fileauth.txt";
 
-async fn connect(etcd: &Etcd, node: &str) -> Fleet {
-    Fleet::connect(&FleetSettings {
-        etcd: etcd.endpoints(),
-        prefix: "/test/fanout".into(),
-        node: node.into(),
-        key: FleetKeySource::Credential,
-        tls: None,
-        lease_ttl: TTL,
-    })
-    .await
-    .unwrap()
-}
-
-async fn owner_of(fleet: &Fleet, cert: &str) -> (Arc<Lease>, Ownership) {
-    let lease = Lease::grant(fleet, TTL).await.unwrap();
-    match claim(fleet, &lease, cert).await.unwrap() {
-        Claim::Owned(o) => (lease, o),
-        Claim::Taken { node, .. } => panic!("{cert} taken by {node}"),
-    }
-}
+const FLEET: TestFleet = TestFleet {
+    prefix: "/test/fanout",
+    ttl: TTL,
+};
 
 fn fleet_key() -> FleetKey {
     FleetKey::from_bytes([7; 32])
@@ -121,7 +106,7 @@ async fn a_published_proof_reaches_every_webroot_and_is_removed_everywhere_on_wi
         std::fs::create_dir_all(&webroot).unwrap();
         webroots.push(webroot.clone());
         let host = ProofHost::new(
-            connect(&etcd, node).await,
+            FLEET.connect(&etcd, node).await,
             vec![ProofTarget {
                 cert: "www".into(),
                 domains: names,
@@ -131,8 +116,8 @@ async fn a_published_proof_reaches_every_webroot_and_is_removed_everywhere_on_wi
         tasks.push(tokio::spawn(host.run()));
     }
     let _hosts = Hosts(tasks);
-    let owner_fleet = connect(&etcd, "web-1").await;
-    let (_lease, owner) = owner_of(&owner_fleet, "www").await;
+    let owner_fleet = FLEET.connect(&etcd, "web-1").await;
+    let (_lease, owner) = FLEET.owner(&owner_fleet, "www").await;
     let proof = Proof {
         order_id: 77,
         domains: domains.clone(),
@@ -270,7 +255,7 @@ async fn an_issued_set_is_deployed_on_every_host_and_a_late_host_gets_it_too() {
     for node in ["web-1", "web-2"] {
         let d = host_dirs(root.path(), node);
         let host = SetHost::new(
-            connect(&etcd, node).await,
+            FLEET.connect(&etcd, node).await,
             &key,
             vec![set_target("www", &names, &d)],
         );
@@ -278,8 +263,8 @@ async fn an_issued_set_is_deployed_on_every_host_and_a_late_host_gets_it_too() {
         dirs.push(d);
     }
     let mut hosts = Hosts(tasks);
-    let owner_fleet = connect(&etcd, "web-1").await;
-    let (_lease, owner) = owner_of(&owner_fleet, "www").await;
+    let owner_fleet = FLEET.connect(&etcd, "web-1").await;
+    let (_lease, owner) = FLEET.owner(&owner_fleet, "www").await;
     let k1 = new_key();
     let set1 = issued(&names, &k1, 101);
     let t0 = std::time::Instant::now();
@@ -309,7 +294,7 @@ async fn an_issued_set_is_deployed_on_every_host_and_a_late_host_gets_it_too() {
     // A host joining later (empty output directory) deploys the live set with no order.
     let late = host_dirs(root.path(), "web-3");
     let host = SetHost::new(
-        connect(&etcd, "web-3").await,
+        FLEET.connect(&etcd, "web-3").await,
         &key,
         vec![set_target("www", &names, &late)],
     );
@@ -383,21 +368,16 @@ async fn tampered_sets_are_refused_everywhere_and_never_deployed() {
             .iter()
             .map(|c| set_target(c, &names, &d))
             .collect();
-        let host = SetHost::new(connect(&etcd, node).await, &key, targets);
+        let host = SetHost::new(FLEET.connect(&etcd, node).await, &key, targets);
         tasks.push(tokio::spawn(host.run()));
         dirs.push(d);
     }
     let _hosts = Hosts(tasks);
-    let fleet = connect(&etcd, "web-1").await;
+    let fleet = FLEET.connect(&etcd, "web-1").await;
     let lease = Lease::grant(&fleet, TTL).await.unwrap();
     let own = |c: &'static str| {
         let (fleet, lease) = (fleet.clone(), lease.clone());
-        async move {
-            match claim(&fleet, &lease, c).await.unwrap() {
-                Claim::Owned(o) => o,
-                Claim::Taken { .. } => panic!("taken"),
-            }
-        }
+        async move { claim_won(&fleet, &lease, c).await }
     };
     // Other names.
     let k = new_key();
@@ -462,11 +442,11 @@ async fn tampered_sets_are_refused_everywhere_and_never_deployed() {
 async fn a_former_owner_can_publish_nothing() {
     let etcd = Etcd::single();
     let key = fleet_key();
-    let a = connect(&etcd, "web-1").await;
-    let b = connect(&etcd, "web-2").await;
-    let (lease_a, old) = owner_of(&a, "www").await;
+    let a = FLEET.connect(&etcd, "web-1").await;
+    let b = FLEET.connect(&etcd, "web-2").await;
+    let (lease_a, old) = FLEET.owner(&a, "www").await;
     lease_a.revoke().await.unwrap();
-    let (_lease_b, new) = owner_of(&b, "www").await;
+    let (_lease_b, new) = FLEET.owner(&b, "www").await;
     let proof = Proof {
         order_id: 1,
         domains: vec!["www.example.test".into()],
@@ -505,7 +485,7 @@ async fn proof_host(
     webroot: PathBuf,
 ) -> tokio::task::JoinHandle<()> {
     let host = ProofHost::new(
-        connect(etcd, node).await,
+        FLEET.connect(etcd, node).await,
         vec![ProofTarget {
             cert: "lb".into(),
             domains: vec![domain.to_string()],
@@ -583,8 +563,8 @@ async fn behind_a_load_balancer_a_proof_on_one_host_fails_sometimes_and_on_both_
     let mut hosts = Hosts(vec![
         proof_host(&etcd, "web-1", domain, webroots[0].clone()).await,
     ]);
-    let owner_fleet = connect(&etcd, "web-1").await;
-    let (_lease, owner) = owner_of(&owner_fleet, "lb").await;
+    let owner_fleet = FLEET.connect(&etcd, "web-1").await;
+    let (_lease, owner) = FLEET.owner(&owner_fleet, "lb").await;
 
     // One order: its challenge, the proof fanned out and acknowledged by `nodes`, then the
     // state after the next check.

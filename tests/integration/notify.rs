@@ -4,7 +4,7 @@
 //! the rate limit under a real flood, and a credentials file that is refused.
 #![allow(clippy::unwrap_used)]
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::world::*;
-use crate::support::{free_port, python};
+use crate::support::{free_port, python, read_request_head};
 
 /// Secrets of the test webhooks (the names make `scripts/scan-logs.sh` look for them too).
 const DINGTALK_SECRET: &str = "SECding-Hk39xPq2Lw8v";
@@ -72,21 +72,7 @@ fn receiver(fail_first: usize) -> Receiver {
             let (r, failures) = (r.clone(), failures.clone());
             std::thread::spawn(move || {
                 let mut rd = BufReader::new(s.try_clone().unwrap());
-                let mut line = String::new();
-                rd.read_line(&mut line).unwrap();
-                let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut headers = HashMap::new();
-                loop {
-                    let mut h = String::new();
-                    rd.read_line(&mut h).unwrap();
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                    }
-                }
+                let (_, target, headers) = read_request_head(&mut rd);
                 let n: usize = headers
                     .get("content-length")
                     .and_then(|v| v.parse().ok())

@@ -16,7 +16,9 @@ mod sets;
 pub use proofs::{
     proof_status, publish_proof, withdraw_proof, Proof, ProofHost, ProofStatus, ProofTarget,
 };
-pub use sets::{fleet_view, publish_set, FleetView, IssuedSet, SetHost, SetTarget};
+pub use sets::{
+    fleet_view, publish_set, published_order, FleetView, IssuedSet, SetHost, SetTarget,
+};
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 

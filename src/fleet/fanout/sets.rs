@@ -198,31 +198,30 @@ impl SetHost {
             Err(why) => return refused(self.fleet.node(), cert, version, &why),
         };
         // The same checks as a set issued to this host: names, key, dates, chain.
-        if let Err(e) = deploy::check(&set, &t.domains, Utc::now()) {
-            return refused(self.fleet.node(), cert, version, &e.to_string());
-        }
-        let already = deploy::live_is(&t.output_dir, cert, &set).unwrap_or(false);
-        if !already {
-            if let Err(e) = deploy::install(
-                &t.output_dir,
-                cert,
-                &set,
-                &t.files,
-                t.keep_versions,
-                &origin,
-            ) {
+        let info = match deploy::check(&set, &t.domains, Utc::now()) {
+            Ok(i) => i,
+            Err(e) => return refused(self.fleet.node(), cert, version, &e.to_string()),
+        };
+        match install_unless_newer(&t, cert, &set, &info, &origin) {
+            Err(e) => {
                 tracing::error!(event = "fleet.set_failed", cert = %cert, version, error = %e,
                     "could not deploy the fleet's set on this host");
                 return;
             }
-            tracing::info!(event = "fleet.set_deployed", cert = %cert, version,
-                order_id = origin.order_id, "deployed the fleet's set on this host");
-            if let Some(hook) = &t.reload {
-                let env = crate::hook::reload_env(&t.output_dir, cert, &t.domains);
-                match crate::hook::run(hook, &env).await {
-                    Ok(_) => tracing::info!(event = "hook.ok", cert = %cert, "reload hook ran"),
-                    Err(e) => tracing::error!(event = "hook.failed", cert = %cert, error = %e,
-                        "reload hook failed"),
+            // Something newer is live here (the owner's own install of a set it has not
+            // published yet): not taken down, and this version not reported.
+            Ok(Installed::Newer) => return,
+            Ok(Installed::Already) => {}
+            Ok(Installed::Now) => {
+                tracing::info!(event = "fleet.set_deployed", cert = %cert, version,
+                    order_id = origin.order_id, "deployed the fleet's set on this host");
+                if let Some(hook) = &t.reload {
+                    let env = crate::hook::reload_env(&t.output_dir, cert, &t.domains);
+                    match crate::hook::run(hook, &env).await {
+                        Ok(_) => tracing::info!(event = "hook.ok", cert = %cert, "reload hook ran"),
+                        Err(e) => tracing::error!(event = "hook.failed", cert = %cert, error = %e,
+                            "reload hook failed"),
+                    }
                 }
             }
         }
@@ -245,6 +244,49 @@ impl SetHost {
                 "could not report the live version");
         }
     }
+}
+
+/// What [`install_unless_newer`] did.
+enum Installed {
+    Now,
+    /// The set was live already.
+    Already,
+    /// A set that expires later is live: left as it is.
+    Newer,
+}
+
+/// Installs `set` unless it, or a set expiring later, is live already; under the install
+/// lock the owner's lifecycle holds too (`deploy::install_lock`).
+fn install_unless_newer(
+    t: &SetTarget,
+    cert: &str,
+    set: &PemSet,
+    info: &deploy::CertInfo,
+    origin: &Origin,
+) -> Result<Installed, deploy::DeployError> {
+    let lock = deploy::install_lock(cert);
+    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(live) = deploy::read_live_set(&t.output_dir, cert)? {
+        if live == *set {
+            return Ok(Installed::Already);
+        }
+        let newer = deploy::check(&live, &t.domains, Utc::now())
+            .is_ok_and(|l| l.not_after > info.not_after);
+        if newer {
+            return Ok(Installed::Newer);
+        }
+    }
+    deploy::install(&t.output_dir, cert, set, &t.files, t.keep_versions, origin)?;
+    Ok(Installed::Now)
+}
+
+/// The order of the set published for `cert`, if any (what the owner compares with its
+/// record to know whether its deployed set still has to be published).
+pub async fn published_order(fleet: &Fleet, cert: &str) -> Result<Option<u64>, FleetError> {
+    Ok(read_one(fleet, &format!("{}{cert}", fleet.dir(SETS)))
+        .await?
+        .and_then(|(v, _)| serde_json::from_slice::<Published>(&v).ok())
+        .map(|p| p.order_id))
 }
 
 /// The set in `value` at etcd `version`, its key opened; why not, in words.

@@ -497,6 +497,7 @@ impl Proofs for Fakes {
     async fn present(
         &self,
         cert: &Certificate,
+        _order: OrderId,
         _challenge: &Challenge,
     ) -> Result<Presented, ValidationError> {
         self.note("present");

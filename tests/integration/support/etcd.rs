@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 use super::free_port;
 use super::world::Proc;
 
+/// The fleet's etcd password in the tests with authentication on, and a wrong one (named so
+/// that scripts/scan-logs.py looks for both in every kept log).
+pub const ETCD_SECRET: &str = "right-pw-0815";
+pub const WRONG_ETCD_SECRET: &str = "wrong-pw-1234";
+
+/// etcdctl's flag for the root user once [`Etcd::enable_auth`] ran.
+pub const ROOT: &str = "--user=root:root-pw-4711";
+
 /// How long a fresh cluster may take to elect a leader on a loaded machine.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -241,6 +249,33 @@ impl Etcd {
             m.proc = Some(Proc(spawn_logged(&mut cmd, log)));
         }
         self.wait_healthy();
+    }
+
+    /// Turns etcd's authentication on: a `root` user (give [`ROOT`] to etcdctl afterwards),
+    /// and `user` with `password`, whose role may read and write under `prefix` only.
+    pub fn enable_auth(&self, user: &str, password: &str, prefix: &str) {
+        let root_pw = ROOT.trim_start_matches("--user=root:");
+        let user_pw = format!("--new-user-password={password}");
+        let root_new = format!("--new-user-password={root_pw}");
+        let role = format!("{user}-role");
+        for args in [
+            &["user", "add", "root", &root_new][..],
+            &["user", "grant-role", "root", "root"],
+            &["role", "add", &role],
+            &[
+                "role",
+                "grant-permission",
+                &role,
+                "--prefix=true",
+                "readwrite",
+                prefix,
+            ],
+            &["user", "add", user, &user_pw],
+            &["user", "grant-role", user, &role],
+            &["auth", "enable"],
+        ] {
+            self.etcdctl(args);
+        }
     }
 
     /// Runs etcdctl (v3 API) against the running members; its stdout.

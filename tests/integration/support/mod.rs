@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 pub mod etcd;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod world;
 
 /// The `cas-certd` binary under test.
@@ -39,4 +41,32 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The head of an HTTP/1 request on `rd`, for the stand-in servers: its method, its target, and
+/// its headers by lower-cased name. The body, if any, is left to read.
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+pub fn read_request_head(
+    rd: &mut impl std::io::BufRead,
+) -> (String, String, std::collections::HashMap<String, String>) {
+    let mut line = String::new();
+    rd.read_line(&mut line).unwrap();
+    let mut w = line.split_whitespace();
+    let (method, target) = (
+        w.next().unwrap_or("").to_string(),
+        w.next().unwrap_or("").to_string(),
+    );
+    let mut headers = std::collections::HashMap::new();
+    loop {
+        let mut h = String::new();
+        rd.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    (method, target, headers)
 }

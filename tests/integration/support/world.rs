@@ -244,13 +244,25 @@ reload = ["sh", "-c", "echo reload $CERT_NAME >> {hooklog}"]
         self._sim = sim;
     }
 
-    /// Whether the simulator has a deleted order (quota given back) for `domain`.
-    pub fn has_deleted_order(&self, domain: &str) -> bool {
+    /// The simulator's orders whose first domain is `domain`, as (order id, state).
+    pub fn orders(&self, domain: &str) -> Vec<(u64, String)> {
         self.ledger()["orders"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|o| o["domains"][0] == domain && o["state"] == "deleted")
+            .filter(|o| o["domains"][0] == domain)
+            .map(|o| {
+                (
+                    o["order_id"].as_u64().unwrap(),
+                    o["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the simulator has a deleted order (quota given back) for `domain`.
+    pub fn has_deleted_order(&self, domain: &str) -> bool {
+        self.orders(domain).iter().any(|(_, s)| s == "deleted")
     }
 
     pub fn live(&self, name: &str, f: &str) -> PathBuf {
