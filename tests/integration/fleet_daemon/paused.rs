@@ -1,7 +1,8 @@
 //! An owner paused (SIGSTOP) past its lease in the middle of a step (its order made, the DNS
 //! proof being added: the simulator holds `AddDomainRecord`): a successor claims, finishes
 //! the same order and deploys; the old owner, continued, gets its call's outcome and tries to
-//! go on, but orders nothing and writes nothing to etcd, and its log says the step was dropped.
+//! go on, but orders nothing and writes nothing to etcd, and its log says the step was dropped;
+//! it then serves the successor's set (the fan-out).
 use std::time::{Duration, Instant};
 
 use super::{alidns_certs, claimed, count, live_file, log_of, start, DEADLINE, NODES};
@@ -112,7 +113,18 @@ fn a_paused_owner_past_its_lease_orders_and_writes_nothing_once_continued() {
             "{after}"
         );
     }
-    assert!(!live_file(&p.w, p.old, "c0", "cert.pem").exists());
+    // The old owner serves what the successor issued (the fan-out), byte for byte.
+    wait_for("the successor's set on the old owner", DEADLINE, || {
+        live_file(&p.w, p.old, "c0", "cert.pem").exists()
+    });
+    for f in ["cert.pem", "fullchain.pem", "privkey.pem"] {
+        let a = std::fs::read(live_file(&p.w, p.old, "c0", f)).unwrap();
+        let b = std::fs::read(live_file(&p.w, p.new, "c0", f)).unwrap();
+        assert!(
+            a == b,
+            "{f} differs between the old owner and the successor"
+        );
+    }
     assert_eq!(count(&p.w, p.new, "fleet.claimed"), 1);
     eprintln!(
         "takeover {:.1} s after SIGSTOP; whole test {:.1} s",
