@@ -5,7 +5,9 @@
 //! paid order, and an etcd outage orders nothing and is said once. Needs the `fleet` feature.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
+mod behind_lb;
 mod in_flight;
+mod late_host;
 mod members;
 mod paused;
 
