@@ -149,3 +149,42 @@ fn a_paused_owner_says_no_failure_for_a_step_it_may_not_write() {
         "a failure logged by a host that no longer owns the certificate:\n{after}"
     );
 }
+
+/// Each time the lease is lost, `fleet.lease_lost` is logged (FLEET.md: "A lost lease ends
+/// every ownership (`fleet.lease_lost`)"). After a pause past the lease both the keep-alive
+/// task and the claims loop wake late; when the claims loop runs first it sees the lease dead,
+/// drops it (`Rounds::joined = None`, the ownerships with it) and so aborts the keep-alive task
+/// before that task logs the event: the loss shows only as the claims loop's info line. Seen
+/// in about one pause of three; five pauses here.
+#[test]
+#[ignore = "bug: fleet.lease_lost is not logged when the claims loop drops the lost lease first"]
+fn every_lost_lease_is_said_with_fleet_lease_lost() {
+    const LOST: &str = "the fleet lease was lost: these certificates";
+    let etcd = Etcd::single();
+    let w = World::new(&[]);
+    let daemons = start(&w, &etcd, &NODES[..1], &alidns_certs(1));
+    let node = NODES[0];
+    wait_for("c0 deployed", DEADLINE, || {
+        live_file(&w, node, "c0", "cert.pem").exists()
+    });
+    for round in 1..=5 {
+        signal(&daemons[0], "STOP");
+        // Past the 2 s lease: a pause's length, not a wait for something.
+        std::thread::sleep(Duration::from_secs(3));
+        signal(&daemons[0], "CONT");
+        wait_for("the loss seen by the claims loop", DEADLINE, || {
+            log_of(&w, node).matches(LOST).count() == round
+        });
+        let said = Instant::now();
+        while count(&w, node, "fleet.lease_lost") < round {
+            assert!(
+                said.elapsed() < Duration::from_secs(5),
+                "pause {round}: the lease was lost and fleet.lease_lost not logged"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        wait_for("c0 claimed again", DEADLINE, || {
+            count(&w, node, "fleet.claimed") == round + 1
+        });
+    }
+}
