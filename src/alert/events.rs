@@ -29,6 +29,7 @@ pub const ALL_EVENTS: &[&str] = &[
     "fd.limit_low",
     "fd.limit_unchanged",
     "fleet.available",
+    "fleet.carried_over",
     "fleet.claimed",
     "fleet.config_mismatch",
     "fleet.fenced",

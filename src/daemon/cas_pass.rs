@@ -5,6 +5,7 @@
 //! the pass is retried with backoff. A certificate that joins while a pass runs waits for the
 //! next one.
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,8 +13,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::lifecycle;
+use crate::lifecycle::ports::Records;
 use crate::rebuild::cas;
-use crate::store::{CertRecord, StatusRow, Store};
+use crate::store::{CertRecord, StatusRow, StoreError};
 use cas_api::Client;
 
 /// The pass's state in the loop.
@@ -34,6 +36,23 @@ impl Pass {
             waiting: names.into_iter().collect(),
             ..Pass::default()
         }
+    }
+
+    /// The pass at start: the rebuild's waiting list on one host. In fleet mode the local
+    /// store is a mirror, not the record: the certificates wait when this host claims one
+    /// that etcd has no record of (`fleet::store`), not because the mirror lacks it.
+    pub(super) fn at_start(names: Vec<String>, fleet: bool) -> Pass {
+        if fleet {
+            if !names.is_empty() {
+                info!(
+                    certificates = names.len(),
+                    "fleet mode: certificates without a local record wait for the CAS pass \
+                    only when this host claims them and etcd has no record either"
+                );
+            }
+            return Pass::default();
+        }
+        Pass::new(names)
     }
 
     /// Whether the pass should start now.
@@ -95,13 +114,15 @@ pub(super) struct Report {
     pub(super) names: Vec<String>,
 }
 
-/// Lists every order once, matches each waiting certificate, writes the records and cleans
-/// the orders that only hold quota. An error leaves every certificate waiting.
-pub(super) async fn run(
+/// Lists every order once, matches each waiting certificate, writes the records (through
+/// `records`: the local store, or the fleet's for the certificates this host owns) and cleans
+/// the orders that only hold quota. An error leaves every certificate waiting; a certificate
+/// that is no longer this host's (fleet mode) is passed over.
+pub(super) async fn run<R: Records>(
     names: Vec<String>,
     cfg: Arc<Config>,
     client: Client,
-    store: Store,
+    records: &R,
 ) -> Result<Report, String> {
     let mut calls = 0;
     let listed = cas::list_all(&client, &mut calls)
@@ -119,7 +140,11 @@ pub(super) async fn run(
         let Some(cert) = certs.get(name.as_str()) else {
             continue;
         };
-        let rec = store.get(name).map_err(|e| e.to_string())?;
+        let rec = match records.get(name).await {
+            Ok(r) => r,
+            Err(StoreError::NotOurs { .. }) => continue,
+            Err(e) => return Err(e.to_string()),
+        };
         let deployed = rec
             .as_ref()
             .and_then(|r| r.deployed.as_ref())
@@ -142,7 +167,7 @@ pub(super) async fn run(
         if Some(&new) == rec.as_ref() {
             continue;
         }
-        store.put_durable(&new).await.map_err(|e| e.to_string())?;
+        records.put_durable(&new).await.map_err(|e| e.to_string())?;
         // Quota back now, not at the next step (a deployed record's is months away); what
         // fails stays queued for the lifecycle's own clean.
         let before = new.orders_to_clean.len();
@@ -153,7 +178,7 @@ pub(super) async fn run(
             }
         }
         if new.orders_to_clean.len() != before {
-            store.put_durable(&new).await.map_err(|e| e.to_string())?;
+            records.put_durable(&new).await.map_err(|e| e.to_string())?;
         }
     }
     info!(
@@ -170,6 +195,41 @@ pub(super) async fn run(
 }
 
 impl super::State {
+    /// Starts the CAS pass when certificates wait for it (at start, or its retry time; in
+    /// fleet mode, when this host claimed certificates etcd has no record of).
+    pub(super) fn maybe_cas_pass(&mut self) {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &self.fleet {
+            self.cas.waiting.extend(f.records.awaiting_pass());
+        }
+        if !self.cas.due(Utc::now()) || self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        self.cas.running = true;
+        let names: Vec<String> = self
+            .config
+            .certificates
+            .iter()
+            .filter(|c| self.cas.waiting.contains(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        let (cfg, client, store) = (
+            self.config.clone(),
+            self.services.client.clone(),
+            self.store.clone(),
+        );
+        #[cfg(feature = "fleet")]
+        if let Some(f) = self.fleet.as_ref().map(|f| f.records.clone()) {
+            self.tasks.spawn(async move {
+                super::TaskResult::CasPass(run(names, cfg, client, &*f).await)
+            });
+            return;
+        }
+        self.tasks.spawn(async move {
+            super::TaskResult::CasPass(run(names, cfg, client, &store).await)
+        });
+    }
+
     /// Certificates added without a record go through the rebuild as at start (their files
     /// judged, then the CAS pass) before anything is ordered; removed ones stop waiting.
     pub(super) async fn newcomers(&mut self, added: &[String]) {
@@ -190,6 +250,11 @@ impl super::State {
         };
         if let Err(e) = self.store.flush().await {
             error!(error = %e, "state store failure");
+        }
+        // In fleet mode they wait only when claimed with no record in etcd (`at_start`).
+        #[cfg(feature = "fleet")]
+        if self.fleet.is_some() {
+            return;
         }
         self.cas.waiting.extend(waiting);
     }

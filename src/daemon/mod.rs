@@ -152,6 +152,10 @@ pub async fn run(
         Some(s) => Some(fleet::start(s, &config, store.clone(), tick_tx.clone()).await?),
         None => None,
     };
+    #[cfg(feature = "fleet")]
+    let fleet_mode_on = fleet_mode.is_some();
+    #[cfg(not(feature = "fleet"))]
+    let fleet_mode_on = false;
     let mut sched = start_cron(&config.check_schedule, tick_tx).await?;
 
     let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -190,7 +194,7 @@ pub async fn run(
         stopping: Arc::new(AtomicBool::new(false)),
         tasks: JoinSet::new(),
         alerts,
-        cas: cas_pass::Pass::new(recovery.cas_pass),
+        cas: cas_pass::Pass::at_start(recovery.cas_pass, fleet_mode_on),
         quota: Arc::new(QuotaCache::new()),
         #[cfg(feature = "fleet")]
         fleet: fleet_mode,
@@ -479,33 +483,14 @@ impl State {
         e
     }
 
-    /// Starts the CAS pass when certificates wait for it (at start, or its retry time).
-    fn maybe_cas_pass(&mut self) {
-        if !self.cas.due(Utc::now()) || self.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        self.cas.running = true;
-        let names: Vec<String> = self
-            .config
-            .certificates
-            .iter()
-            .filter(|c| self.cas.waiting.contains(&c.name))
-            .map(|c| c.name.clone())
-            .collect();
-        let (cfg, client, store) = (
-            self.config.clone(),
-            self.services.client.clone(),
-            self.store.clone(),
-        );
-        self.tasks.spawn(async move {
-            TaskResult::CasPass(cas_pass::run(names, cfg, client, store).await)
-        });
-    }
-
     async fn finished(&mut self, r: TaskResult) {
         match r {
             TaskResult::CasPass(Ok(report)) => {
                 self.cas.done(&report.names, &self.config.state_dir);
+                #[cfg(feature = "fleet")]
+                if let Some(f) = &self.fleet {
+                    f.records.pass_done(&report.names);
+                }
                 for n in &report.names {
                     self.refresh(n);
                 }

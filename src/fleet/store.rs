@@ -13,11 +13,16 @@
 //! hook state for the same deployed order, so a hook run here is not run again because etcd
 //! still says "pending".
 //!
+//! A certificate claimed with no record in etcd takes this host's record when it has one
+//! with an order or a deployed set (a host moving from single-host mode: what it paid for and
+//! deployed is carried over, not ordered again); with neither, it waits for the CAS pass
+//! (`daemon::cas_pass`) as a lost single-host record does, before anything is ordered.
+//!
 //! What the port's errors mean here: a write the fence refused, or a certificate this host
 //! does not own, is `StoreError::NotOurs` (the ownership is dropped); etcd not answering, a
 //! lease too short to spend quota through, or an order a predecessor may still have in flight
 //! is `StoreError::Unavailable` (the step waits). Neither is recorded as a failure.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +44,9 @@ struct Owned {
     in_doubt: HashMap<String, Instant>,
     /// The order whose set `sets/<cert>` holds, as last read or published by this host.
     published: HashMap<String, u64>,
+    /// Claimed with no record in etcd nor here: no step runs until the CAS pass matched the
+    /// account's orders (an order paid before etcd lost the record is adopted, not repeated).
+    awaiting_pass: HashSet<String>,
 }
 
 /// What the owner needs to publish its deployed sets.
@@ -164,11 +172,24 @@ impl FleetRecords {
         self.owned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this host owns `name` and its steps may run (not waiting for the CAS pass).
     pub fn owns(&self, name: &str) -> bool {
-        self.lock()
-            .by_cert
-            .get(name)
-            .is_some_and(|o| o.lease().is_live())
+        let owned = self.lock();
+        owned.by_cert.get(name).is_some_and(|o| o.lease().is_live())
+            && !owned.awaiting_pass.contains(name)
+    }
+
+    /// The owned certificates that wait for the CAS pass.
+    pub fn awaiting_pass(&self) -> Vec<String> {
+        self.lock().awaiting_pass.iter().cloned().collect()
+    }
+
+    /// The CAS pass ran for `names`: their steps may run.
+    pub fn pass_done(&self, names: &[String]) {
+        let mut owned = self.lock();
+        for n in names {
+            owned.awaiting_pass.remove(n);
+        }
     }
 
     pub fn owned_names(&self) -> Vec<String> {
@@ -180,26 +201,59 @@ impl FleetRecords {
     /// predecessor's call can no longer be in flight.
     pub async fn take(&self, o: Ownership) -> Result<(), FleetError> {
         let name = o.cert().to_string();
-        let rec = self.etcd.get(&name).await?;
-        if let Some(r) = &rec {
-            self.mirror(r, false)?;
+        let mut rec = self.etcd.get(&name).await?;
+        match &rec {
+            Some(r) => self.mirror(r, false)?,
+            None => rec = self.carry_over(&o).await?,
         }
+        let wait_for_pass = rec.is_none();
         let published = match &self.publishing {
             Some(_) => fanout::published_order(self.etcd.fleet(), &name).await?,
             None => None,
         };
+        {
+            let mut owned = self.lock();
+            match published {
+                Some(order) => owned.published.insert(name.clone(), order),
+                None => owned.published.remove(&name),
+            };
+        }
+        // A deployed record whose set is not published (carried over, or a predecessor's
+        // publication failed): published now, not at a step that may be months away.
+        if let Some(r) = &rec {
+            self.publish_deployed(&o, r).await?;
+        }
         let mut owned = self.lock();
-        match published {
-            Some(order) => owned.published.insert(name.clone(), order),
-            None => owned.published.remove(&name),
-        };
         if matches!(rec.as_ref().map(|r| &r.phase), Some(Phase::Intent { .. })) {
             owned
                 .in_doubt
                 .insert(name.clone(), Instant::now() + self.in_flight);
         }
+        if wait_for_pass {
+            owned.awaiting_pass.insert(name.clone());
+        }
         owned.by_cert.insert(name, o);
         Ok(())
+    }
+
+    /// This host's record of `o`'s certificate, written to etcd as the fleet's when it holds
+    /// an order or a deployed set (see the module doc); `None` when there is nothing to carry.
+    async fn carry_over(&self, o: &Ownership) -> Result<Option<CertRecord>, FleetError> {
+        let Some(local) = self.local.get(o.cert())? else {
+            return Ok(None);
+        };
+        if local.deployed.is_none() && local.phase.open_order().is_none() {
+            return Ok(None);
+        }
+        self.etcd.put_durable(o, &local).await?;
+        let order = local
+            .phase
+            .open_order()
+            .or(local.deployed.as_ref().map(|d| d.order_id));
+        tracing::info!(event = "fleet.carried_over", cert = %o.cert(),
+            order_id = order.map_or(0, |o| o.0),
+            "etcd had no record of this certificate: this host's record is now the fleet's");
+        Ok(Some(local))
     }
 
     /// Forgets every ownership held through a lost lease.
@@ -215,6 +269,7 @@ impl FleetRecords {
             owned.by_cert.remove(n);
             owned.in_doubt.remove(n);
             owned.published.remove(n);
+            owned.awaiting_pass.remove(n);
         }
         lost
     }
@@ -244,6 +299,7 @@ impl FleetRecords {
                 owned.by_cert.remove(name);
                 owned.in_doubt.remove(name);
                 owned.published.remove(name);
+                owned.awaiting_pass.remove(name);
                 StoreError::NotOurs {
                     name: name.to_string(),
                     why: e.to_string(),

@@ -76,7 +76,7 @@ fn node_config_with(
     path
 }
 
-fn log_of(w: &World, node: &str) -> String {
+pub(crate) fn log_of(w: &World, node: &str) -> String {
     std::fs::read_to_string(w.p(&format!("{node}.log"))).unwrap_or_default()
 }
 
@@ -97,7 +97,7 @@ fn first_at(w: &World, node: &str, event: &str) -> Option<chrono::DateTime<chron
     Some(v["timestamp"].as_str()?.parse().unwrap())
 }
 
-fn count(w: &World, node: &str, event: &str) -> usize {
+pub(crate) fn count(w: &World, node: &str, event: &str) -> usize {
     log_of(w, node)
         .matches(&format!("\"event\":\"{event}\""))
         .count()

@@ -21,6 +21,7 @@ mod faults;
 mod fleet;
 mod fleet_daemon;
 mod fleet_fanout;
+mod fleet_records;
 mod fleet_status;
 mod fuzz;
 mod hooks;
