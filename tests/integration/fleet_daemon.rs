@@ -6,6 +6,7 @@
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
 mod behind_lb;
+mod fenced;
 mod in_flight;
 mod late_host;
 mod members;
