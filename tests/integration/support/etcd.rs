@@ -38,8 +38,6 @@ pub struct Kv {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
-    /// The lease it is bound to (0: none).
-    pub lease: i64,
     pub value: String,
 }
 
@@ -308,7 +306,6 @@ impl Etcd {
             create_revision: kv["create_revision"].as_i64().unwrap(),
             mod_revision: kv["mod_revision"].as_i64().unwrap(),
             version: kv["version"].as_i64().unwrap(),
-            lease: kv["lease"].as_i64().unwrap_or(0),
             value: String::from_utf8(b64("value")).unwrap(),
         })
     }
