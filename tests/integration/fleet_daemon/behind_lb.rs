@@ -209,3 +209,62 @@ fn twenty_file_certificates_behind_a_load_balancer_are_paid_once_and_served_alik
     );
     assert!(median <= 2.0, "issue to every host: median {median} s");
 }
+
+/// FILE certificates sharing a webroot take turns (CAS's proof is always `fileauth.txt`).
+/// While one waits, each host logs `fleet.proof_refused` (error, notified by default:
+/// docs/monitoring.md) again whenever another proof is published or withdrawn: n(n-1)/2
+/// errors per host for n certificates taking turns (15 for 6 on each host here; 162 per host
+/// within 150 s for 20, of which only 15 were issued by then), for a wait that is normal. The
+/// single-host daemon says a busy webroot once per wait.
+#[test]
+#[ignore = "bug: a proof waiting for a shared webroot logs fleet.proof_refused (error) at every retry"]
+fn certificates_sharing_a_webroot_wait_their_turn_without_an_error_per_retry() {
+    const M: usize = 6;
+    let etcd = Etcd::single();
+    let roots = tempfile::tempdir().unwrap();
+    let nodes = &NODES[..2];
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            std::fs::create_dir_all(roots.path().join(n)).unwrap();
+            serve_webroot(roots.path().join(n)).to_string()
+        })
+        .collect();
+    let w = World::new(&["--resolve", &format!("*.share.test={}", addrs.join(","))]);
+    let certs: String = (0..M)
+        .map(|i| {
+            format!(
+                "[[certificate]]\nname = \"s{i}\"\ndomains = [\"s{i}.share.test\"]\n\
+                validation = {{ method = \"file\", webroot = \"WEBROOT\" }}\n"
+            )
+        })
+        .collect();
+    let _daemons: Vec<Proc> = nodes
+        .iter()
+        .map(|n| {
+            let path = node_config(&w, &etcd, n, &certs);
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("WEBROOT", &roots.path().join(n).display().to_string());
+            std::fs::write(&path, text).unwrap();
+            w.daemon(&path, &format!("{n}.log"))
+        })
+        .collect();
+    wait_for("every certificate live on both hosts", DEADLINE, || {
+        (0..M).all(|i| {
+            nodes
+                .iter()
+                .all(|n| live_file(&w, n, &format!("s{i}"), "cert.pem").exists())
+        })
+    });
+    for i in 0..M {
+        assert_eq!(w.orders_for(&format!("s{i}.share.test")), 1, "s{i}");
+    }
+    for n in nodes {
+        let refused = lines_with(&w, n, "fleet.proof_refused").len();
+        assert!(
+            refused <= M,
+            "{n} logged fleet.proof_refused {refused} times for {M} certificates taking turns"
+        );
+    }
+}
