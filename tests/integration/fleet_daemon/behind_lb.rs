@@ -215,7 +215,7 @@ fn twenty_file_certificates_behind_a_load_balancer_are_paid_once_and_served_alik
 /// docs/monitoring.md) again whenever another proof is published or withdrawn: n(n-1)/2
 /// errors per host for n certificates taking turns (15 for 6 on each host here; 162 per host
 /// within 150 s for 20, of which only 15 were issued by then), for a wait that is normal. The
-/// single-host daemon says a busy webroot once per wait.
+/// single-host daemon logs a busy webroot at debug (`Event::PublishBusy`).
 #[test]
 #[ignore = "bug: a proof waiting for a shared webroot logs fleet.proof_refused (error) at every retry"]
 fn certificates_sharing_a_webroot_wait_their_turn_without_an_error_per_retry() {
