@@ -256,6 +256,24 @@ impl FleetRecords {
         Ok(Some(local))
     }
 
+    /// Stops holding `name` (it left this host's configuration): its owner key is deleted so
+    /// a host that still serves it can claim it; the fleet's record and any order stay (the
+    /// fleet may still want them). The local mirror is forgotten.
+    pub async fn release(&self, name: &str) -> Result<(), FleetError> {
+        let held = {
+            let mut owned = self.lock();
+            owned.in_doubt.remove(name);
+            owned.published.remove(name);
+            owned.awaiting_pass.remove(name);
+            owned.by_cert.remove(name)
+        };
+        self.local.remove(name)?;
+        if let Some(o) = held {
+            super::release(self.etcd.fleet(), &o).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets every ownership held through a lost lease.
     pub fn drop_lost(&self) -> Vec<String> {
         let mut owned = self.lock();
