@@ -141,11 +141,16 @@ pub fn table(rows: &[StatusRow]) -> String {
             r.not_after
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or("-".into()),
-            format!(
-                "{} at {}",
-                r.next_action,
-                r.next_due.format("%Y-%m-%d %H:%M:%S")
-            ),
+            // No date for what waits on something else (the CAS pass, another fleet host).
+            if r.next_due == chrono::DateTime::<chrono::Utc>::MAX_UTC {
+                r.next_action.clone()
+            } else {
+                format!(
+                    "{} at {}",
+                    r.next_action,
+                    r.next_due.format("%Y-%m-%d %H:%M:%S")
+                )
+            },
             r.proof.clone().unwrap_or("-".into()),
             r.last_error.clone().unwrap_or("-".into()),
         ]);

@@ -14,13 +14,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Certificate, Config};
+use crate::config::{Certificate, Config};
 use crate::control::{self, Incoming};
 use crate::lifecycle::real::Validators;
 use crate::lifecycle::{self, quota::QuotaCache, Dropped};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
-use crate::store::{CertRecord, Phase, Store, StoreError};
+use crate::store::{CertRecord, Store, StoreError};
 use cas_api::Client;
 
 mod cas_pass;
@@ -29,6 +29,7 @@ mod expiry;
 mod fleet;
 mod hooks;
 mod index;
+mod reload;
 mod requests;
 mod status;
 mod work;
@@ -325,20 +326,6 @@ impl State {
         }
     }
 
-    /// Records of certificates no longer configured (config edited while stopped).
-    async fn forget_unconfigured(&mut self) {
-        let Ok(names) = self.store.names() else {
-            return;
-        };
-        for name in names {
-            if self.cert(&name).is_none() {
-                if let Err(e) = lifecycle::remove(&self.services.client, &self.store, &name).await {
-                    error!(cert = %name, error = %e, "cannot forget the record");
-                }
-            }
-        }
-    }
-
     /// Re-reads one record into the index (after the loop learns it changed).
     fn refresh(&mut self, name: &str) {
         let Some(c) = self.cert(name) else {
@@ -475,11 +462,17 @@ impl State {
     /// The index entry of `r`; a certificate waiting for the CAS pass is never due.
     fn entry(&self, r: &CertRecord) -> Entry {
         let mut e = Entry::of(r);
+        // Fleet mode: the owner's next step orders the new names (`work.rs`); due now.
+        #[cfg(feature = "fleet")]
+        if self.fleet.is_some() && self.cert(&r.name).is_some_and(|c| c.domains != r.domains) {
+            e.next_due = Utc::now();
+        }
         if self.cas.waiting.contains(&r.name) {
             e.next_due = DateTime::<Utc>::MAX_UTC;
             e.force_renew = false;
             self.cas.row(&mut e.row);
         }
+        self.fleet_row(&mut e.row);
         e
     }
 
@@ -577,85 +570,6 @@ impl State {
                     }
                 }
             }
-        }
-    }
-
-    async fn reload(&mut self) {
-        self.services.notifier.reloading();
-        let Some(path) = self.config.source.clone() else {
-            warn!("SIGHUP: the configuration has no file to reload from");
-            self.services.notifier.ready();
-            return;
-        };
-        // The notifier's files (webhook credentials) are read before anything else changes.
-        let loaded = config::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|new| match self.alerts.reconfigure(new.notify.as_ref()) {
-                Ok(()) => Ok(new),
-                Err(e) => Err(e.to_string()),
-            });
-        match loaded {
-            Err(errs) => {
-                error!(event = "config.reload_failed", errors = %errs,
-                    "the new configuration is invalid; keeping the running one");
-            }
-            Ok(new) => {
-                let d = config::diff(&self.config, &new);
-                info!(event = "config.reloaded", added = ?d.added, changed = ?d.changed,
-                    removed = ?d.removed, "configuration reloaded");
-                for name in &d.removed {
-                    if let Err(e) =
-                        lifecycle::remove(&self.services.client, &self.store, name).await
-                    {
-                        error!(cert = %name, error = %e, "cannot remove");
-                    }
-                    self.services.metrics.remove_certificate(name);
-                    self.hook_retry.remove(name);
-                }
-                for name in &d.changed {
-                    if let Some(c) = new.certificates.iter().find(|c| &c.name == name) {
-                        self.domains_changed(c).await;
-                    }
-                }
-                #[cfg(feature = "fleet")]
-                if let Some(f) = &self.fleet {
-                    f.reconfigure(&new);
-                }
-                self.config = Arc::new(new);
-                self.newcomers(&d.added).await;
-                self.refresh_all();
-                self.expiry_sweep();
-                self.snapshot_dirty = true;
-            }
-        }
-        self.services.notifier.ready();
-    }
-
-    /// A certificate whose domains changed is ordered anew; an order in flight for the old
-    /// names is abandoned (quota back). Other changes apply at the next step.
-    async fn domains_changed(&mut self, c: &Certificate) {
-        let Ok(Some(mut r)) = self.store.get(&c.name) else {
-            return;
-        };
-        let names_now = r
-            .deployed
-            .as_ref()
-            .map(|d| d.info.names.clone())
-            .unwrap_or_else(|| r.domains.clone());
-        if names_now == c.domains && r.domains == c.domains {
-            return;
-        }
-        if let Some(id) = r.phase.open_order() {
-            if !lifecycle::cancel_and_delete(&self.services.client, id).await {
-                r.orders_to_clean.push(id);
-            }
-        }
-        r.phase = Phase::Idle;
-        r.domains = c.domains.clone();
-        r.force_renew = true;
-        r.next_due = Utc::now();
-        if let Err(e) = self.store.put_durable(&r).await {
-            error!(cert = %c.name, error = %e, "state store failure");
         }
     }
 }

@@ -40,8 +40,25 @@ impl State {
         self.config
             .certificates
             .iter()
-            .map(|c| super::cas_pass::row_of(&self.cas, &self.record(c)))
+            .map(|c| {
+                let mut row = super::cas_pass::row_of(&self.cas, &self.record(c));
+                self.fleet_row(&mut row);
+                row
+            })
             .collect()
+    }
+
+    /// Fleet mode: a certificate this host does not own says so (its local mirror is stale or
+    /// empty; the owner's view is in the FLEET table).
+    pub(super) fn fleet_row(&self, _row: &mut StatusRow) {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &self.fleet {
+            if !f.records.owns(&_row.name) && !f.records.is_awaiting_pass(&_row.name) {
+                _row.next_action =
+                    "another host orders it; this host deploys what it publishes".into();
+                _row.next_due = chrono::DateTime::<Utc>::MAX_UTC;
+            }
+        }
     }
 
     pub(super) fn snapshot_pending(&self) -> bool {

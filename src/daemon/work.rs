@@ -53,6 +53,27 @@ impl Job {
                     break;
                 }
             };
+            // Fleet mode: the owner orders the new names of a certificate whose domains
+            // changed at its next step (a reload acts on nothing: the host that owns it may
+            // not be the one that reloaded first). Only the record's target names are compared:
+            // a deployed set keeps the old ones until the new order is deployed.
+            // Never while this host's list differs from the fleet's (or was not compared
+            // yet since a reload): a typo on one host must not cancel the fleet's order. The
+            // step waits (dropped as "not now") and is tried again.
+            if cfg.fleet.is_some() && rec.domains != cert.domains {
+                let renamed = match records.may_spend(&cert.name) {
+                    Ok(()) => super::reload::new_names(&client, records, &cert).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = renamed {
+                    match e.dropped() {
+                        Some(why) => dropped = Some(why),
+                        None => error = Some(e),
+                    }
+                    break;
+                }
+                continue;
+            }
             let had_cert = rec.deployed.is_some();
             let exec = Exec {
                 ca: &client,

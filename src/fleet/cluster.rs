@@ -1,5 +1,6 @@
 //! The connection to the fleet's etcd cluster (one client per member, TLS, etcd's user and
-//! password), where each key lives under the prefix, and the fleet's error type.
+//! password), where each key lives under the prefix, the fleet's error type, and reads of a
+//! whole directory in pages.
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -272,9 +273,16 @@ impl Fleet {
         format!("{}/nodes/{node}", self.prefix)
     }
 
-    /// The key holding what `node` orders (`confighash`), bound to its lease.
+    /// The key holding the summary of what `node` orders (`confighash::Summary`), bound to
+    /// its lease.
     pub fn config_key(&self, node: &str) -> String {
         format!("{}/config/{node}", self.prefix)
+    }
+
+    /// The directory of the per-certificate digests `node` published for the list whose
+    /// hash is `hash` (`confighash::chunks`, one key per chunk, bound to its lease).
+    pub fn config_digests_dir(&self, node: &str, hash: &str) -> String {
+        format!("{}/config_digests/{node}/{hash}/", self.prefix)
     }
 
     /// The prefix of every live node's key.
@@ -292,6 +300,69 @@ impl Fleet {
     pub fn dir(&self, kind: &str) -> String {
         format!("{}/{kind}/", self.prefix)
     }
+}
+
+/// Everything under `dir` (keys and values, in key order) at one revision, read in pages
+/// of at most `page` keys: one range may not exceed etcd-client's 4 MiB decode limit, nor
+/// hold a whole directory in one message. The first page fixes the revision (or `at`, when
+/// given); later pages start after the last key read (`last + "\0"`) at that revision, so
+/// the pages are one consistent snapshot. A revision compacted between pages is an error
+/// (the caller reads again). Returns the revision and the key-values.
+pub(crate) async fn read_range(
+    fleet: &Fleet,
+    dir: &str,
+    page: i64,
+    at: Option<i64>,
+) -> Result<(i64, Vec<etcd_client::KeyValue>), FleetError> {
+    let end = prefix_end(dir.as_bytes());
+    let mut from = dir.as_bytes().to_vec();
+    let mut rev = at.unwrap_or(0);
+    let mut all = Vec::new();
+    loop {
+        let r = fleet
+            .call_idempotent(|mut c| {
+                let (from, end) = (from.clone(), end.clone());
+                async move {
+                    c.get(
+                        from,
+                        Some(
+                            etcd_client::GetOptions::new()
+                                .with_range(end)
+                                .with_limit(page)
+                                .with_revision(rev),
+                        ),
+                    )
+                    .await
+                }
+            })
+            .await?;
+        if rev == 0 {
+            rev = r.header().map_or(0, |h| h.revision());
+        }
+        let more = r.more();
+        let Some(last) = r.kvs().last().map(|kv| kv.key().to_vec()) else {
+            return Ok((rev, all));
+        };
+        all.extend(r.kvs().iter().cloned());
+        if !more {
+            return Ok((rev, all));
+        }
+        from = last;
+        from.push(0);
+    }
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's rule: the prefix with its
+/// last byte below 0xff incremented, trailing 0xff bytes dropped; `\0` for "to the end").
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(b) = end.pop() {
+        if b < 0xff {
+            end.push(b + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 /// The live nodes' names, sorted: those whose `<prefix>/nodes/<node>` key exists (each is
@@ -420,4 +491,19 @@ fn never_sent(e: &etcd_client::Error) -> bool {
         src = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_range_ends_after_its_last_key() {
+        assert_eq!(prefix_end(b"/p/sets/"), b"/p/sets0");
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), b"\0");
+        // A page continues after the last key read ("key\0" is the next possible key), and
+        // stays inside the directory.
+        assert!(b"/p/sets/www\0".as_slice() < prefix_end(b"/p/sets/").as_slice());
+    }
 }

@@ -8,9 +8,11 @@
 //! - `owner`: per-certificate ownership: a lease-bound key whose create revision is the fencing
 //!   token;
 //! - `records`: the versioned record in etcd, every write fenced by the owner's token;
-//! - `cluster`: the connection to etcd (`Fleet`), the error type, and the live nodes;
+//! - `cluster`: the connection to etcd (`Fleet`), the error type, the live nodes, and paged
+//!   reads of a directory at one revision (`read_range`);
 //! - [`fanout`]: proofs and issued sets published by the owner and followed by every host;
-//! - `confighash`: what each host orders, as digests compared across the fleet;
+//! - `confighash`: what each host orders, as a hash compared across the fleet (per-certificate
+//!   digests to name what differs);
 //! - `store`: the lifecycle's `Records` port over `records`, for the certificates this host
 //!   owns (it also publishes their deployed sets), and the rendezvous hashing that spreads
 //!   ownership;
@@ -41,10 +43,12 @@ pub mod seal;
 pub mod store;
 
 #[cfg(feature = "fleet")]
+pub(crate) use cluster::read_range;
+#[cfg(feature = "fleet")]
 pub use cluster::{live_nodes, Fleet, FleetError};
 #[cfg(feature = "fleet")]
 pub use lease::Lease;
 #[cfg(feature = "fleet")]
-pub use owner::{claim, owner_of, Claim, Ownership};
+pub use owner::{claim, owner_of, release, Claim, Ownership};
 #[cfg(feature = "fleet")]
 pub use records::{record_status, EtcdRecords};

@@ -120,3 +120,24 @@ pub async fn owner_of(fleet: &Fleet, cert: &str) -> Result<Option<(String, i64)>
         )
     }))
 }
+
+/// Gives `owner`'s certificate up: deletes the owner key if it is still this ownership's (a
+/// transaction on the token; a key another host holds now is left alone). Another host may
+/// claim the certificate at its next round.
+pub async fn release(fleet: &Fleet, owner: &Ownership) -> Result<(), FleetError> {
+    let key = fleet.owner_key(owner.cert());
+    let txn = Txn::new()
+        .when([Compare::create_revision(
+            key.clone(),
+            CompareOp::Equal,
+            owner.token(),
+        )])
+        .and_then([TxnOp::delete(key, None)]);
+    fleet
+        .call_idempotent(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
+    Ok(())
+}

@@ -184,6 +184,11 @@ impl FleetRecords {
         self.lock().awaiting_pass.iter().cloned().collect()
     }
 
+    /// Whether `name` is owned here and waits for the CAS pass.
+    pub fn is_awaiting_pass(&self, name: &str) -> bool {
+        self.lock().awaiting_pass.contains(name)
+    }
+
     /// The CAS pass ran for `names`: their steps may run.
     pub fn pass_done(&self, names: &[String]) {
         let mut owned = self.lock();
@@ -254,6 +259,24 @@ impl FleetRecords {
             order_id = order.map_or(0, |o| o.0),
             "etcd had no record of this certificate: this host's record is now the fleet's");
         Ok(Some(local))
+    }
+
+    /// Stops holding `name` (it left this host's configuration): its owner key is deleted so
+    /// a host that still serves it can claim it; the fleet's record and any order stay (the
+    /// fleet may still want them). The local mirror is forgotten.
+    pub async fn release(&self, name: &str) -> Result<(), FleetError> {
+        let held = {
+            let mut owned = self.lock();
+            owned.in_doubt.remove(name);
+            owned.published.remove(name);
+            owned.awaiting_pass.remove(name);
+            owned.by_cert.remove(name)
+        };
+        self.local.remove(name)?;
+        if let Some(o) = held {
+            super::release(self.etcd.fleet(), &o).await?;
+        }
+        Ok(())
     }
 
     /// Forgets every ownership held through a lost lease.

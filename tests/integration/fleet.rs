@@ -1,6 +1,6 @@
 //! Fleet mode's foundation against real etcd (single-node and 3-node clusters started by the
-//! test): exactly one owner per certificate, fencing of a paused owner's writes, and private
-//! keys that reach etcd sealed only. Needs the `fleet` feature and the `etcd` binary.
+//! test): exactly one owner per certificate, fencing of a paused owner's writes, private
+//! keys that reach etcd sealed only, and each host's list of what it orders compared by hash. Needs the `fleet` feature and the `etcd` binary.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
 use std::time::{Duration, Instant};
@@ -513,4 +513,70 @@ async fn a_successor_waits_out_an_intent_and_a_short_lease_may_not_spend() {
         recs.get("other").await,
         Err(StoreError::NotOurs { .. })
     ));
+}
+
+/// A list of 30 000 certificates (20-character names): as one value (what `config/<node>`
+/// held before) etcd refuses it (over its 1.5 MiB request limit); published as a summary
+/// and chunks it goes through. Three nodes publish it, one with a digest changed and a
+/// certificate more: the two that agree read no digests at all; the odd one reads the
+/// majority's list once and names exactly the two certificates. Republished right, its old
+/// chunks are gone and it agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_30_000_certificates_is_published_and_compared_by_its_hash() {
+    use cas_certd::fleet::confighash::{compare, publish, Digests};
+    use std::collections::{BTreeMap, BTreeSet};
+    let etcd = Etcd::single();
+    let big: Digests = (0..30_000)
+        .map(|i| (format!("certificate-{i:08}"), format!("{:032x}", i * 7)))
+        .collect();
+    let whole = serde_json::to_string(&big).unwrap();
+    assert!(whole.len() > 1_572_864, "{} B", whole.len());
+    let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let refused = c.put("/test/fleet/config/whole", whole, None).await;
+    let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("too large"), "not refused: {err:?}");
+
+    let mut odd = big.clone();
+    odd.insert("certificate-00000007".into(), "changed".into());
+    odd.insert("certificate-extra".into(), "1".into());
+    let nodes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let mut hosts = Vec::new();
+    for (node, list) in [("a", &big), ("b", &big), ("c", &odd)] {
+        let (fleet, lease) = FLEET.host(&etcd, node).await;
+        publish(&fleet, &lease, list, None).await.unwrap();
+        hosts.push((fleet, lease));
+    }
+    for (fleet, _) in &hosts[..2] {
+        let mut read = BTreeMap::new();
+        assert_eq!(
+            compare(fleet, &nodes, &big, &mut read).await.unwrap(),
+            BTreeSet::new()
+        );
+        assert!(read.is_empty(), "an agreeing host read digests");
+    }
+    let (fleet, lease) = &hosts[2];
+    let mut read = BTreeMap::new();
+    let differ = compare(fleet, &nodes, &odd, &mut read).await.unwrap();
+    assert_eq!(
+        differ.into_iter().collect::<Vec<_>>(),
+        ["certificate-00000007", "certificate-extra"]
+    );
+    assert_eq!(read.len(), 1, "one list read, not one per node");
+
+    publish(fleet, lease, &big, Some(&odd)).await.unwrap();
+    let keys = etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/test/fleet/config_digests/c/",
+    ]);
+    let chunks: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(chunks.len(), 30, "{chunks:?}");
+    let mut read = BTreeMap::new();
+    assert!(compare(fleet, &nodes, &big, &mut read)
+        .await
+        .unwrap()
+        .is_empty());
 }

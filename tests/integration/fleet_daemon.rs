@@ -5,6 +5,13 @@
 //! paid order, and an etcd outage orders nothing and is said once. Needs the `fleet` feature.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used)]
+mod behind_lb;
+mod fenced;
+mod in_flight;
+mod late_host;
+mod members;
+mod paused;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +35,18 @@ pub(crate) fn alidns_certs(n: usize) -> String {
 /// The world's config for `node`: its own state and output directories, short API timeouts
 /// (how long a successor waits before adopting an interrupted order) and `[fleet]`.
 pub(crate) fn node_config(w: &World, etcd: &Etcd, node: &str, certs: &str) -> PathBuf {
+    node_config_with(w, etcd, node, certs, "2s")
+}
+
+/// [`node_config`] with the API's `read_timeout` given: the in-flight bound a successor waits
+/// out is `max_retry_time` (2 s) + `connect_timeout` (1 s) + `read_timeout`.
+fn node_config_with(
+    w: &World,
+    etcd: &Etcd,
+    node: &str,
+    certs: &str,
+    read_timeout: &str,
+) -> PathBuf {
     let base = std::fs::read_to_string(w.config(certs)).unwrap();
     let key = w.p("fleet.key");
     if !key.exists() {
@@ -46,7 +65,7 @@ pub(crate) fn node_config(w: &World, etcd: &Etcd, node: &str, certs: &str) -> Pa
         .replace(&format!("\"{live}\""), &format!("\"{live}-{node}\""))
         .replace(
             "[cas]\n",
-            "[cas]\nconnect_timeout = \"1s\"\nread_timeout = \"2s\"\nmax_retry_time = \"2s\"\n",
+            &format!("[cas]\nconnect_timeout = \"1s\"\nread_timeout = \"{read_timeout}\"\nmax_retry_time = \"2s\"\n"),
         )
         + &format!(
             "[fleet]\netcd = [{}]\nprefix = \"/test/daemon\"\nnode = \"{node}\"\nkey_file = \"{}\"\nlease_ttl = \"2s\"\n",
@@ -62,10 +81,39 @@ pub(crate) fn log_of(w: &World, node: &str) -> String {
     std::fs::read_to_string(w.p(&format!("{node}.log"))).unwrap_or_default()
 }
 
+/// The log lines of `node` with `event`.
+fn lines_with(w: &World, node: &str, event: &str) -> Vec<String> {
+    let tag = format!("\"event\":\"{event}\"");
+    log_of(w, node)
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .map(str::to_string)
+        .collect()
+}
+
+/// When `node` first logged `event` (its JSON line's timestamp).
+fn first_at(w: &World, node: &str, event: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let line = lines_with(w, node, event).into_iter().next()?;
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    Some(v["timestamp"].as_str()?.parse().unwrap())
+}
+
 pub(crate) fn count(w: &World, node: &str, event: &str) -> usize {
     log_of(w, node)
         .matches(&format!("\"event\":\"{event}\""))
         .count()
+}
+
+/// Whether `node` logged a claim of `cert`.
+fn claimed(w: &World, node: &str, cert: &str) -> bool {
+    let tag = format!("\"cert\":\"{cert}\"");
+    lines_with(w, node, "fleet.claimed")
+        .iter()
+        .any(|l| l.contains(&tag))
+}
+
+fn live_file(w: &World, node: &str, cert: &str, file: &str) -> PathBuf {
+    w.p(&format!("live-{node}")).join(cert).join(file)
 }
 
 /// Whether `cert` is deployed on some node (its owner: sets are not fanned out yet).
@@ -303,6 +351,31 @@ fn sets_and_file_proofs_reach_every_host_and_each_host_reloads_once() {
         .map(|n| count(&w, n, "fleet.set_published"))
         .sum();
     assert_eq!(published, 2, "each set published once");
+    // Each host's own status rows say which certificates another host orders.
+    for (i, n) in nodes.iter().enumerate() {
+        let rows = crate::support::world::status_json(&w.p(&format!("config-{n}.toml")));
+        for c in ["f0", "c0"] {
+            let row = rows
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["name"] == c))
+                .or_else(|| {
+                    rows["certificates"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|r| r["name"] == c))
+                })
+                .unwrap_or_else(|| panic!("{n}: no row for {c}: {rows}"))
+                .clone();
+            let elsewhere = row["next_action"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("another host orders it");
+            let owned_here = log_of(&w, n).lines().any(|l| {
+                l.contains("\"event\":\"fleet.claimed\"")
+                    && l.contains(&format!("\"cert\":\"{c}\""))
+            });
+            assert_eq!(elsewhere, !owned_here, "{n} (#{i}) {c}: {row}");
+        }
+    }
 }
 
 /// etcd with authentication on; the daemon logs in as `cas` with the fleet key and etcd's

@@ -630,3 +630,80 @@ async fn behind_a_load_balancer_a_proof_on_one_host_fails_sometimes_and_on_both_
         assert_eq!(s, CertificateState::Process);
     }
 }
+
+/// More than 4 MiB of sets under `sets/` (1 200 values of 4 KB for certificates this host
+/// does not deploy, then the one it does, last in key order): one unpaged range of them is
+/// refused by the client (its 4 MiB decode limit), yet a host joining now reads them all in
+/// pages at one revision, deploys its certificate, and still follows the watch from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_host_reads_over_4_mib_of_sets_in_pages_and_deploys() {
+    let etcd = Etcd::single();
+    let root = tempfile::tempdir().unwrap();
+    let key = fleet_key();
+    let names = ["www.example.test"];
+    let dir = format!("{}/sets/", FLEET.prefix);
+    let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let filler = "x".repeat(4096);
+    for batch in 0..12 {
+        let ops: Vec<etcd_client::TxnOp> = (0..100)
+            .map(|i| {
+                etcd_client::TxnOp::put(
+                    format!("{dir}other-{:04}", batch * 100 + i),
+                    filler.clone(),
+                    None,
+                )
+            })
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    let whole = c
+        .get(
+            dir.clone(),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await;
+    let err = whole.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("message length too large"),
+        "one range of the sets was not refused: {err:?}"
+    );
+
+    let owner_fleet = FLEET.connect(&etcd, "web-1").await;
+    let (_lease, owner) = FLEET.owner(&owner_fleet, "www").await;
+    let k1 = new_key();
+    let set1 = issued(&names, &k1, 201);
+    assert_eq!(
+        publish_set(&owner_fleet, &key, &owner, &set1)
+            .await
+            .unwrap(),
+        1
+    );
+    let d = host_dirs(root.path(), "web-2");
+    let host = SetHost::new(
+        FLEET.connect(&etcd, "web-2").await,
+        &key,
+        vec![set_target("www", &names, &d)],
+    );
+    let _hosts = Hosts(vec![tokio::spawn(host.run())]);
+    wait_live(&owner_fleet, "www", &[("web-2", 1)]).await;
+    assert_eq!(
+        live_pair(&d.out, "www"),
+        Some((set1.cert_pem.clone(), k1.expose().to_string()))
+    );
+    // The watch starts right after the paged read's revision: the next set arrives.
+    let k2 = new_key();
+    let set2 = issued(&names, &k2, 202);
+    assert_eq!(
+        publish_set(&owner_fleet, &key, &owner, &set2)
+            .await
+            .unwrap(),
+        2
+    );
+    wait_live(&owner_fleet, "www", &[("web-2", 2)]).await;
+    assert_eq!(
+        live_pair(&d.out, "www"),
+        Some((set2.cert_pem.clone(), k2.expose().to_string()))
+    );
+}

@@ -66,3 +66,40 @@ fn a_hook_that_finishes_during_the_drain_is_not_run_again_at_the_next_start() {
     assert_eq!(count(), 1, "the hook ran again after the restart");
     assert!(sigterm_and_wait(&mut d).success());
 }
+
+/// Two certificates with different reload hooks deployed in one batch: each hook runs once.
+/// (The daemon once marked "no hook running" when the first of the batch's hooks finished,
+/// and ran the slower one again while it was still running.)
+#[test]
+fn each_of_a_batchs_distinct_hooks_runs_once() {
+    let w = World::new(&[]);
+    let runs = w.p("runs.log");
+    let cert = |name: &str, script: &str| {
+        format!(
+            "[[certificate]]\nname = \"{name}\"\ndomains = [\"{name}.batch.example.test\"]\n\
+             validation = {{ method = \"alidns\" }}\n\
+             reload = [\"sh\", \"-c\", \"{script}; echo {name} >> {}\"]\n",
+            runs.display()
+        )
+    };
+    let cfg = w.config(&(cert("slow", "sleep 2") + &cert("fast", "true")));
+    let _d = w.daemon(&cfg, "daemon.log");
+    let lines = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    wait_for("both hooks ran", Duration::from_secs(60), || {
+        let l = lines();
+        l.contains(&"slow".to_string()) && l.contains(&"fast".to_string())
+    });
+    // Long enough for a second run of the slow hook to finish.
+    std::thread::sleep(Duration::from_secs(4));
+    let l = lines();
+    for name in ["slow", "fast"] {
+        let n = l.iter().filter(|x| *x == name).count();
+        assert_eq!(n, 1, "{name} ran {n} times: {l:?}");
+    }
+}

@@ -22,6 +22,7 @@ mod fleet;
 mod fleet_daemon;
 mod fleet_fanout;
 mod fleet_records;
+mod fleet_scale;
 mod fleet_status;
 mod fuzz;
 mod hooks;

@@ -120,6 +120,11 @@ pub struct SimulateArgs {
     /// with the host's time fail the timestamp check with InvalidTimeStamp.Expired.
     #[arg(long, value_name = "[-]DUR", value_parser = parse_offset, allow_hyphen_values = true)]
     pub clock_offset: Option<chrono::TimeDelta>,
+    /// Hold every call of ACTION this long after it arrived, then run it and answer (a slow
+    /// service, e.g. CreateCertificateForPackageRequest=5s). A held call is carried out even
+    /// if its caller hangs up; the ledger's `held` counts the calls held now. Repeatable.
+    #[arg(long, value_name = "ACTION=DUR", value_parser = parse_action_delay)]
+    pub action_delay: Vec<(String, Duration)>,
     /// Fraction of calls whose connection is dropped without a complete answer (action not run).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub reset_rate: f64,
@@ -165,6 +170,15 @@ fn parse_quota(s: &str) -> Result<(String, i64), String> {
 fn parse_qps(s: &str) -> Result<(String, u32), String> {
     let (a, n) = s.split_once('=').ok_or("expected ACTION=N")?;
     Ok((a.to_string(), n.parse().map_err(|e| format!("{n}: {e}"))?))
+}
+
+fn parse_action_delay(s: &str) -> Result<(String, Duration), String> {
+    let (a, d) = s.split_once('=').ok_or("expected ACTION=DUR")?;
+    if a.is_empty() {
+        return Err("expected ACTION=DUR".into());
+    }
+    let d = humantime::parse_duration(d).map_err(|e| format!("{d}: {e}"))?;
+    Ok((a.to_string(), d))
 }
 
 fn parse_offset(s: &str) -> Result<chrono::TimeDelta, String> {
@@ -254,6 +268,7 @@ pub async fn run(name: &str, a: &SimulateArgs) -> Result<(), CliError> {
             latency_rate: a.latency_rate,
             lose_rate: a.lose_rate,
             lose_only: a.lose_only.clone(),
+            action_delay: a.action_delay.clone(),
         },
         clock_offset: a.clock_offset.unwrap_or_default(),
         string_order_ids: a.string_order_ids,
@@ -283,4 +298,24 @@ pub async fn run(name: &str, a: &SimulateArgs) -> Result<(), CliError> {
     }
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_delay_is_action_equals_duration() {
+        assert_eq!(
+            parse_action_delay("CreateCertificateForPackageRequest=5s").unwrap(),
+            (
+                "CreateCertificateForPackageRequest".to_string(),
+                Duration::from_secs(5)
+            )
+        );
+        assert!(parse_action_delay("5s").is_err());
+        assert!(parse_action_delay("=5s").is_err());
+        assert!(parse_action_delay("Create=soon").is_err());
+    }
 }

@@ -1,7 +1,8 @@
 //! Fault injection, seeded so a run can be replayed: 5xx, throttling per action, latency,
 //! dropped connections and garbage bodies, decided before an action runs (so a faulted create
 //! never happened); and lost answers, where the action DOES run and only the answer is dropped
-//! (a create that happened and was charged, which the client must find, not repeat).
+//! (a create that happened and was charged, which the client must find, not repeat); and
+//! slow actions, held before they run (a create still in flight when its caller dies).
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,10 @@ pub struct FaultOptions {
     pub lose_rate: f64,
     /// Actions `lose_rate` applies to; empty: every action.
     pub lose_only: Vec<String>,
+    /// Per action: how long a call is held after it arrived, before it runs and is answered
+    /// (a slow service). A held call is carried out even if its caller hung up meanwhile, as
+    /// a request that reached Alibaba is.
+    pub action_delay: Vec<(String, Duration)>,
 }
 
 /// What to do to one request.
@@ -75,6 +80,15 @@ impl Faults {
             Some(r) if r < 1.0 => self.roll(r).then_some(l),
             _ => Some(l),
         }
+    }
+
+    /// How long a call of `action` is held before it runs (`action_delay`), if at all.
+    pub(crate) fn action_delay(&self, action: &str) -> Option<Duration> {
+        self.opts
+            .action_delay
+            .iter()
+            .find(|(a, _)| a == action)
+            .map(|(_, d)| *d)
     }
 
     fn limit(&self, action: &str) -> Option<u32> {
@@ -177,6 +191,16 @@ mod tests {
             Fault::None,
             "other actions are answered"
         );
+    }
+
+    #[test]
+    fn action_delay_holds_only_the_named_action() {
+        let f = Faults::new(FaultOptions {
+            action_delay: vec![("Create".into(), Duration::from_secs(5))],
+            ..Default::default()
+        });
+        assert_eq!(f.action_delay("Create"), Some(Duration::from_secs(5)));
+        assert_eq!(f.action_delay("List"), None);
     }
 
     #[test]

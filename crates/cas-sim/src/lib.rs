@@ -17,7 +17,8 @@
 //! - **Certificates:** a local test CA issues real X.509 leaves; its root is
 //!   `DATA_DIR/ca/root.pem`.
 //! - **Faults:** seeded 5xx answers, throttling, latency, resets, garbage, lost answers, a
-//!   shifted clock ([`faults`]), and a CA gone bad ([`hostile`]).
+//!   shifted clock, slow actions held before they run ([`faults`]), and a CA gone bad
+//!   ([`hostile`]).
 //!
 //! Run it as a program with `cas-sim --data-dir DIR` (the same flags as `cas-certd simulate`,
 //! see [`cli`]), or start it in-process:
@@ -160,6 +161,9 @@ pub(crate) struct Sim {
     pub ca: ca::Ca,
     /// Which host of a load-balanced name each FILE fetch goes to.
     pub balancer: validate::Balancer,
+    /// Calls held by `action_delay` right now, per action (received, not yet answered):
+    /// shown in the ledger, so a test can act while a call is in flight.
+    pub held: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
 }
 
 impl Sim {
@@ -253,6 +257,7 @@ pub async fn start(opts: SimOptions) -> Result<SimHandle, SimError> {
         ),
         faults: std::sync::Mutex::new(faults::Faults::new(opts.faults.clone())),
         balancer: validate::Balancer::new(opts.faults.seed),
+        held: std::sync::Mutex::default(),
         opts,
         state: tokio::sync::Mutex::new(st),
         state_path,

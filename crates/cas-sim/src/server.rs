@@ -1,5 +1,6 @@
 //! HTTP: one axum listener, GET (query) and POST (form body and/or query), routed by
-//! Version to CAS or Alidns after authentication and fault injection; the admin ledger.
+//! Version to CAS or Alidns after authentication and fault injection (a held action runs in a
+//! task of its own); the admin ledger.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -105,9 +106,10 @@ async fn ledger(AxState(sim): AxState<Arc<Sim>>) -> Response {
                    "product_code": o.product_code, "created_by": o.created_by})
         })
         .collect();
+    let held = sim.held.lock().map(|h| h.clone()).unwrap_or_default();
     json_response(
         StatusCode::OK,
-        &json!({"calls": st.calls, "orders": orders}),
+        &json!({"calls": st.calls, "orders": orders, "held": held}),
     )
 }
 
@@ -257,9 +259,70 @@ async fn answer(
                 .into_response();
         }
     }
-    let result = match version.as_str() {
-        CAS_VERSION => super::cas::dispatch(&sim, &action, &params).await,
-        DNS_VERSION => super::dns::dispatch(&sim, &action, &params).await,
+    let delay = sim.faults.lock().ok().and_then(|f| f.action_delay(&action));
+    let Some(delay) = delay else {
+        return perform(&sim, &action, &version, &params, format, fault).await;
+    };
+    // Held in a task of its own: hyper drops this handler when the caller hangs up, but a call
+    // that reached the service is carried out (and charged) all the same.
+    let task = tokio::spawn(async move {
+        let _held = Held::new(&sim, &action);
+        tokio::time::sleep(delay).await;
+        perform(&sim, &action, &version, &params, format, fault).await
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(e) => reject_response(
+            &Reject::new(500, "InternalError", format!("held call failed: {e}")),
+            "",
+            format,
+        ),
+    }
+}
+
+/// A call held by `action_delay`, counted in [`Sim::held`] until it is answered.
+struct Held<'a> {
+    sim: &'a Sim,
+    action: String,
+}
+
+impl<'a> Held<'a> {
+    fn new(sim: &'a Sim, action: &str) -> Held<'a> {
+        if let Ok(mut h) = sim.held.lock() {
+            *h.entry(action.to_string()).or_insert(0) += 1;
+        }
+        Held {
+            sim,
+            action: action.to_string(),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut h) = self.sim.held.lock() {
+            if let Some(n) = h.get_mut(&self.action) {
+                *n -= 1;
+                if *n == 0 {
+                    h.remove(&self.action);
+                }
+            }
+        }
+    }
+}
+
+/// Runs an authenticated call's action (the fault decided for it applied) and answers it.
+async fn perform(
+    sim: &Sim,
+    action: &str,
+    version: &str,
+    params: &Params,
+    format: Format,
+    fault: Fault,
+) -> Response {
+    let result = match version {
+        CAS_VERSION => super::cas::dispatch(sim, action, params).await,
+        DNS_VERSION => super::dns::dispatch(sim, action, params).await,
         "" => Err(Reject::missing("Version")),
         _ => Err(Reject::new(
             400,
@@ -273,12 +336,12 @@ async fn answer(
             Ok((_, order)) => *order,
             Err(_) => params.get("OrderId").and_then(|s| s.parse().ok()),
         };
-        record(&sim, &action, "fault:lost", order).await;
+        record(sim, action, "fault:lost", order).await;
         return dropped_connection();
     }
     match result {
         Ok((mut v, order)) => {
-            record(&sim, &action, "OK", order).await;
+            record(sim, action, "OK", order).await;
             let domain = v.get("Domain").and_then(Value::as_str).unwrap_or_default();
             if action == "DescribeCertificateState"
                 && super::hostile::mode_for(&sim.opts.hostile, domain)
@@ -296,8 +359,8 @@ async fn answer(
         }
         Err(r) => {
             let order = params.get("OrderId").and_then(|s| s.parse().ok());
-            record(&sim, &action, &r.code, order).await;
-            reject_response(&r, &version, format)
+            record(sim, action, &r.code, order).await;
+            reject_response(&r, version, format)
         }
     }
 }

@@ -177,3 +177,116 @@ async fn a_bad_signature_or_unknown_key_is_refused_and_creates_nothing() {
     assert_eq!(st.used_count, 0, "a refused create costs nothing");
     sim.shutdown().await;
 }
+
+async fn ledger(sim: &SimHandle) -> serde_json::Value {
+    let body = reqwest::get(format!("http://{}/_sim/ledger", sim.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+fn order(domain: &str) -> CreateOrder {
+    CreateOrder {
+        product_code: DEFAULT_PRODUCT.into(),
+        domains: vec![domain.into()],
+        csr: None,
+        validate_type: ValidateType::Dns,
+        contact: Contact {
+            name: "Ops".into(),
+            phone: "13800000000".into(),
+            email: "ops@example.com".into(),
+        },
+        company_name: None,
+        tags: Vec::new(),
+    }
+}
+
+/// `action_delay`: a create is held before it runs. While held, the ledger counts it and holds
+/// no order; a caller that gives up does not undo it (the order is made, and charged, when the
+/// delay is over, as a request that reached Alibaba is carried out); a caller that waits gets
+/// the usual answer after the delay. Other actions are answered at once.
+#[tokio::test]
+async fn a_held_create_runs_after_its_delay_even_when_its_caller_gave_up() {
+    const CREATE: &str = "CreateCertificateForPackageRequest";
+    let delay = std::time::Duration::from_millis(1500);
+    let dir = tempfile::tempdir().unwrap();
+    let sim = cas_sim::start(SimOptions {
+        data_dir: dir.path().to_path_buf(),
+        credentials: vec![(AK.into(), Secret::new(SK))],
+        zones: vec!["example.com".into()],
+        admin: true,
+        faults: cas_sim::faults::FaultOptions {
+            action_delay: vec![(CREATE.into(), delay)],
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = url::Url::parse(&format!("http://{}", sim.addr)).unwrap();
+    let impatient = Client::new(
+        &ClientOptions {
+            cas_endpoint: url.clone(),
+            alidns_endpoint: url,
+            read_timeout: std::time::Duration::from_millis(300),
+            max_attempts: 1,
+            ..ClientOptions::default()
+        },
+        Credentials::fixed(AccessKey {
+            id: AK.into(),
+            secret: Secret::new(SK),
+            security_token: None,
+            expires: None,
+        }),
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(impatient
+        .create_certificate_for_package(&order("a.example.com"))
+        .await
+        .is_err());
+    let l = ledger(&sim).await;
+    assert_eq!(l["held"][CREATE], 1, "{l}");
+    assert_eq!(l["orders"].as_array().unwrap().len(), 0, "ran early: {l}");
+    // Other actions are not held.
+    let c = client(&sim, SignatureVersion::V3, AK, SK);
+    c.describe_package_state(DEFAULT_PRODUCT).await.unwrap();
+    assert!(
+        t0.elapsed() < delay,
+        "a describe waited for the held create"
+    );
+    let l = loop {
+        let l = ledger(&sim).await;
+        if !l["orders"].as_array().unwrap().is_empty() {
+            break l;
+        }
+        assert!(t0.elapsed() < delay * 10, "the held create never ran: {l}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        t0.elapsed() >= delay,
+        "ran {:?} after the call",
+        t0.elapsed()
+    );
+    assert_eq!(l["orders"][0]["domains"][0], "a.example.com");
+    let st = c.describe_package_state(DEFAULT_PRODUCT).await.unwrap();
+    assert_eq!(st.used_count, 1, "the abandoned create is charged");
+    // A caller that waits gets the order, after the delay, answered as usual.
+    let t1 = std::time::Instant::now();
+    let id = c
+        .create_certificate_for_package(&order("b.example.com"))
+        .await
+        .unwrap();
+    assert!(t1.elapsed() >= delay);
+    assert!(matches!(
+        c.describe_certificate_state(id).await.unwrap(),
+        CertificateState::DomainVerify(Challenge::Dns { .. })
+    ));
+    let l = ledger(&sim).await;
+    assert_eq!(l["orders"].as_array().unwrap().len(), 2);
+    assert!(l["held"].as_object().unwrap().is_empty(), "{l}");
+    sim.shutdown().await;
+}

@@ -1,6 +1,7 @@
-//! The loop every fan-out watcher runs: read everything under a directory at one revision
-//! (so a host that joins late, or was re-imaged, or lost its watch, catches up without any
-//! order), hand it over as a whole, then watch from the next revision. Any watch error (a
+//! The loop every fan-out watcher runs: read everything under a directory at one revision,
+//! in pages (`fanout::read_dir`: a directory of any size), so a host that joins late, or was
+//! re-imaged, or lost its watch, catches up without any order; hand it over as a whole, then
+//! watch from the next revision. Any watch error (a
 //! member gone, a compacted revision) starts over with a fresh read: the handler brings the
 //! host to what etcd holds, so a missed event cannot leave it behind. Every
 //! [`RESYNC_EVERY`] the watch is renewed the same way, so what failed on this host (a write
@@ -12,7 +13,7 @@ use etcd_client::{EventType, WatchOptions};
 use super::read_dir;
 use crate::fleet::{Fleet, FleetError};
 
-/// How often a watcher reads everything again: one range read per directory and host.
+/// How often a watcher reads everything again: one paged read per directory and host.
 const RESYNC_EVERY: Duration = Duration::from_secs(300);
 
 /// What a watcher does with what it reads. Names are keys with the directory stripped.
@@ -45,7 +46,8 @@ pub(crate) async fn follow(fleet: &Fleet, dir: &str, f: &mut impl Follower) {
     }
 }
 
-/// One read and the watch after it, until the watch ends.
+/// One read and the watch after it, until the watch ends. The watch starts at the revision
+/// after the read's, so nothing between the two is missed nor seen twice.
 async fn once(fleet: &Fleet, dir: &str, f: &mut impl Follower) -> Result<(), FleetError> {
     let (rev, all) = read_dir(fleet, dir).await?;
     f.resync(all).await;

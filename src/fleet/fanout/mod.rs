@@ -8,7 +8,6 @@
 //!   reports `<prefix>/live/<cert>/<node>`.
 //! - `follow`: the read-everything-then-watch loop both watchers run.
 //!
-//! Library services: the daemon's fleet mode calls them (not wired yet; docs/FLEET.md).
 mod follow;
 mod proofs;
 mod sets;
@@ -104,23 +103,18 @@ pub(crate) async fn read_one(
         .map(|kv| (kv.value().to_vec(), kv.version())))
 }
 
-/// The values under `dir` (keys with `dir` stripped) at one revision.
+/// Keys per page of [`read_dir`]: at most about 2 MiB of sets of up to 16 KB each, well
+/// under etcd-client's 4 MiB decode limit (a real RSA chain makes a set of about 6 KB).
+const PAGE: i64 = 128;
+
+/// The values under `dir` (keys with `dir` stripped) at one revision, read in pages (a
+/// directory of any size: `sets/` of 10 000 certificates is about 62 MB).
 pub(crate) async fn read_dir(
     fleet: &Fleet,
     dir: &str,
 ) -> Result<(i64, Vec<(String, Vec<u8>, i64)>), FleetError> {
-    let r = fleet
-        .call_idempotent(|mut c| {
-            let dir = dir.to_string();
-            async move {
-                c.get(dir, Some(etcd_client::GetOptions::new().with_prefix()))
-                    .await
-            }
-        })
-        .await?;
-    let rev = r.header().map_or(0, |h| h.revision());
-    let kvs = r
-        .kvs()
+    let (rev, kvs) = super::cluster::read_range(fleet, dir, PAGE, None).await?;
+    let kvs = kvs
         .iter()
         .filter_map(|kv| {
             let key = std::str::from_utf8(kv.key()).ok()?;

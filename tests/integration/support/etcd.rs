@@ -32,6 +32,15 @@ pub struct Member {
     cmd: Vec<std::ffi::OsString>,
 }
 
+/// One key as etcd holds it (see [`Etcd::kv`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub version: i64,
+    pub value: String,
+}
+
 pub struct Etcd {
     pub members: Vec<Member>,
     pub dir: tempfile::TempDir,
@@ -282,6 +291,25 @@ impl Etcd {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The key-value `key` holds now, as etcd gives it (revisions, version, value), or `None`.
+    pub fn kv(&self, key: &str) -> Option<Kv> {
+        use base64::Engine as _;
+        let out = self.etcdctl(&["get", key, "--write-out=json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let kv = v["kvs"].as_array()?.first()?;
+        let b64 = |f: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(kv[f].as_str().unwrap_or_default())
+                .unwrap()
+        };
+        Some(Kv {
+            create_revision: kv["create_revision"].as_i64().unwrap(),
+            mod_revision: kv["mod_revision"].as_i64().unwrap(),
+            version: kv["version"].as_i64().unwrap(),
+            value: String::from_utf8(b64("value")).unwrap(),
+        })
+    }
+
     fn etcdctl_at(&self, endpoints: &[String], args: &[&str]) -> Command {
         let mut c = Command::new(etcdctl_bin());
         c.env("ETCDCTL_API", "3")
@@ -329,6 +357,36 @@ impl Etcd {
             .iter()
             .position(|m| m.client_url == url)
             .unwrap()
+    }
+
+    /// Makes sure member `i` does not lead: if it does, its leadership is handed to another
+    /// running member (`etcdctl move-leader`), and this waits until that one leads.
+    pub fn lead_elsewhere(&self, i: usize) {
+        if self.leader() != i {
+            return;
+        }
+        let out = self.etcdctl(&["endpoint", "status", "--write-out=json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let to = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Endpoint"].as_str() != Some(self.members[i].client_url.as_str()))
+            .unwrap_or_else(|| panic!("no other running member: {out}"));
+        let id = to["Status"]["header"]["member_id"].as_u64().unwrap();
+        let moved = self
+            .etcdctl_at(
+                std::slice::from_ref(&self.members[i].client_url),
+                &["move-leader", &format!("{id:x}")],
+            )
+            .output()
+            .unwrap();
+        assert!(moved.status.success(), "move-leader: {moved:?}");
+        let t0 = Instant::now();
+        while self.leader() == i {
+            assert!(t0.elapsed() < START_DEADLINE, "member {i} still leads");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn log(&self, member: &str) -> String {

@@ -319,6 +319,15 @@ pub fn spawn_sim(
     (sim, sim_addr)
 }
 
+/// Sends `signal` (a name `kill` knows: STOP, CONT, KILL...) to the process.
+pub fn signal(p: &Proc, signal: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{signal}"), &p.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// Sends SIGTERM and waits (at most 15 s) for the process to exit.
 pub fn sigterm_and_wait(p: &mut Proc) -> std::process::ExitStatus {
     assert!(Command::new("kill")

@@ -107,6 +107,7 @@ mod tests {
             verifier: std::sync::Mutex::new(auth::Verifier::new(&[])),
             faults: std::sync::Mutex::new(faults::Faults::new(Default::default())),
             balancer: crate::validate::Balancer::new(0),
+            held: std::sync::Mutex::default(),
             state: tokio::sync::Mutex::new(state::State::default()),
             state_path: dir.join("state.json"),
             ca: ca::Ca::open(&dir.join("ca")).unwrap(),
