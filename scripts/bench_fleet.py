@@ -38,7 +38,7 @@ the owner's local mirror in fleet mode, so it orders nothing (docs/BENCHMARKS.md
    serves the same set, 0 mismatched pairs, no private key and no fleet key in any log.
 
 --smoke (CI, scripts/test.sh's fleet step): N=6, 3 kills, lease TTL 2 s everywhere, lifetime
-75 s (renewals 30 s after each issue); about 3-4 minutes.
+75 s (renewals 30 s after each issue); about 2 minutes.
 """
 import argparse
 import base64

@@ -61,7 +61,7 @@ cargo test -p cas-certd --features fleet --lib --bin cas-certd --test integratio
 # tests just built, with the feature), a 3-member etcd, the simulator load-balancing FILE
 # fetches over 3 webroots; 6 certificates, a failover and 3 SIGKILLs of owners in flight. Fails
 # on a second order, a host missing a set, a mismatched pair, a key in a log; never on timing.
-step "fleet bench smoke: scripts/bench_fleet.py --smoke (about 3 min)"
+step "fleet bench smoke: scripts/bench_fleet.py --smoke (about 2 min)"
 "$CAS_CERTD_PYTHON" scripts/bench_fleet.py --bin "$bin" --smoke
 
 # Every log the tests above kept (daemon, simulator, CLI output): no test secret, no PRIVATE KEY.
