@@ -10,8 +10,8 @@ usage: bench_fleet.py --bin <target-dir>/debug/cas-certd [--n 20] [--kills N] [-
 
 The binary must be built with the `fleet` feature (`cargo build --features fleet`).
 Renewals come from short-lived certificates (the simulator's --cert-lifetime; the daemon
-renews with a third of the validity left): `renew NAME` on the control socket writes only
-the owner's local mirror in fleet mode, so it orders nothing (docs/BENCHMARKS.md, Fleet).
+renews with a third of the validity left), so every certificate is renewed again and again
+on its owner's own schedule, with no driver talking to whichever host owns it now.
 
 1. The benchmark (fresh fleet, N certificates, half FILE, half Alidns, lease TTL --lease-ttl):
    - orders per certificate (the simulator's ledger: CreateCertificateForPackageRequest / N);
@@ -426,10 +426,9 @@ class Fleet:
             f.write(self.fleet_key + "\n")
         self.etcd = Etcd(self.work)
         self.hosts = [Host(self, node) for node in NODES]
-        # Short-lived certificates: each is renewed 2/3 into its life, again and again (a
-        # forced `renew` through the control socket only reaches the owner's local store in
-        # fleet mode, see docs/BENCHMARKS.md). Books written after every change (the default):
-        # the benchmark reads them for the quota spent.
+        # Short-lived certificates: each is renewed 2/3 into its life, again and again. Books
+        # written after every change (the default): the benchmark reads them for the quota
+        # spent.
         extra = ["--zone", ZONE, "--validation-delay", f"{validation}s",
                  "--review-delay", f"{REVIEW}s", "--seed", str(ARGS.seed),
                  "--cert-lifetime", f"{lifetime}s"]

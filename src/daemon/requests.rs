@@ -3,8 +3,10 @@ use chrono::{DateTime, Utc};
 use tracing::info;
 
 use super::State;
+use crate::config::Certificate;
 use crate::control::{Request, Response};
 use crate::lifecycle;
+use crate::store::{CertRecord, StoreError};
 
 /// What the loop answers a control request with.
 pub(super) enum Answer {
@@ -38,7 +40,10 @@ impl State {
                 message: format!("no certificate named {name:?} in the configuration"),
             });
         };
-        let mut r = self.record(&c);
+        let mut r = match self.renew_record(&c).await {
+            Ok(r) => r,
+            Err(message) => return Answer::Now(Response::Error { message }),
+        };
         let why = match manual::decide(&r, c.renew_before, Utc::now()) {
             Decision::InFlight(phase) => {
                 return now_msg(format!(
@@ -57,7 +62,7 @@ impl State {
             Decision::Due(because) => because.to_string(),
         };
         r.next_due = Utc::now();
-        if let Err(e) = self.store.put_durable(&r).await {
+        if let Err(e) = self.renew_write(&r).await {
             return Answer::Now(Response::Error {
                 message: e.to_string(),
             });
@@ -70,6 +75,35 @@ impl State {
             "renewal of {name} scheduled now ({why}); it uses one unit of {}",
             c.product_code
         ))
+    }
+
+    /// The record `renew` decides on. In fleet mode the fleet's, from etcd: the steps read
+    /// that one, the local copy is a mirror; only the owner may read and write it.
+    async fn renew_record(&self, c: &Certificate) -> Result<CertRecord, String> {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &self.fleet {
+            use crate::lifecycle::ports::Records as _;
+            return match f.records.get(&c.name).await {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) => Err(format!("{}: the fleet has no record of it yet", c.name)),
+                Err(StoreError::NotOurs { name, why }) => Err(format!(
+                    "{name} is not this host's to renew ({why}): run `renew` on its owner \
+                     (`cas-certd status` names it)"
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        Ok(self.record(c))
+    }
+
+    /// Writes the record `renew` scheduled: in fleet mode to etcd, under this host's fence.
+    async fn renew_write(&self, r: &CertRecord) -> Result<(), StoreError> {
+        #[cfg(feature = "fleet")]
+        if let Some(f) = &self.fleet {
+            use crate::lifecycle::ports::Records as _;
+            return f.records.put_durable(r).await;
+        }
+        self.store.put_durable(r).await
     }
 
     /// Sends a control answer. One that needs confirming first learns how many units of the

@@ -11,6 +11,7 @@ mod in_flight;
 mod late_host;
 mod members;
 mod paused;
+mod renew;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
