@@ -134,13 +134,11 @@ fn a_paused_owner_past_its_lease_orders_and_writes_nothing_once_continued() {
 }
 
 /// The old owner's resumed step finds its call timed out (the pause outlasted read_timeout)
-/// and fails the attempt: the failure is not written (the step is dropped), but its
-/// `cert.renew_failed` (notified by default) and the renewal-failure metric come before the
-/// write in the failure tail, so a host that no longer owns the certificate tells a person it
-/// failed. Not fixed here: the lifecycle (`machine/failure.rs`, effects before `Persist`) is
-/// another branch's.
+/// and fails the attempt: the failure is not written (the step is dropped), and it is not
+/// said either (`cert.renew_failed` is notified by default): the failure tail persists before
+/// it logs (`machine/failure.rs`), so a host that no longer owns the certificate tells nobody
+/// it failed.
 #[test]
-#[ignore = "bug: a dropped step's failure is logged (cert.renew_failed) before its refused write"]
 fn a_paused_owner_says_no_failure_for_a_step_it_may_not_write() {
     let p = Paused::run();
     let after = p.after();
