@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{lines_with, live_file, log_of, node_config, DEADLINE, NODES};
+use super::{lines_with, live_file, log_of, start_with_webroots, DEADLINE, NODES};
 use crate::support::etcd::Etcd;
-use crate::support::world::{openssl, serve_webroot, wait_for, Proc, World};
+use crate::support::world::{openssl, serve_webroot, wait_for, World};
 
 const N: usize = 20;
 /// The fleet key node_config writes (base64), and its 32 bytes in hex.
@@ -85,17 +85,7 @@ fn twenty_file_certificates_behind_a_load_balancer_are_paid_once_and_served_alik
             )
         })
         .collect();
-    let _daemons: Vec<Proc> = NODES
-        .iter()
-        .map(|n| {
-            let path = node_config(&w, &etcd, n, &certs);
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("WEBROOT", &roots.path().join(n).display().to_string());
-            std::fs::write(&path, text).unwrap();
-            w.daemon(&path, &format!("{n}.log"))
-        })
-        .collect();
+    let _daemons = start_with_webroots(&w, &etcd, &NODES, &certs, |n| roots.path().join(n));
     wait_for("every certificate live on every host", DEADLINE, || {
         (0..N).all(|i| {
             NODES
@@ -237,17 +227,7 @@ fn certificates_sharing_a_webroot_wait_their_turn_without_an_error_per_retry() {
             )
         })
         .collect();
-    let _daemons: Vec<Proc> = nodes
-        .iter()
-        .map(|n| {
-            let path = node_config(&w, &etcd, n, &certs);
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("WEBROOT", &roots.path().join(n).display().to_string());
-            std::fs::write(&path, text).unwrap();
-            w.daemon(&path, &format!("{n}.log"))
-        })
-        .collect();
+    let _daemons = start_with_webroots(&w, &etcd, nodes, &certs, |n| roots.path().join(n));
     wait_for("every certificate live on both hosts", DEADLINE, || {
         (0..M).all(|i| {
             nodes
