@@ -245,6 +245,9 @@ async fn round(
         mismatch,
         lists,
     } = rounds;
+    if let Some(j) = joined.as_ref() {
+        j.lease.say_if_lost();
+    }
     if joined.as_ref().is_none_or(|j| !j.lease.is_live()) {
         let lost = records.drop_lost();
         if !lost.is_empty() {

@@ -14,7 +14,7 @@ impl State {
     /// Once no step is running (the batch is over), runs each distinct reload hook once, with
     /// the environment of the last certificate deployed for it.
     pub(super) fn maybe_run_hooks(&mut self) {
-        if !self.running.is_empty() || self.hooks_running {
+        if !self.running.is_empty() || self.hooks_running > 0 {
             return;
         }
         let now = Utc::now();
@@ -56,7 +56,7 @@ impl State {
                 .unwrap_or(0)
                 + 1;
             let retry_in = hook_backoff(attempt);
-            self.hooks_running = true;
+            self.hooks_running += 1;
             self.tasks.spawn(async move {
                 match crate::hook::run(&hook, &env).await {
                     Ok(out) => {

@@ -108,7 +108,8 @@ struct State {
     snapshot_dirty: bool,
     services: Services,
     running: HashSet<String>,
-    hooks_running: bool,
+    /// Reload hooks running (one per distinct hook of a batch); no new batch until all ended.
+    hooks_running: usize,
     /// In memory on purpose: after a restart, pending hooks run at once.
     hook_retry: HashMap<String, (u32, DateTime<Utc>)>,
     sem: Arc<Semaphore>,
@@ -190,7 +191,7 @@ pub async fn run(
         snapshot_dirty: true,
         services,
         running: HashSet::new(),
-        hooks_running: false,
+        hooks_running: 0,
         hook_retry: HashMap::new(),
         stopping: Arc::new(AtomicBool::new(false)),
         tasks: JoinSet::new(),
@@ -438,7 +439,7 @@ impl State {
         if let Some(at) = self.cas.wake_at() {
             earliest = Some(earliest.map_or(at, |e| e.min(at)));
         }
-        if !self.hooks_running {
+        if self.hooks_running == 0 {
             for (_, at) in self.hook_retry.values() {
                 earliest = Some(earliest.map_or(*at, |e| e.min(*at)));
             }
@@ -540,7 +541,7 @@ impl State {
                 }
             }
             TaskResult::Hook { names, ok } => {
-                self.hooks_running = false;
+                self.hooks_running = self.hooks_running.saturating_sub(1);
                 let now = Utc::now();
                 for n in &names {
                     if let Some(c) = self.cert(n).cloned() {

@@ -4,6 +4,7 @@
 //!
 //! How long the lease surely lasts is counted from when each keep-alive was *sent* (not
 //! answered), so this host's idea of the deadline is never later than etcd's.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct Lease {
     state: watch::Receiver<State>,
     task: tokio::task::JoinHandle<()>,
     fleet: Fleet,
+    /// `fleet.lease_lost` was said (once per lease, by whoever sees the loss first).
+    said: Arc<AtomicBool>,
 }
 
 impl Drop for Lease {
@@ -48,13 +51,15 @@ impl Lease {
             .await?;
         let ttl = Duration::from_secs(u64::try_from(g.ttl()).unwrap_or(1));
         let (tx, rx) = watch::channel(State::Until(sent + ttl));
-        let task = tokio::spawn(keep_alive(fleet.clone(), g.id(), ttl, tx));
+        let said = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(keep_alive(fleet.clone(), g.id(), ttl, tx, said.clone()));
         Ok(Arc::new(Lease {
             id: g.id(),
             ttl,
             state: rx,
             task,
             fleet: fleet.clone(),
+            said,
         }))
     }
 
@@ -79,6 +84,20 @@ impl Lease {
 
     pub fn is_live(&self) -> bool {
         !self.remaining().is_zero()
+    }
+
+    /// Says `fleet.lease_lost` if the lease is lost and nobody said it yet: the holder that
+    /// finds its deadline passed (a paused host) may drop the lease before its keep-alive task
+    /// noticed.
+    pub fn say_if_lost(&self) {
+        if !self.is_live() {
+            say_lost(
+                &self.said,
+                &self.fleet,
+                self.id,
+                "the lease's deadline passed (this host may have been paused)",
+            );
+        }
     }
 
     /// Returns once the lease is lost (at once if it is).
@@ -127,7 +146,13 @@ impl Lease {
 /// Sends a keep-alive every third of the TTL; a stream that breaks is reopened until the
 /// deadline passes. Says Lost (once, with `fleet.lease_lost`) when etcd answers TTL 0 or the
 /// deadline passes unanswered.
-async fn keep_alive(fleet: Fleet, id: i64, ttl: Duration, tx: watch::Sender<State>) {
+async fn keep_alive(
+    fleet: Fleet,
+    id: i64,
+    ttl: Duration,
+    tx: watch::Sender<State>,
+    said: Arc<AtomicBool>,
+) {
     let period = (ttl / 3).max(Duration::from_millis(200));
     let mut until = match *tx.borrow() {
         State::Until(t) => t,
@@ -173,6 +198,14 @@ async fn keep_alive(fleet: Fleet, id: i64, ttl: Duration, tx: watch::Sender<Stat
         }
     };
     let _ = tx.send(State::Lost);
+    say_lost(&said, &fleet, id, &reason);
+}
+
+/// `fleet.lease_lost`, once per lease.
+fn say_lost(said: &AtomicBool, fleet: &Fleet, id: i64, reason: &str) {
+    if said.swap(true, Ordering::SeqCst) {
+        return;
+    }
     tracing::warn!(
         event = "fleet.lease_lost",
         lease = id,

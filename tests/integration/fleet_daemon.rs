@@ -134,6 +134,32 @@ pub(crate) fn start(w: &World, etcd: &Etcd, nodes: &[&str], certs: &str) -> Vec<
         .collect()
 }
 
+/// Starts `nodes` on `certs`, where `WEBROOT` stands for each node's own webroot
+/// (`webroot(node)`) and `HOOKLOG` for its own hook log (`hook-<node>.log` in the world).
+pub(crate) fn start_with_webroots(
+    w: &World,
+    etcd: &Etcd,
+    nodes: &[&str],
+    certs: &str,
+    webroot: impl Fn(&str) -> PathBuf,
+) -> Vec<Proc> {
+    nodes
+        .iter()
+        .map(|n| {
+            let path = node_config(w, etcd, n, certs);
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("WEBROOT", &webroot(n).display().to_string())
+                .replace(
+                    "HOOKLOG",
+                    &w.p(&format!("hook-{n}.log")).display().to_string(),
+                );
+            std::fs::write(&path, text).unwrap();
+            w.daemon(&path, &format!("{n}.log"))
+        })
+        .collect()
+}
+
 /// 3 daemons × 6 certificates: each ordered exactly once (the simulator's books), each node
 /// owns at least one.
 #[test]
@@ -288,21 +314,7 @@ fn sets_and_file_proofs_reach_every_host_and_each_host_reloads_once() {
         + &hook("f0")
         + &alidns_certs(1)
         + &hook("c0");
-    let _daemons: Vec<Proc> = nodes
-        .iter()
-        .map(|n| {
-            let path = node_config(&w, &etcd, n, &certs);
-            let text = std::fs::read_to_string(&path)
-                .unwrap()
-                .replace("WEBROOT", &webroot(n).display().to_string())
-                .replace(
-                    "HOOKLOG",
-                    &w.p(&format!("hook-{n}.log")).display().to_string(),
-                );
-            std::fs::write(&path, text).unwrap();
-            w.daemon(&path, &format!("{n}.log"))
-        })
-        .collect();
+    let _daemons = start_with_webroots(&w, &etcd, nodes, &certs, webroot);
     let live = |n: &str, cert: &str, f: &str| w.p(&format!("live-{n}")).join(cert).join(f);
     let hooks =
         |n: &str| std::fs::read_to_string(w.p(&format!("hook-{n}.log"))).unwrap_or_default();

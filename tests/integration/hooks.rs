@@ -67,9 +67,10 @@ fn a_hook_that_finishes_during_the_drain_is_not_run_again_at_the_next_start() {
     assert!(sigterm_and_wait(&mut d).success());
 }
 
-/// Two certificates with different reload hooks deployed in one batch: each hook runs once.
-/// (The daemon once marked "no hook running" when the first of the batch's hooks finished,
-/// and ran the slower one again while it was still running.)
+/// Two certificates with different reload hooks pending together (a daemon killed before
+/// either ran, then started again): each hook runs once. (The daemon once marked "no hook
+/// running" when the first of the batch's hooks finished, and ran the slower one again while
+/// it was still running.)
 #[test]
 fn each_of_a_batchs_distinct_hooks_runs_once() {
     let w = World::new(&[]);
@@ -82,6 +83,19 @@ fn each_of_a_batchs_distinct_hooks_runs_once() {
             runs.display()
         )
     };
+    // First run: the hooks hang, so both stay pending when the daemon is killed.
+    let cfg = w.config(&(cert("slow", "sleep 600") + &cert("fast", "sleep 600")));
+    let mut d = w.daemon(&cfg, "first.log");
+    wait_for("both deployed", Duration::from_secs(60), || {
+        w.live("slow", "cert.pem").exists() && w.live("fast", "cert.pem").exists()
+    });
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
+    // The killed daemon's hooks (their shells name this test's log) must not write later.
+    let _ = std::process::Command::new("pkill")
+        .arg("-f")
+        .arg(runs.display().to_string())
+        .status();
     let cfg = w.config(&(cert("slow", "sleep 2") + &cert("fast", "true")));
     let _d = w.daemon(&cfg, "daemon.log");
     let lines = || {

@@ -144,6 +144,9 @@ pub struct ProofHost {
     targets: HashMap<String, ProofTarget>,
     /// Files written, per certificate: the order and the paths.
     written: HashMap<String, (u64, Vec<PathBuf>)>,
+    /// Proofs waiting for a webroot's proof file another certificate's proof holds (CAS's
+    /// file name is always `fileauth.txt`): written when that one is removed.
+    waiting: HashMap<String, Vec<u8>>,
 }
 
 impl ProofHost {
@@ -152,6 +155,7 @@ impl ProofHost {
             fleet,
             targets: targets.into_iter().map(|t| (t.cert.clone(), t)).collect(),
             written: HashMap::new(),
+            waiting: HashMap::new(),
         }
     }
 
@@ -216,6 +220,14 @@ impl ProofHost {
                         let _ = file::cleanup(p);
                         file::release(p, cert);
                     }
+                    // Taking turns on a shared webroot is routine, as on one host: not an
+                    // error, and written as soon as the other proof is removed.
+                    if matches!(e, crate::validation::ValidationError::Busy(_)) {
+                        tracing::debug!(cert = %cert, order_id = proof.order_id, reason = %e,
+                            "the proof waits for the webroot's proof file");
+                        self.waiting.insert(cert.to_string(), value.to_vec());
+                        return;
+                    }
                     return refused(
                         self.fleet.node(),
                         cert,
@@ -225,6 +237,7 @@ impl ProofHost {
                 }
             }
         }
+        self.waiting.remove(cert);
         tracing::info!(event = "fleet.proof_written", cert = %cert, order_id = proof.order_id,
             files = paths.len(), "wrote the fleet's proof into this host's webroot");
         self.written
@@ -246,10 +259,23 @@ impl ProofHost {
         }
     }
 
-    /// Removes `cert`'s proof files from this host.
-    fn remove(&mut self, cert: &str) {
-        let Some((order_id, paths)) = self.written.remove(cert) else {
+    /// Removes `cert`'s proof files from this host, then writes the proofs that waited for
+    /// them.
+    async fn remove_and_retry(&mut self, cert: &str) {
+        self.waiting.remove(cert);
+        if !self.remove(cert) {
             return;
+        }
+        let waiting: Vec<(String, Vec<u8>)> = self.waiting.drain().collect();
+        for (c, v) in waiting {
+            self.write(&c, &v).await;
+        }
+    }
+
+    /// Removes `cert`'s proof files from this host; false when it had none.
+    fn remove(&mut self, cert: &str) -> bool {
+        let Some((order_id, paths)) = self.written.remove(cert) else {
+            return false;
         };
         for p in &paths {
             if let Err(e) = file::cleanup(p) {
@@ -260,6 +286,7 @@ impl ProofHost {
         }
         tracing::info!(event = "fleet.proof_removed", cert = %cert, order_id,
             "removed the fleet's proof from this host's webroot");
+        true
     }
 }
 
@@ -279,6 +306,8 @@ impl Follower for ProofHost {
         for c in gone {
             self.remove(&c);
         }
+        self.waiting
+            .retain(|c, _| all.iter().any(|(n, _, _)| n == c));
         for (cert, value, _) in all {
             self.write(&cert, &value).await;
         }
@@ -289,6 +318,6 @@ impl Follower for ProofHost {
     }
 
     async fn delete(&mut self, name: String) {
-        self.remove(&name)
+        self.remove_and_retry(&name).await
     }
 }

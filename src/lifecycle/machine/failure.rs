@@ -151,10 +151,13 @@ pub(super) fn failed(mut rec: CertRecord, cx: &Cx<'_>, f: Failure) -> Transition
     // skipping the wait would retry at once, again and again).
     rec.force_renew = false;
     let at = rec.next_due;
+    // Persisted before it is said: a write the store refuses (fleet mode: the certificate is
+    // no longer this host's) drops the step, and a failure that was not recorded is not
+    // announced (a default notify event) nor counted.
     let mut t = Transition::new(rec)
+        .effect(Effect::Persist)
         .log(event)
-        .effect(Effect::MetricRenewalFailed)
-        .effect(Effect::Persist);
+        .effect(Effect::MetricRenewalFailed);
     if let Some(fp) = failpoint {
         t = t.effect(Effect::Failpoint(fp));
     }

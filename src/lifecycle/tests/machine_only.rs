@@ -315,8 +315,10 @@ fn verify_fail_logs_cleans_up_fails_then_deletes_the_order() {
         })
     );
     assert_eq!(t.effects[1], Effect::CleanupProof(p));
+    // Persisted before the failure is said and counted.
+    assert_eq!(t.effects[2], Effect::Persist);
     assert!(matches!(
-        &t.effects[2],
+        &t.effects[3],
         Effect::Log(Event::RenewFailed {
             permanent: false,
             severe: false,
@@ -325,10 +327,9 @@ fn verify_fail_logs_cleans_up_fails_then_deletes_the_order() {
         })
     ));
     assert_eq!(
-        t.effects[3..],
+        t.effects[4..],
         [
             Effect::MetricRenewalFailed,
-            Effect::Persist,
             Effect::Failpoint("after_failed")
         ]
     );

@@ -134,13 +134,11 @@ fn a_paused_owner_past_its_lease_orders_and_writes_nothing_once_continued() {
 }
 
 /// The old owner's resumed step finds its call timed out (the pause outlasted read_timeout)
-/// and fails the attempt: the failure is not written (the step is dropped), but its
-/// `cert.renew_failed` (notified by default) and the renewal-failure metric come before the
-/// write in the failure tail, so a host that no longer owns the certificate tells a person it
-/// failed. Not fixed here: the lifecycle (`machine/failure.rs`, effects before `Persist`) is
-/// another branch's.
+/// and fails the attempt: the failure is not written (the step is dropped), and it is not
+/// said either (`cert.renew_failed` is notified by default): the failure tail persists before
+/// it logs (`machine/failure.rs`), so a host that no longer owns the certificate tells nobody
+/// it failed.
 #[test]
-#[ignore = "bug: a dropped step's failure is logged (cert.renew_failed) before its refused write"]
 fn a_paused_owner_says_no_failure_for_a_step_it_may_not_write() {
     let p = Paused::run();
     let after = p.after();
@@ -152,12 +150,10 @@ fn a_paused_owner_says_no_failure_for_a_step_it_may_not_write() {
 
 /// Each time the lease is lost, `fleet.lease_lost` is logged (FLEET.md: "A lost lease ends
 /// every ownership (`fleet.lease_lost`)"). After a pause past the lease both the keep-alive
-/// task and the claims loop wake late; when the claims loop runs first it sees the lease dead,
-/// drops it (`Rounds::joined = None`, the ownerships with it) and so aborts the keep-alive task
-/// before that task logs the event: the loss shows only as the claims loop's info line. Seen
-/// in about one pause of three; five pauses here.
+/// task and the claims loop wake late; the claims loop, when it runs first, says the loss
+/// before it drops the lease (and the keep-alive task with it). (It once dropped it silently:
+/// the loss showed only as an info line, in about one pause of three.) Five pauses here.
 #[test]
-#[ignore = "bug: fleet.lease_lost is not logged when the claims loop drops the lost lease first"]
 fn every_lost_lease_is_said_with_fleet_lease_lost() {
     const LOST: &str = "the fleet lease was lost: these certificates";
     let etcd = Etcd::single();
