@@ -64,10 +64,17 @@ pub fn check_value(value: &str) -> Result<(), ValidationError> {
 pub async fn zone_exists(client: &Client, zone: &str) -> Result<bool, ApiError> {
     match client.describe_domain_records(zone, None, 1, 1).await {
         Ok(_) => Ok(true),
-        // Not our zone (or not a zone at all).
-        Err(e @ ApiError::Service { status, .. }) if status < 500 && !is_auth(&e) => Ok(false),
+        Err(e) if not_a_zone(&e) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Whether DescribeDomainRecords' refusal says "not a zone of this account": a 4xx that is
+/// neither an authentication error nor one to retry (throttling: the zone may well be ours).
+fn not_a_zone(e: &ApiError) -> bool {
+    matches!(e, ApiError::Service { status, .. } if *status < 500)
+        && !is_auth(e)
+        && e.class() != cas_api::ErrorClass::Retryable
 }
 
 /// The account's zone holding `name` (the longest suffix that is a zone), if any.
@@ -187,6 +194,25 @@ fn gone(code: &str) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn refusal(status: u16, code: &str) -> ApiError {
+        ApiError::Service {
+            action: "DescribeDomainRecords".into(),
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+        }
+    }
+
+    /// Throttling after the retry budget is not "not our zone" (that cancelled the order).
+    #[test]
+    fn only_a_plain_refusal_says_not_a_zone() {
+        assert!(not_a_zone(&refusal(400, "InvalidDomainName.NoExist")));
+        assert!(!not_a_zone(&refusal(400, "Throttling.User")));
+        assert!(!not_a_zone(&refusal(403, "InvalidAccessKeyId.NotFound")));
+        assert!(!not_a_zone(&refusal(503, "ServiceUnavailable")));
+    }
 
     #[test]
     fn candidates_longest_first() {

@@ -11,6 +11,7 @@ use crate::lifecycle::schedule::{self, dur};
 use crate::store::{CertRecord, Phase};
 use crate::validation::{Presented, ValidationError};
 use cas_api::model::{CertificateState, OrderId};
+use cas_api::ErrorClass;
 
 /// When the order in flight must have left domain_verify: `validation_timeout` after it was
 /// created (after its proof was published, in records too old to know). Only orders waiting for
@@ -165,6 +166,11 @@ pub(super) fn published(
         }
         Err(ValidationError::Busy(why)) => {
             wait_poll(rec, cx, 0).prepend(vec![Effect::Log(Event::PublishBusy { order_id, why })])
+        }
+        // The DNS API refused for now (throttling, a 5xx, the network): the order stays and
+        // the publish is tried again after the retry backoff; giving it up would pay again.
+        Err(ValidationError::Dns(e)) if e.class() == ErrorClass::Retryable => {
+            failed(rec, cx, Failure::api(&e))
         }
         Err(e) => failed(rec, cx, Failure::attempt(format!("validation: {e}"), false)),
     }

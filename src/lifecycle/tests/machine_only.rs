@@ -544,3 +544,45 @@ fn removal_covers_the_open_order_the_queued_ones_and_the_proof() {
         "the deployed order stays"
     );
 }
+
+/// The DNS API throttled the publish (after the client's retries): the order stays open and
+/// the publish is tried again after the retry backoff. (It was failed as an attempt: the
+/// order cancelled and deleted, and a new one paid 60 s later.) A plain refusal still fails
+/// the attempt.
+#[test]
+fn a_throttled_dns_publish_keeps_the_order_and_tries_again() {
+    let c = cert("www", &["a.test"]);
+    let mut rec = CertRecord::new("www", c.domains.clone());
+    rec.phase = Phase::Ordered {
+        pending: Default::default(),
+        order_id: OrderId(3),
+        created_at: t0(),
+    };
+    let refusal = |code: &str| {
+        crate::validation::ValidationError::Dns(cas_api::ApiError::Service {
+            action: "DescribeDomainRecords".into(),
+            status: 400,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+        })
+    };
+    let publish = |rec: CertRecord, e| {
+        machine::observe(
+            rec,
+            &cx(&c),
+            Observation::Published {
+                result: Err(e),
+                issue_ewma: None,
+                challenge: file_ch(),
+            },
+        )
+    };
+    let t = publish(rec.clone(), refusal("Throttling.User"));
+    assert_eq!(t.rec.phase.open_order(), Some(OrderId(3)));
+    assert!(t.rec.orders_to_clean.is_empty());
+    assert!(matches!(t.next, Next::Done(StepOutcome::Waiting(at)) if at > t0()));
+    let t = publish(rec, refusal("InvalidDomainName.NoExist"));
+    assert_eq!(t.rec.phase.open_order(), None);
+    assert_eq!(t.rec.orders_to_clean, [OrderId(3)]);
+}
