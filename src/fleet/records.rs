@@ -50,13 +50,7 @@ impl EtcdRecords {
             self.remember(name, 0);
             return Ok(None);
         };
-        let sealed = store::decode(name, kv.value())?;
-        if sealed.name != name {
-            return Err(FleetError::Unexpected {
-                cert: name.to_string(),
-                what: format!("a record named {:?}", sealed.name),
-            });
-        }
+        let sealed = decode_named(name, kv.value())?;
         let rec = open_keys(&self.sealer, sealed, kv.version())?;
         self.remember(name, kv.version());
         Ok(Some(rec))
@@ -247,17 +241,24 @@ pub async fn record_status(fleet: &Fleet, name: &str) -> Result<Option<StatusRow
     let Some(kv) = r.kvs().first() else {
         return Ok(None);
     };
-    let sealed = store::decode(name, kv.value())?;
+    let sealed = decode_named(name, kv.value())?;
+    Ok(Some(StatusRow::from_record(&sealed)))
+}
+
+/// The fence: the owner key still exists with the writer's token as its create revision.
+/// The record stored under `name`'s key, keys still sealed; one that names another
+/// certificate is refused.
+fn decode_named(name: &str, bytes: &[u8]) -> Result<CertRecord, FleetError> {
+    let sealed = store::decode(name, bytes)?;
     if sealed.name != name {
         return Err(FleetError::Unexpected {
             cert: name.to_string(),
             what: format!("a record named {:?}", sealed.name),
         });
     }
-    Ok(Some(StatusRow::from_record(&sealed)))
+    Ok(sealed)
 }
 
-/// The fence: the owner key still exists with the writer's token as its create revision.
 fn fence(fleet: &Fleet, owner: &Ownership) -> Compare {
     Compare::create_revision(
         fleet.owner_key(owner.cert()),
